@@ -1,0 +1,46 @@
+"""jobq: a durable job queue on one SQLite file, run by a supervisor and its worker processes.
+
+    q = jobq.Queue("jobs.db")
+    job = q.submit("pkg.mod:fn", args=(1, 2))
+    with jobq.Supervisor(q, concurrency=2):
+        print(job.join(timeout=5))
+"""
+
+from __future__ import annotations
+
+from .api import Group, Job, Queue
+from .config import Settings, load_settings
+from .errors import (
+    ConfigError,
+    GroupNotFound,
+    JobFailed,
+    JobNotFound,
+    JobqError,
+    StoreBusy,
+    StoreError,
+    ValidationError,
+)
+from .models import STATES
+from .supervisor import Supervisor
+from .worker import current_job
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STATES",
+    "ConfigError",
+    "Group",
+    "GroupNotFound",
+    "Job",
+    "JobFailed",
+    "JobNotFound",
+    "JobqError",
+    "Queue",
+    "Settings",
+    "StoreBusy",
+    "StoreError",
+    "Supervisor",
+    "ValidationError",
+    "current_job",
+    "load_settings",
+]

@@ -1,0 +1,508 @@
+"""The Python API: :class:`Queue`, :class:`Job` and :class:`Group`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from .config import Settings, load_settings, parse_duration
+from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
+from .local import Poker, is_dead
+from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, check_target, target_of, validate_spec
+from .schedules import check_cron, first_run_at
+from .store import Schedule, Store, open_store
+
+_UNSET: Any = object()
+
+
+def _job_id(job_id: Any) -> int:
+    if isinstance(job_id, Job):
+        return job_id.id
+    if isinstance(job_id, bool):
+        raise JobNotFound(job_id)
+    if isinstance(job_id, int):
+        return job_id
+    text = str(job_id).strip()
+    if text.isdigit() and len(text) < 19:
+        return int(text)
+    raise JobNotFound(job_id)
+
+
+def _backoff(first: float, cap: float) -> Iterator[float]:
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 1.3, cap)
+
+
+class Queue:
+    """A handle on one jobq database: submit, inspect and manage jobs.
+
+    ``Queue("jobs.db")`` creates the file and its schema when missing. Settings come from
+    ``config`` (a TOML path or a :class:`Settings`), ``JOBQ_*`` and ``./jobq.toml``.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, config: str | Settings | None = None) -> None:
+        if isinstance(config, Settings):
+            self.settings = config.model_copy(update={"db": str(db)}) if db is not None else config
+        else:
+            self.settings = load_settings(config, overrides={"db": str(db) if db is not None else None})
+        self.store: Store = open_store(self.settings.db, self.settings.busy_timeout_seconds)
+        self._poker = Poker(self.store.url) if not self.store.url.startswith("postgres") else None
+        self._checked: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"jobq.Queue({self.store.url!r})"
+
+    @property
+    def path(self) -> str:
+        """Where the database is (a file path or a URL)."""
+        return self.store.url
+
+    # -- submitting -----------------------------------------------------------------
+    def _spec_data(
+        self,
+        target: str | Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        queue: str,
+        priority: int | None,
+        name: str | None,
+        timeout: float | str | None,
+        retries: int | None,
+        retry_backoff: float | str | None,
+        retry_backoff_max: float | str | None,
+        delay: float | str | None,
+        run_at: datetime | None,
+        key: str | None,
+        depends_on: Any,
+        pass_results: bool,
+        result_ttl: float | str | None,
+        check: bool,
+        now: float,
+    ) -> dict[str, Any]:
+        if callable(target) and not isinstance(target, str):
+            target = target_of(target)
+        if not isinstance(target, str):
+            raise ValidationError("target", "expected 'package.module:function' or a function")
+        qs = self.settings.queue_settings(queue) if isinstance(queue, str) else None
+        s = self.settings
+
+        def pick(value: Any, per_queue: Any, default: Any) -> Any:
+            if value is not None:
+                return value
+            return per_queue if per_queue is not None else default
+
+        data: dict[str, Any] = {
+            "target": target,
+            "args": list(args) if isinstance(args, tuple) else args,
+            "kwargs": {} if kwargs is None else kwargs,
+            "queue": queue,
+            "priority": pick(priority, qs.priority if qs else None, 0),
+            "name": name,
+            "timeout": _duration("timeout", pick(timeout, qs.timeout if qs else None, s.timeout)),
+            "retries": pick(retries, qs.retries if qs else None, s.retries),
+            "retry_backoff": _duration("retry_backoff", pick(retry_backoff, qs.retry_backoff if qs else None, s.retry_backoff)),
+            "retry_backoff_max": _duration(
+                "retry_backoff_max", pick(retry_backoff_max, qs.retry_backoff_max if qs else None, s.retry_backoff_max)
+            ),
+            "key": key,
+            "pass_results": pass_results,
+            "result_ttl": _duration("result_ttl", result_ttl),
+        }
+        if delay is not None and run_at is not None:
+            raise ValidationError("delay", "give delay or run_at, not both")
+        if delay is not None:
+            data["run_at"] = now + _duration("delay", delay)
+        elif run_at is not None:
+            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+                raise ValidationError("run_at", "expected a timezone-aware datetime")
+            data["run_at"] = run_at.timestamp()
+        if depends_on is not None:
+            data["depends_on"] = self._dependency_ids(depends_on)
+        if check and isinstance(target, str) and target not in self._checked:
+            data["_check"] = True
+        return data
+
+    def _dependency_ids(self, depends_on: Any) -> list[int]:
+        items = depends_on if isinstance(depends_on, (list, tuple, set)) else [depends_on]
+        ids: list[int] = []
+        for item in items:
+            if isinstance(item, Group):
+                ids.extend(item.job_ids)
+            else:
+                try:
+                    ids.append(_job_id(item))
+                except JobNotFound:
+                    raise ValidationError("depends_on", f"not a job id: {item!r}") from None
+        return ids
+
+    def _validate(self, data: dict[str, Any]) -> JobSpec:
+        check = data.pop("_check", False)
+        spec = validate_spec(data, self.settings.max_payload_bytes)
+        if check:
+            check_target(spec.target)
+            self._checked.add(spec.target)
+        return spec
+
+    def _insert(self, specs: list[JobSpec], group: bool = False) -> tuple[list[Job], str | None]:
+        from .store.sqlite import _Rejected
+
+        try:
+            submitted, group_id = self.store.submit(specs, time.time(), group=group)
+        except _Rejected as exc:
+            raise ValidationError(exc.field, exc.message) from None
+        if self._poker is not None:
+            self._poker.poke()
+        return [Job(self, s.id, existing=s.existing) for s in submitted], group_id
+
+    def submit(
+        self,
+        target: str | Callable[..., Any],
+        args: Any = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        priority: int | None = None,
+        name: str | None = None,
+        timeout: float | str | None = None,
+        retries: int | None = None,
+        retry_backoff: float | str | None = None,
+        retry_backoff_max: float | str | None = None,
+        delay: float | str | None = None,
+        run_at: datetime | None = None,
+        key: str | None = None,
+        depends_on: Any = None,
+        pass_results: bool = False,
+        result_ttl: float | str | None = None,
+        check: bool = True,
+    ) -> Job:
+        """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
+        matched an unfinished job). Raises :class:`ValidationError` on bad input."""
+        now = time.time()
+        data = self._spec_data(target, args, kwargs, queue, priority, name, timeout, retries, retry_backoff,
+                               retry_backoff_max, delay, run_at, key, depends_on, pass_results, result_ttl, check, now)
+        if depends_on is not None and not data["depends_on"]:
+            data.pop("depends_on")
+        # Dependencies must exist when the job is submitted, so they can never form a cycle;
+        # an unknown id is rejected inside the insert transaction.
+        jobs, _ = self._insert([self._validate(data)])
+        return jobs[0]
+
+    def submit_many(self, target: str | Callable[..., Any], args_list: Iterable[Any], **options: Any) -> list[Job]:
+        """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a
+        single argument) in one transaction. ``options`` are those of :meth:`submit`."""
+        group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
+        return group.jobs
+
+    def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
+        """One job per item, in one transaction, as a :class:`Group`. A tuple item is the
+        argument list; any other value (a list too) is the single argument. Streams the
+        iterable: it is never held in memory whole. ``options`` are those of :meth:`submit`."""
+        return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+
+    def _map(self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool) -> Group:
+        options = dict(options)
+        check = options.pop("check", True)
+        allowed = {"queue", "priority", "name", "timeout", "retries", "retry_backoff", "retry_backoff_max",
+                   "delay", "run_at", "result_ttl", "kwargs"}
+        _reject_unknown(options, allowed)
+        now = time.time()
+        first = self._validate(self._spec_data(target, [], options.get("kwargs"), options.get("queue", "default"),
+                                               options.get("priority"), options.get("name"), options.get("timeout"),
+                                               options.get("retries"), options.get("retry_backoff"),
+                                               options.get("retry_backoff_max"), options.get("delay"),
+                                               options.get("run_at"), None, None, False, options.get("result_ttl"),
+                                               check, now))
+        ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes)
+        if self._poker is not None:
+            self._poker.poke()
+        return Group(self, group_id, ids)
+
+    # -- reading --------------------------------------------------------------------
+    def get(self, job_id: Any) -> Job:
+        """The job with that id (as printed). Raises :class:`JobNotFound`."""
+        jid = _job_id(job_id)
+        if not self.store.get_states([jid]):
+            raise JobNotFound(job_id)
+        return Job(self, jid)
+
+    def group(self, group_id: str) -> Group:
+        """The group with that id (as printed). Raises :class:`GroupNotFound`."""
+        ids = self.store.group_jobs(str(group_id))
+        if ids is None:
+            raise GroupNotFound(group_id)
+        return Group(self, str(group_id), ids)
+
+    def record(self, job_id: Any) -> JobRecord:
+        """The job's full stored record. Raises :class:`JobNotFound`."""
+        record = self.store.get(_job_id(job_id))
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def status(self) -> dict[str, Any]:
+        """Counts by state (every state, zeros included), by queue, and live supervisors."""
+        by_queue = self.store.counts()
+        counts = dict.fromkeys(STATES, 0)
+        queues: dict[str, dict[str, int]] = {}
+        for queue, states in sorted(by_queue.items()):
+            queues[queue] = dict.fromkeys(STATES, 0)
+            for state, n in states.items():
+                queues[queue][state] = n
+                counts[state] = counts.get(state, 0) + n
+        return {"counts": counts, "queues": queues, "supervisors": [s.to_dict() for s in self.live_supervisors()]}
+
+    def live_supervisors(self) -> list[Any]:
+        """Supervisors that are alive: lock held on this host, recent heartbeat elsewhere."""
+        host = socket.gethostname()
+        now = time.time()
+        alive = []
+        for sup in self.store.supervisors():
+            if sup.host == host and sup.lock_path:
+                if is_dead(sup.lock_path):
+                    continue
+            elif now - sup.heartbeat_at > self.settings.lease_seconds:
+                continue
+            alive.append(sup)
+        return alive
+
+    def list(self, state: str | None = None, queue: str | None = None, limit: int = 20) -> list[JobRecord]:
+        """Job records, newest first."""
+        if state is not None and state not in STATES:
+            raise ValidationError("state", f"unknown state {state!r}; one of {', '.join(STATES)}")
+        if limit < 1:
+            raise ValidationError("limit", "must be at least 1")
+        return self.store.list_jobs(state, queue, limit)
+
+    def logs(self, job_id: Any) -> str:
+        """What the job printed (stdout and stderr) in its last attempt."""
+        jid = _job_id(job_id)
+        if not self.store.get_states([jid]):
+            raise JobNotFound(job_id)
+        return self.store.output(jid) or ""
+
+    # -- managing -------------------------------------------------------------------
+    def cancel(self, *job_ids: Any) -> dict[int, str]:
+        """Cancel jobs; a running one is ended by its supervisor within a heartbeat."""
+        ids = [_job_id(j) for j in job_ids]
+        known = self.store.get_states(ids)
+        for jid, given in zip(ids, job_ids):
+            if jid not in known:
+                raise JobNotFound(given)
+        return self.store.cancel(ids, time.time())
+
+    def retry(self, *job_ids: Any, failed: bool = False, queue: str | None = None) -> list[int]:
+        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job."""
+        if failed:
+            out = self.store.retry(None, time.time(), queue=queue)
+        else:
+            ids = [_job_id(j) for j in job_ids]
+            known = self.store.get_states(ids)
+            for jid, given in zip(ids, job_ids):
+                if jid not in known:
+                    raise JobNotFound(given)
+            out = self.store.retry(ids, time.time(), queue=queue)
+        if out and self._poker is not None:
+            self._poker.poke()
+        return out
+
+    def purge(self, states: Iterable[str] = ("succeeded", "failed", "cancelled"), older_than: float | str | None = None) -> int:
+        """Delete finished jobs (of ``states``) finished more than ``older_than`` ago."""
+        states = list(states)
+        for state in states:
+            if state not in FINISHED_STATES:
+                raise ValidationError("state", f"only finished jobs can be purged ({', '.join(FINISHED_STATES)})")
+        age = _duration("older_than", older_than) if older_than is not None else 0.0
+        return self.store.purge(time.time(), states, age)
+
+    def schedule(self, name: str, target: str | Callable[..., Any], args: Any = (), cron: str | None = None,
+                 every: float | str | None = None, *, kwargs: dict[str, Any] | None = None, queue: str = "default") -> Schedule:
+        """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
+        from .config import ScheduleSettings
+
+        if callable(target) and not isinstance(target, str):
+            target = target_of(target)
+        try:
+            s = ScheduleSettings(name=name, target=target, args=list(args), kwargs=kwargs or {}, queue=queue, cron=cron, every=every)
+        except Exception as exc:
+            from pydantic import ValidationError as PVE
+
+            if isinstance(exc, PVE):
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err.get("loc", ())) or "schedule"
+                raise ValidationError(field, err.get("msg", "invalid").removeprefix("Value error, ")) from None
+            raise
+        validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
+        if s.cron:
+            check_cron(s.cron)
+        schedule = Schedule(s.name, s.target, s.args, s.kwargs, s.queue, s.cron, s.every, first_run_at(s.cron, s.every, time.time()))
+        self.store.upsert_schedule(schedule)
+        return schedule
+
+    def schedules(self) -> list[Schedule]:
+        """Every stored schedule."""
+        return self.store.schedules()
+
+
+class Job:
+    """A submitted job. Attributes are read fresh from the store on each access."""
+
+    def __init__(self, queue: Queue, job_id: int, existing: bool = False) -> None:
+        self.queue = queue
+        self.id = job_id
+        self.existing = existing
+
+    def __repr__(self) -> str:
+        return f"<jobq.Job {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other.queue.path == self.queue.path
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def refresh(self) -> JobRecord:
+        """The job's full record now."""
+        return self.queue.record(self.id)
+
+    @property
+    def state(self) -> str:
+        states = self.queue.store.get_states([self.id])
+        if self.id not in states:
+            raise JobNotFound(self.id)
+        return states[self.id]
+
+    @property
+    def attempts(self) -> int:
+        return self.refresh().attempts
+
+    @property
+    def name(self) -> str | None:
+        return self.refresh().name
+
+    @property
+    def result(self) -> Any:
+        """The return value (None until the job succeeded)."""
+        return self.refresh().result
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.refresh().error
+
+    def logs(self) -> str:
+        return self.queue.logs(self.id)
+
+    def cancel(self) -> str:
+        """Cancel this job; returns ``cancelled``, ``cancelling`` (running) or its final state."""
+        return self.queue.cancel(self.id).get(self.id, "unknown")
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait for the job to finish; return its value, or raise :class:`JobFailed`
+        (failed or cancelled) or :class:`TimeoutError` when ``timeout`` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for delay in _backoff(0.0005, 0.05):
+            state = self.state
+            if state in FINISHED_STATES:
+                return _result_or_raise(self.refresh())
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {self.id} still {state} after {timeout:g}s")
+                delay = min(delay, left)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class Group:
+    """The jobs of one :meth:`Queue.map`, in input order."""
+
+    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int]) -> None:
+        self.queue = queue
+        self.id = group_id
+        self.job_ids = list(job_ids)
+
+    def __repr__(self) -> str:
+        return f"<jobq.Group {self.id} of {len(self.job_ids)}>"
+
+    def __len__(self) -> int:
+        return len(self.job_ids)
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [Job(self.queue, i) for i in self.job_ids]
+
+    def counts(self) -> dict[str, int]:
+        """Counts of the group's jobs by state."""
+        summary = self.queue.store.group_summary(str(self.id)) if self.id else None
+        if summary is None:
+            states = self.queue.store.get_states(self.job_ids)
+            summary = {}
+            for s in states.values():
+                summary[s] = summary.get(s, 0) + 1
+        return summary
+
+    def join(self, timeout: float | None = None) -> list[Any]:
+        """Results in input order; raises :class:`JobFailed` naming the failed item's index."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for delay in _backoff(0.001, 0.2):
+            counts = self.counts()
+            if any(counts.get(s) for s in ("failed", "cancelled")) or sum(counts.get(s, 0) for s in FINISHED_STATES) >= len(self):
+                break
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    done = sum(counts.get(s, 0) for s in FINISHED_STATES)
+                    raise TimeoutError(f"group {self.id}: {done}/{len(self)} finished after {timeout:g}s")
+                delay = min(delay, left)
+            time.sleep(delay)
+        rows = self.queue.store.group_results(str(self.id)) if self.id else None
+        if rows is None:
+            rows = [(r.id, r.state, r.result, r.error) for r in (self.queue.record(i) for i in self.job_ids)]
+        results = []
+        for index, (job_id, state, result, error) in enumerate(rows):
+            if state in ("failed", "cancelled"):
+                error = error or {}
+                raise JobFailed(job_id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""),
+                                state=state, index=index)
+            results.append(result)
+        if len(results) != len(self):
+            missing = len(self) - len(results)
+            raise StoreError(f"group {self.id}: {missing} jobs are missing (purged?)")
+        return results
+
+
+def _result_or_raise(record: JobRecord) -> Any:
+    if record.state == SUCCEEDED:
+        return record.result
+    error = record.error or {}
+    raise JobFailed(record.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""),
+                    state=record.state)
+
+
+def _duration(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+def _as_args(item: Any, tuple_only: bool) -> list[Any]:
+    if isinstance(item, tuple) or (not tuple_only and isinstance(item, list)):
+        return list(item)
+    return [item]
+
+
+def _reject_unknown(options: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValidationError(unknown[0], "unexpected option")
+
+
+__all__ = ["Group", "Job", "Queue"]

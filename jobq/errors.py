@@ -1,0 +1,69 @@
+"""Exceptions raised by jobq. Every one derives from :class:`JobqError`."""
+
+from __future__ import annotations
+
+
+class JobqError(Exception):
+    """Base class of every error jobq raises on purpose."""
+
+
+class ValidationError(JobqError, ValueError):
+    """A job definition or a setting is invalid. ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class ConfigError(ValidationError):
+    """A configuration value (file, environment or flag) is invalid."""
+
+
+class JobNotFound(JobqError, LookupError):
+    """No job (or group) with that id exists in the store."""
+
+    def __init__(self, job_id: object) -> None:
+        self.job_id = job_id
+        super().__init__(f"no such job: {job_id}")
+
+
+class GroupNotFound(JobNotFound):
+    """No group with that id exists in the store."""
+
+    def __init__(self, group_id: object) -> None:
+        JobqError.__init__(self, f"no such group: {group_id}")
+        self.job_id = group_id
+
+
+class StoreError(JobqError):
+    """The database cannot be used: not a jobq database, corrupt, read-only, full, locked."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked by other writers longer than the busy budget."""
+
+
+class JobFailed(JobqError):
+    """A joined job ended ``failed`` or ``cancelled``; carries the remote error.
+
+    ``index`` is set when the job is an item of a group (``Group.join``).
+    """
+
+    def __init__(
+        self,
+        job_id: object,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        state: str = "failed",
+        index: int | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.state = state
+        self.index = index
+        where = f"job {job_id}" if index is None else f"item {index} (job {job_id})"
+        super().__init__(f"{where} {state}: {error_type}: {message}")

@@ -1,0 +1,144 @@
+"""Same-host presence of supervisors, beside the database file.
+
+Each supervisor holds an exclusive ``flock`` on its own lock file for its whole life; the
+kernel drops it when the process dies, however it dies, so any other process on the host
+can tell a dead supervisor at once by taking the lock. Each supervisor also listens on a
+Unix datagram socket that submitters poke so an idle supervisor wakes at once (best
+effort: polling stays the fallback)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import glob
+import hashlib
+import os
+import socket
+import sys
+import time
+
+_HAS_ABSTRACT = sys.platform.startswith("linux")
+
+
+def presence_dir(db_path: str) -> str:
+    """The directory of lock files beside the database: ``<db>-jobq``."""
+    return db_path + "-jobq"
+
+
+def _socket_name(db_path: str, supervisor_id: str) -> str:
+    digest = hashlib.sha1(db_path.encode()).hexdigest()[:16]
+    return f"\0jobq-{digest}-{supervisor_id}"
+
+
+class LocalPresence:
+    """The lock file and wake-up socket of one running supervisor."""
+
+    def __init__(self, db_path: str, supervisor_id: str) -> None:
+        self.db_path = db_path
+        self.supervisor_id = supervisor_id
+        self.lock_path = os.path.join(presence_dir(db_path), f"{supervisor_id}.lock")
+        self._lock_fd: int | None = None
+        self.sock: socket.socket | None = None
+
+    def acquire(self) -> None:
+        os.makedirs(presence_dir(self.db_path), exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.set_inheritable(fd, False)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        if _HAS_ABSTRACT:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            try:
+                sock.bind(_socket_name(self.db_path, self.supervisor_id))
+                self.sock = sock
+            except OSError:
+                sock.close()
+
+    def fileno(self) -> int:
+        assert self.sock is not None
+        return self.sock.fileno()
+
+    def drain(self) -> None:
+        """Read and drop every pending wake-up."""
+        if self.sock is None:
+            return
+        while True:
+            try:
+                self.sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+
+    def release(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self.lock_path)
+            except FileNotFoundError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def is_dead(lock_path: str | None) -> bool | None:
+    """True when no process holds the supervisor's lock file (it died or never locked);
+    False when it is held; None when it cannot be told (no path, other host)."""
+    if not lock_path:
+        return None
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        return None
+    else:
+        # Held by nobody: the owner is dead. Remove the file while we hold it.
+        try:
+            os.unlink(lock_path)
+        except OSError:
+            pass
+        return True
+    finally:
+        os.close(fd)
+
+
+class Poker:
+    """Wakes the idle supervisors of a database on this host (best effort, cheap)."""
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+        self._names: list[str] = []
+        self._listed_at = -1e9
+        self._sock: socket.socket | None = None
+        self._pid = -1
+
+    def poke(self) -> None:
+        if not _HAS_ABSTRACT:
+            return
+        now = time.monotonic()
+        if now - self._listed_at > 1.0:
+            ids = [os.path.basename(p)[: -len(".lock")] for p in glob.glob(os.path.join(presence_dir(self.db_path), "*.lock"))]
+            self._names = [_socket_name(self.db_path, i) for i in ids]
+            self._listed_at = now
+        if not self._names:
+            return
+        if self._sock is None or self._pid != os.getpid():
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.setblocking(False)
+            self._pid = os.getpid()
+        for name in self._names:
+            try:
+                self._sock.sendto(b"!", name)
+            except OSError:
+                pass

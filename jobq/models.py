@@ -1,0 +1,247 @@
+"""Job definitions (validated with pydantic at submit time), job records and job semantics."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from .config import QUEUE_NAME_PATTERN
+from .errors import ValidationError
+
+QUEUED, SCHEDULED, WAITING, RUNNING = "queued", "scheduled", "waiting", "running"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+STATES = (QUEUED, SCHEDULED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED_STATES = (SUCCEEDED, FAILED, CANCELLED)
+TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+# A supervisor that dies with a job in hand does not spend the job's retries; this many
+# such losses beyond max_attempts end the job failed, so a job that kills its supervisor
+# cannot loop for ever.
+MAX_LOST_ATTEMPTS = 5
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC text of a Unix timestamp (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def dumps(value: Any) -> str:
+    """Compact, strict JSON (no NaN/Infinity)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def retry_delay_seconds(attempt: int, backoff: float, backoff_max: float) -> float:
+    """Exponential backoff with full jitter in [delay/2, delay] after failed ``attempt`` (1-based)."""
+    if backoff <= 0:
+        return 0.0
+    delay = min(backoff_max, backoff * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.random() * delay / 2
+
+
+def target_of(fn: Any) -> str:
+    """``module:qualname`` of a function object, resolving a script's ``__main__``."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValidationError("target", f"{fn!r} is not importable by its module path")
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+        elif getattr(main, "__file__", None):
+            from pathlib import Path
+
+            module = Path(main.__file__).stem
+    return f"{module}:{qualname}"
+
+
+def resolve_target(target: str) -> Any:
+    """Import ``module:qualname`` and return the callable. Raises ImportError/AttributeError."""
+    module_name, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_target(target: str) -> None:
+    """Raise :class:`ValidationError` unless ``target`` imports to a callable here."""
+    try:
+        obj = resolve_target(target)
+    except Exception as exc:  # any import-time failure is the caller's bad target
+        raise ValidationError("target", f"cannot import {target}: {type(exc).__name__}: {exc}") from None
+    if not callable(obj):
+        raise ValidationError("target", f"{target} is not callable")
+
+
+class JobSpec(BaseModel):
+    """One job definition as submitted. Validation errors name the field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(pattern=TARGET_PATTERN, max_length=500)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
+    priority: StrictInt = Field(default=0, ge=-(2**31), le=2**31 - 1)
+    name: str | None = Field(default=None, max_length=500)
+    timeout: float | None = Field(default=None, gt=0, le=10**9)
+    retries: StrictInt = Field(default=0, ge=0, le=10**6)
+    retry_backoff: float = Field(default=1.0, ge=0, le=10**9)
+    retry_backoff_max: float = Field(default=300.0, ge=0, le=10**9)
+    run_at: float | None = None
+    key: str | None = Field(default=None, min_length=1, max_length=500)
+    depends_on: list[StrictInt] = Field(default_factory=list)
+    pass_results: bool = False
+    result_ttl: float | None = Field(default=None, ge=0)
+
+    @field_validator("args", "kwargs", mode="before")
+    @classmethod
+    def _json_container(cls, value: Any, info: Any) -> Any:
+        if info.field_name == "args" and isinstance(value, tuple):
+            value = list(value)
+        try:
+            text = dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not JSON-serialisable: {exc}") from None
+        return json.loads(text)
+
+    @field_validator("timeout", "retry_backoff", "retry_backoff_max", "run_at", "result_ttl")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+def validate_spec(data: dict[str, Any], max_payload_bytes: int) -> JobSpec:
+    """Build a :class:`JobSpec` or raise :class:`ValidationError` naming the bad field."""
+    try:
+        spec = JobSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc", ())
+        fieldname = str(loc[0]) if loc else "job"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "string_pattern_mismatch" and fieldname == "target":
+            msg = "expected 'package.module:function'"
+        elif err.get("type") == "string_pattern_mismatch" and fieldname == "queue":
+            msg = "expected 1-64 of letters, digits, '_', '.', '-'"
+        raise ValidationError(fieldname, msg) from None
+    size = len(dumps(spec.args)) + len(dumps(spec.kwargs))
+    if size > max_payload_bytes:
+        raise ValidationError("args", f"payload is {size} bytes, over max_payload_bytes={max_payload_bytes}")
+    return spec
+
+
+@dataclass
+class JobRecord:
+    """A job as stored. Times are Unix seconds; ``to_dict`` gives the public JSON shape."""
+
+    id: int
+    name: str | None
+    target: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    state: str
+    attempts: int
+    max_attempts: int
+    run_at: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    owner: str | None = None
+    worker: int | None = None
+    timeout: float | None = None
+    key: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    cancel_requested: bool = False
+    depends_on: list[int] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public record: what ``jobq status ID --json`` prints."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "target": self.target,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "queue": self.queue,
+            "priority": self.priority,
+            "state": self.state,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "result": self.result,
+            "error": self.error,
+            "errors": self.errors,
+            "created_at": iso(self.created_at),
+            "run_at": iso(self.run_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "supervisor": self.owner,
+            "worker": self.worker,
+            "timeout": self.timeout,
+            "key": self.key,
+            "group": self.group_id,
+            "group_index": self.group_index,
+            "depends_on": self.depends_on,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+        }
+
+
+@dataclass
+class ClaimedJob:
+    """What a supervisor needs to run one claimed job."""
+
+    id: int
+    target: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    timeout: float | None
+    queue: str
+
+
+@dataclass
+class Outcome:
+    """A finished attempt, to be written back fenced on (id, owner, attempts).
+
+    ``kind``: ``succeeded`` (``result`` is JSON text), ``failed`` (``error`` dict; retried when
+    ``retriable`` and attempts remain), ``cancelled``, or ``released`` (never started or
+    ended by a drain: back to queued without counting the attempt).
+    """
+
+    job_id: int
+    attempts: int
+    kind: str
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    retriable: bool = True
+    worker: int | None = None
+    output: str | None = None
+    finished_at: float = 0.0
+    started_at: float | None = None

@@ -1,0 +1,19 @@
+"""Stores: the contract (:mod:`.base`) and its backends, chosen by the database URL."""
+
+from __future__ import annotations
+
+from .base import Schedule, Store, Submitted, SupervisorInfo
+
+
+def open_store(url: str, busy_timeout_seconds: float = 60.0) -> Store:
+    """The store for ``url``: a path or ``sqlite:///path`` (SQLite), ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from ..errors import StoreError
+
+        raise StoreError("the PostgreSQL backend is not available in this version of jobq")
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(url, busy_timeout_seconds=busy_timeout_seconds)
+
+
+__all__ = ["Schedule", "Store", "Submitted", "SupervisorInfo", "open_store"]

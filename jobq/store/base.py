@@ -1,0 +1,208 @@
+"""The store contract: everything jobq asks of a database. All SQL lives behind it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import ClaimedJob, JobRecord, JobSpec, Outcome
+
+
+@dataclass
+class SupervisorInfo:
+    """A live (or lately live) supervisor as registered in the store."""
+
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: list[str] | None
+    started_at: float
+    heartbeat_at: float
+    lock_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from ..models import iso
+
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "concurrency": self.concurrency,
+            "queues": self.queues,
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+        }
+
+
+@dataclass
+class Submitted:
+    """One submitted job: its id and whether an unfinished job with its key already existed."""
+
+    id: int
+    existing: bool = False
+
+
+@dataclass
+class Schedule:
+    """A periodic job definition as stored."""
+
+    name: str
+    target: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    cron: str | None
+    every: float | None
+    next_run_at: float
+    last_run_at: float | None = None
+
+
+class Store(ABC):
+    """What jobq needs from a backend. One instance per process; safe to use after fork
+    (a child opens its own connection and never touches its parent's)."""
+
+    url: str
+
+    # -- submitting and reading ---------------------------------------------------------
+    @abstractmethod
+    def submit(self, specs: Iterable[JobSpec], now: float, group: bool = False) -> tuple[list[Submitted], str | None]:
+        """Insert jobs in one transaction; returns their ids (and the new group id)."""
+
+    @abstractmethod
+    def submit_stream(
+        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int
+    ) -> tuple[list[int], str | None]:
+        """Insert one job per argument list (the rest as in ``base``) in one transaction,
+        streaming ``args_iter``; as a new group when ``group``. Raises ValidationError for an
+        item that is not JSON or too large (nothing is inserted then)."""
+
+    @abstractmethod
+    def get(self, job_id: int) -> JobRecord | None:
+        """The job's full record, or None."""
+
+    @abstractmethod
+    def get_states(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """The state of each existing job among ``job_ids``."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Counts by queue and state (states with zero may be missing)."""
+
+    @abstractmethod
+    def list_jobs(self, state: str | None, queue: str | None, limit: int) -> list[JobRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def output(self, job_id: int) -> str | None:
+        """The captured output of the job's last attempt (None when none was captured)."""
+
+    @abstractmethod
+    def count_jobs(self) -> int:
+        """How many jobs the store holds."""
+
+    # -- groups -------------------------------------------------------------------------
+    @abstractmethod
+    def group_jobs(self, group_id: str) -> list[int] | None:
+        """The job ids of a group in input order, or None when no such group exists."""
+
+    @abstractmethod
+    def group_results(self, group_id: str) -> list[tuple[int, str, Any, dict[str, Any] | None]] | None:
+        """(id, state, result, error) of each job of the group in input order."""
+
+    @abstractmethod
+    def group_summary(self, group_id: str) -> dict[str, int] | None:
+        """Counts by state of the group's jobs, or None when no such group exists."""
+
+    # -- supervisors --------------------------------------------------------------------
+    @abstractmethod
+    def register_supervisor(self, info: SupervisorInfo) -> None: ...
+
+    @abstractmethod
+    def unregister_supervisor(self, supervisor_id: str) -> None: ...
+
+    @abstractmethod
+    def supervisors(self) -> list[SupervisorInfo]: ...
+
+    @abstractmethod
+    def heartbeat(self, supervisor_id: str, now: float, lease_until: float) -> list[int]:
+        """Renew the supervisor's heartbeat and its jobs' leases; returns the ids of its
+        running jobs whose cancellation was requested."""
+
+    # -- claiming and finishing ---------------------------------------------------------
+    @abstractmethod
+    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
+        """Whether a claim could find a job now (a read: no write lock)."""
+
+    @abstractmethod
+    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+        """The earliest not-before time among queued and scheduled jobs."""
+
+    @abstractmethod
+    def claim(
+        self,
+        owner: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease_until: float,
+        queue_limits: dict[str, int] | None = None,
+    ) -> list[ClaimedJob]:
+        """Atomically move up to ``limit`` due jobs to running for ``owner``."""
+
+    @abstractmethod
+    def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """Write outcomes fenced on (id, running, owner, attempts); returns the ids whose
+        fence failed (the job was taken back from us) and whose outcome was dropped."""
+
+    @abstractmethod
+    def set_progress(self, owner: str, updates: Sequence[tuple[int, int, float, str]]) -> None:
+        """(job_id, attempts, fraction, message) for running jobs of ``owner``."""
+
+    @abstractmethod
+    def requeue_lost(self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = "") -> list[int]:
+        """Take back running jobs of a dead ``owner`` or with a lease expired before
+        ``expired_before``: requeue them (or fail them when out of attempts)."""
+
+    @abstractmethod
+    def prune_supervisors(self, heartbeat_before: float) -> list[str]:
+        """Forget supervisors whose last heartbeat is older than ``heartbeat_before``."""
+
+    @abstractmethod
+    def promote_scheduled(self, now: float) -> int:
+        """Scheduled jobs whose time has come become queued."""
+
+    # -- user actions -------------------------------------------------------------------
+    @abstractmethod
+    def cancel(self, job_ids: Sequence[int], now: float) -> dict[int, str]:
+        """Cancel jobs: unfinished-not-running ones at once, running ones by request.
+        Returns each id's resulting state (``cancelling`` for a running one)."""
+
+    @abstractmethod
+    def retry(self, job_ids: Sequence[int] | None, now: float, queue: str | None = None) -> list[int]:
+        """Requeue failed or cancelled jobs (``job_ids`` None: every failed one)."""
+
+    @abstractmethod
+    def purge(self, now: float, states: Sequence[str], older_than: float | None, default_ttl: float | None = None) -> int:
+        """Delete finished jobs finished before ``now - older_than`` (or past their own
+        ``result_ttl`` / ``default_ttl`` when ``older_than`` is None)."""
+
+    # -- schedules ----------------------------------------------------------------------
+    @abstractmethod
+    def upsert_schedule(self, schedule: Schedule) -> None: ...
+
+    @abstractmethod
+    def schedules(self) -> list[Schedule]: ...
+
+    @abstractmethod
+    def enqueue_due_schedules(self, now: float, next_after: Any) -> list[int]:
+        """Enqueue one job per due schedule and move each to its next time after ``now``
+        (``next_after(schedule, now) -> float``); exactly once across supervisors."""
+
+    @abstractmethod
+    def running_count(self, queue: str) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,240 @@
+"""The worker process: receives jobs from its supervisor over a pipe, runs them with their
+output captured, and sends back results. It never opens the database."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .models import dumps, resolve_target
+
+# Layout of each worker's slot in the shared array (doubles): the job it is running now
+# (0 when none), that job's attempt number, and the wall time it started. The supervisor
+# reads it to time jobs out and to know which job a dead worker was running.
+SLOT_JOB, SLOT_ATTEMPT, SLOT_STARTED = 0, 1, 2
+SLOT_SIZE = 3
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs to know; picklable for the spawn start method."""
+
+    supervisor_pid: int
+    capture_path: str
+    max_output_bytes: int = 65536
+    max_payload_bytes: int = 1048576
+    max_jobs: int | None = None
+    max_memory_mb: int | None = None
+    send_interval_seconds: float = 0.002
+    sys_path: list[str] = field(default_factory=list)
+
+
+class CurrentJob:
+    """The job running in this worker process (see :func:`jobq.current_job`)."""
+
+    def __init__(self, job_id: int, attempt: int, conn: Connection | None) -> None:
+        self.id = job_id
+        self.attempt = attempt
+        self._conn = conn
+        self._last_sent = 0.0
+        self._pending: tuple[float, str] | None = None
+
+    def set_progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0..1) and a short message; ``jobq status`` and ``jobq wait`` show it."""
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+        self._pending = (fraction, str(message)[:500])
+        now = time.monotonic()
+        if now - self._last_sent >= 0.05:
+            self.flush_progress()
+            self._last_sent = now
+
+    def flush_progress(self) -> None:
+        if self._pending is not None and self._conn is not None:
+            fraction, message = self._pending
+            self._conn.send(("progress", self.id, self.attempt, fraction, message))
+            self._pending = None
+
+
+_current: CurrentJob | None = None
+
+
+def current_job() -> CurrentJob | None:
+    """The job running in this process, or None outside a jobq worker."""
+    return _current
+
+
+def _die_with_parent(supervisor_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when its supervisor dies, so an orphan never runs
+    a job that a new supervisor has already taken back."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != supervisor_pid:
+        os._exit(1)
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+class OutputCapture:
+    """Points fds 1 and 2 at one file per worker while a job runs; keeps a bounded tail."""
+
+    def __init__(self, path: str, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.saved = (os.dup(1), os.dup(2))
+
+    def start(self) -> None:
+        _flush_std()
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.dup2(self.fd, 1)
+        os.dup2(self.fd, 2)
+
+    def stop(self) -> str:
+        _flush_std()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        return read_tail(self.fd, self.max_bytes)
+
+
+def read_tail(fd: int, max_bytes: int) -> str:
+    """The last ``max_bytes`` of an open file, noting how much was cut."""
+    size = os.fstat(fd).st_size
+    if size == 0 or max_bytes == 0:
+        return ""
+    start = max(0, size - max_bytes)
+    data = os.pread(fd, size - start, start)
+    text = data.decode("utf-8", errors="replace")
+    if start:
+        text = f"[... {start} bytes of earlier output dropped]\n" + text
+    return text
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    """The stored form of an exception: type, message and formatted traceback."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def run_job(job_id: int, attempt: int, target: str, args: list[Any], kwargs: dict[str, Any], config: WorkerConfig,
+            conn: Connection | None, cache: dict[str, Any]) -> tuple[bool, Any]:
+    """Call the target; returns (True, result JSON text) or (False, error dict)."""
+    global _current
+    _current = CurrentJob(job_id, attempt, conn)
+    try:
+        fn = cache.get(target)
+        if fn is None:
+            fn = cache[target] = resolve_target(target)
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
+        return False, error_dict(exc)
+    finally:
+        try:
+            _current.flush_progress()
+        except (OSError, ValueError):
+            pass
+        _current = None
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError) as exc:
+        return False, {
+            "type": "ResultNotSerializable",
+            "message": f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}",
+            "traceback": "",
+        }
+    if len(text) > config.max_payload_bytes:
+        return False, {
+            "type": "ResultTooLarge",
+            "message": f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}",
+            "traceback": "",
+        }
+    return True, text
+
+
+def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: WorkerConfig) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(config.supervisor_pid)
+    for entry in reversed(config.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    base = slot * SLOT_SIZE
+    capture = OutputCapture(config.capture_path, config.max_output_bytes)
+    cache: dict[str, Any] = {}
+    jobs_done = 0
+    retire_reason = ""
+    while not retire_reason:
+        try:
+            tasks = conn.recv()
+        except (EOFError, OSError):
+            return
+        if tasks is None:
+            return
+        results: list[tuple[Any, ...]] = []
+        last_send = time.monotonic()
+        for index, (job_id, attempt, target, args, kwargs) in enumerate(tasks):
+            if draining.value or retire_reason:
+                if results:
+                    conn.send(("done", results))
+                    results = []
+                conn.send(("unstarted", [t[0] for t in tasks[index:]]))
+                break
+            started = time.time()
+            slots[base + SLOT_ATTEMPT] = attempt
+            slots[base + SLOT_STARTED] = started
+            slots[base + SLOT_JOB] = job_id
+            capture.start()
+            try:
+                ok, payload = run_job(job_id, attempt, target, args, kwargs, config, conn, cache)
+            finally:
+                output = capture.stop()
+            slots[base + SLOT_JOB] = 0
+            results.append((job_id, attempt, ok, payload, output, started, time.time()))
+            jobs_done += 1
+            if config.max_jobs is not None and jobs_done >= config.max_jobs:
+                retire_reason = f"ran {jobs_done} jobs (max_jobs_per_worker)"
+            elif config.max_memory_mb is not None and resident_mb() > config.max_memory_mb:
+                retire_reason = f"resident memory over {config.max_memory_mb} MB (max_memory_per_worker)"
+            now = time.monotonic()
+            if index == len(tasks) - 1 or now - last_send >= config.send_interval_seconds or len(results) >= 64:
+                conn.send(("done", results))
+                results = []
+                last_send = now
+        if results:
+            conn.send(("done", results))
+    conn.send(("retire", retire_reason))
