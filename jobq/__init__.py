@@ -1,9 +1,9 @@
 """jobq: a durable job queue on one SQLite file, run by a supervisor and its worker processes.
 
-    q = jobq.Queue("jobs.db")
-    job = q.submit("pkg.mod:fn", args=(1, 2))
-    with jobq.Supervisor(q, concurrency=2):
-        print(job.join(timeout=5))
+q = jobq.Queue("jobs.db")
+job = q.submit("pkg.mod:fn", args=(1, 2))
+with jobq.Supervisor(q, concurrency=2):
+    print(job.join(timeout=5))
 """
 
 from __future__ import annotations

@@ -184,8 +184,26 @@ class Queue:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
         matched an unfinished job). Raises :class:`ValidationError` on bad input."""
         now = time.time()
-        data = self._spec_data(target, args, kwargs, queue, priority, name, timeout, retries, retry_backoff,
-                               retry_backoff_max, delay, run_at, key, depends_on, pass_results, result_ttl, check, now)
+        data = self._spec_data(
+            target,
+            args,
+            kwargs,
+            queue,
+            priority,
+            name,
+            timeout,
+            retries,
+            retry_backoff,
+            retry_backoff_max,
+            delay,
+            run_at,
+            key,
+            depends_on,
+            pass_results,
+            result_ttl,
+            check,
+            now,
+        )
         if depends_on is not None and not data["depends_on"]:
             data.pop("depends_on")
         # Dependencies must exist when the job is submitted, so they can never form a cycle;
@@ -205,19 +223,48 @@ class Queue:
         iterable: it is never held in memory whole. ``options`` are those of :meth:`submit`."""
         return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
 
-    def _map(self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool) -> Group:
+    def _map(
+        self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool
+    ) -> Group:
         options = dict(options)
         check = options.pop("check", True)
-        allowed = {"queue", "priority", "name", "timeout", "retries", "retry_backoff", "retry_backoff_max",
-                   "delay", "run_at", "result_ttl", "kwargs"}
+        allowed = {
+            "queue",
+            "priority",
+            "name",
+            "timeout",
+            "retries",
+            "retry_backoff",
+            "retry_backoff_max",
+            "delay",
+            "run_at",
+            "result_ttl",
+            "kwargs",
+        }
         _reject_unknown(options, allowed)
         now = time.time()
-        first = self._validate(self._spec_data(target, [], options.get("kwargs"), options.get("queue", "default"),
-                                               options.get("priority"), options.get("name"), options.get("timeout"),
-                                               options.get("retries"), options.get("retry_backoff"),
-                                               options.get("retry_backoff_max"), options.get("delay"),
-                                               options.get("run_at"), None, None, False, options.get("result_ttl"),
-                                               check, now))
+        first = self._validate(
+            self._spec_data(
+                target,
+                [],
+                options.get("kwargs"),
+                options.get("queue", "default"),
+                options.get("priority"),
+                options.get("name"),
+                options.get("timeout"),
+                options.get("retries"),
+                options.get("retry_backoff"),
+                options.get("retry_backoff_max"),
+                options.get("delay"),
+                options.get("run_at"),
+                None,
+                None,
+                False,
+                options.get("result_ttl"),
+                check,
+                now,
+            )
+        )
         ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes)
         if self._poker is not None:
             self._poker.poke()
@@ -291,7 +338,7 @@ class Queue:
         """Cancel jobs; a running one is ended by its supervisor within a heartbeat."""
         ids = [_job_id(j) for j in job_ids]
         known = self.store.get_states(ids)
-        for jid, given in zip(ids, job_ids):
+        for jid, given in zip(ids, job_ids, strict=True):
             if jid not in known:
                 raise JobNotFound(given)
         return self.store.cancel(ids, time.time())
@@ -303,7 +350,7 @@ class Queue:
         else:
             ids = [_job_id(j) for j in job_ids]
             known = self.store.get_states(ids)
-            for jid, given in zip(ids, job_ids):
+            for jid, given in zip(ids, job_ids, strict=True):
                 if jid not in known:
                     raise JobNotFound(given)
             out = self.store.retry(ids, time.time(), queue=queue)
@@ -320,15 +367,26 @@ class Queue:
         age = _duration("older_than", older_than) if older_than is not None else 0.0
         return self.store.purge(time.time(), states, age)
 
-    def schedule(self, name: str, target: str | Callable[..., Any], args: Any = (), cron: str | None = None,
-                 every: float | str | None = None, *, kwargs: dict[str, Any] | None = None, queue: str = "default") -> Schedule:
+    def schedule(
+        self,
+        name: str,
+        target: str | Callable[..., Any],
+        args: Any = (),
+        cron: str | None = None,
+        every: float | str | None = None,
+        *,
+        kwargs: dict[str, Any] | None = None,
+        queue: str = "default",
+    ) -> Schedule:
         """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
         from .config import ScheduleSettings
 
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
         try:
-            s = ScheduleSettings(name=name, target=target, args=list(args), kwargs=kwargs or {}, queue=queue, cron=cron, every=every)
+            s = ScheduleSettings(
+                name=name, target=target, args=list(args), kwargs=kwargs or {}, queue=queue, cron=cron, every=every
+            )
         except Exception as exc:
             from pydantic import ValidationError as PVE
 
@@ -340,7 +398,9 @@ class Queue:
         validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
         if s.cron:
             check_cron(s.cron)
-        schedule = Schedule(s.name, s.target, s.args, s.kwargs, s.queue, s.cron, s.every, first_run_at(s.cron, s.every, time.time()))
+        schedule = Schedule(
+            s.name, s.target, s.args, s.kwargs, s.queue, s.cron, s.every, first_run_at(s.cron, s.every, time.time())
+        )
         self.store.upsert_schedule(schedule)
         return schedule
 
@@ -467,8 +527,14 @@ class Group:
         for index, (job_id, state, result, error) in enumerate(rows):
             if state in ("failed", "cancelled"):
                 error = error or {}
-                raise JobFailed(job_id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""),
-                                state=state, index=index)
+                raise JobFailed(
+                    job_id,
+                    error.get("type", "Error"),
+                    error.get("message", ""),
+                    error.get("traceback", ""),
+                    state=state,
+                    index=index,
+                )
             results.append(result)
         if len(results) != len(self):
             missing = len(self) - len(results)
@@ -480,8 +546,9 @@ def _result_or_raise(record: JobRecord) -> Any:
     if record.state == SUCCEEDED:
         return record.result
     error = record.error or {}
-    raise JobFailed(record.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""),
-                    state=record.state)
+    raise JobFailed(
+        record.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=record.state
+    )
 
 
 def _duration(field: str, value: Any) -> float | None:

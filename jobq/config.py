@@ -103,9 +103,17 @@ class Settings(_Strict):
     schedules: list[ScheduleSettings] = Field(default_factory=list)
 
     @field_validator(
-        "lease_seconds", "heartbeat_seconds", "grace_seconds", "kill_grace_seconds",
-        "idle_poll_seconds", "busy_timeout_seconds", "timeout", "retry_backoff",
-        "retry_backoff_max", "result_ttl", mode="before",
+        "lease_seconds",
+        "heartbeat_seconds",
+        "grace_seconds",
+        "kill_grace_seconds",
+        "idle_poll_seconds",
+        "busy_timeout_seconds",
+        "timeout",
+        "retry_backoff",
+        "retry_backoff_max",
+        "result_ttl",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:

@@ -8,7 +8,7 @@ import math
 import random
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
@@ -32,7 +32,7 @@ def iso(ts: float | None) -> str | None:
     """ISO-8601 UTC text of a Unix timestamp (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def dumps(value: Any) -> str:

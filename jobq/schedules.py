@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .config import Settings
@@ -30,7 +30,7 @@ def next_run_after(schedule: Any, now: float) -> float:
         return start + missed * every
     from croniter import croniter
 
-    base = datetime.fromtimestamp(now, timezone.utc)
+    base = datetime.fromtimestamp(now, UTC)
     return float(croniter(schedule.cron, base).get_next(float))
 
 

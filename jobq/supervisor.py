@@ -171,8 +171,13 @@ class Supervisor:
         self._presence = presence
         now = time.time()
         info = SupervisorInfo(
-            id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=self.concurrency,
-            queues=self.queues, started_at=now, heartbeat_at=now,
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.concurrency,
+            queues=self.queues,
+            started_at=now,
+            heartbeat_at=now,
             lock_path=presence.lock_path if presence else None,
         )
         old_handlers = self._install_signals()
@@ -183,8 +188,14 @@ class Supervisor:
         try:
             self.store.register_supervisor(info)
             sync_schedules(self.store, self.settings, time.time())
-            log.info("supervisor %s started: pid %d, %d workers, queues %s, db %s", self.id, os.getpid(),
-                     self.concurrency, ",".join(self.queues) if self.queues else "*", self.store.url)
+            log.info(
+                "supervisor %s started: pid %d, %d workers, queues %s, db %s",
+                self.id,
+                os.getpid(),
+                self.concurrency,
+                ",".join(self.queues) if self.queues else "*",
+                self.store.url,
+            )
             self._maintenance(time.time())
             for slot in range(self.concurrency):
                 self._start_worker(slot)
@@ -277,12 +288,32 @@ class Supervisor:
                 self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
                 self._log_output(job_id, output)
                 if ok:
-                    self._outcomes.append(Outcome(job_id, attempt, "succeeded", result_json=payload, worker=w.pid,
-                                                  output=output, finished_at=finished, started_at=started))
+                    self._outcomes.append(
+                        Outcome(
+                            job_id,
+                            attempt,
+                            "succeeded",
+                            result_json=payload,
+                            worker=w.pid,
+                            output=output,
+                            finished_at=finished,
+                            started_at=started,
+                        )
+                    )
                     log.debug("job %d succeeded in %.3fs", job_id, duration)
                 else:
-                    self._outcomes.append(Outcome(job_id, attempt, "failed", error=payload, worker=w.pid,
-                                                  output=output, finished_at=finished, started_at=started))
+                    self._outcomes.append(
+                        Outcome(
+                            job_id,
+                            attempt,
+                            "failed",
+                            error=payload,
+                            worker=w.pid,
+                            output=output,
+                            finished_at=finished,
+                            started_at=started,
+                        )
+                    )
                     log.warning("job %d failed: %s: %s", job_id, payload.get("type"), payload.get("message"))
         elif kind == "progress":
             _, job_id, attempt, fraction, message = msg
@@ -307,16 +338,21 @@ class Supervisor:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         capture_path = os.path.join(self._capture_dir, f"worker-{slot}.out")
         config = WorkerConfig(
-            supervisor_pid=os.getpid(), capture_path=capture_path,
-            max_output_bytes=self.settings.max_output_bytes, max_payload_bytes=self.settings.max_payload_bytes,
-            max_jobs=self.max_jobs_per_worker, max_memory_mb=self.max_memory_per_worker,
+            supervisor_pid=os.getpid(),
+            capture_path=capture_path,
+            max_output_bytes=self.settings.max_output_bytes,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            max_jobs=self.max_jobs_per_worker,
+            max_memory_mb=self.max_memory_per_worker,
             sys_path=[os.getcwd(), *[p for p in sys.path if p]],
         )
         for i in range(SLOT_SIZE):
             self._slots[slot * SLOT_SIZE + i] = 0
         process = self._ctx.Process(
-            target=worker_main, args=(child_conn, self._slots, slot, self._draining, config),
-            name=f"jobq-worker-{slot}", daemon=True,
+            target=worker_main,
+            args=(child_conn, self._slots, slot, self._draining, config),
+            name=f"jobq-worker-{slot}",
+            daemon=True,
         )
         process.start()
         child_conn.close()
@@ -354,7 +390,9 @@ class Supervisor:
         if w.kill_reason is not None:
             kind, error, retriable = w.kill_reason
             log.warning("job %d %s: %s", task.id, kind, error["message"])
-            return Outcome(task.id, task.attempts, kind, error=error, retriable=retriable, worker=w.pid, output=output, finished_at=now)
+            return Outcome(
+                task.id, task.attempts, kind, error=error, retriable=retriable, worker=w.pid, output=output, finished_at=now
+            )
         error = {
             "type": "WorkerDied",
             "message": f"worker {w.pid} died while running the job: {_signal_name(exitcode)}",
@@ -412,8 +450,9 @@ class Supervisor:
             return 0
         batch = self._batch_size()
         limits = {q: s.concurrency for q, s in self.settings.queues.items() if s.concurrency}
-        claimed = self.store.claim(self.id, self.queues, batch * len(idle), now,
-                                   now + self.settings.lease_seconds, queue_limits=limits or None)
+        claimed = self.store.claim(
+            self.id, self.queues, batch * len(idle), now, now + self.settings.lease_seconds, queue_limits=limits or None
+        )
         if not claimed:
             return 0
         per_worker = -(-len(claimed) // len(idle))
@@ -474,8 +513,13 @@ class Supervisor:
             if is_dead(sup.lock_path):
                 taken = self.store.requeue_lost(now, owner=sup.id, reason=f"supervisor {sup.id} (pid {sup.pid}) died")
                 self.store.unregister_supervisor(sup.id)
-                log.warning("supervisor %s (pid %d) is dead; took back %d jobs%s", sup.id, sup.pid, len(taken),
-                            f": {', '.join(map(str, taken))}" if taken else "")
+                log.warning(
+                    "supervisor %s (pid %d) is dead; took back %d jobs%s",
+                    sup.id,
+                    sup.pid,
+                    len(taken),
+                    f": {', '.join(map(str, taken))}" if taken else "",
+                )
 
     # -- signals and shutdown -------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -508,8 +552,9 @@ class Supervisor:
                 self.stopping = True
                 self._draining.value = 1
                 self._drain_deadline = now + self.grace
-                log.info("supervisor %s draining (%s): up to %gs for running jobs", self.id,
-                         signal.Signals(signum).name, self.grace)
+                log.info(
+                    "supervisor %s draining (%s): up to %gs for running jobs", self.id, signal.Signals(signum).name, self.grace
+                )
             elif signum == signal.SIGINT and not self.stop_now:
                 self.stop_now = True
                 self._drain_deadline = now

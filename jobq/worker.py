@@ -150,8 +150,16 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def run_job(job_id: int, attempt: int, target: str, args: list[Any], kwargs: dict[str, Any], config: WorkerConfig,
-            conn: Connection | None, cache: dict[str, Any]) -> tuple[bool, Any]:
+def run_job(
+    job_id: int,
+    attempt: int,
+    target: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    config: WorkerConfig,
+    conn: Connection | None,
+    cache: dict[str, Any],
+) -> tuple[bool, Any]:
     """Call the target; returns (True, result JSON text) or (False, error dict)."""
     global _current
     _current = CurrentJob(job_id, attempt, conn)

@@ -162,7 +162,9 @@ class Store(ABC):
         """(job_id, attempts, fraction, message) for running jobs of ``owner``."""
 
     @abstractmethod
-    def requeue_lost(self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = "") -> list[int]:
+    def requeue_lost(
+        self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = ""
+    ) -> list[int]:
         """Take back running jobs of a dead ``owner`` or with a lease expired before
         ``expired_before``: requeue them (or fail them when out of attempts)."""
 

@@ -89,7 +89,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
             # Counts by queue and state kept by triggers, so `jobq status` costs the same
             # with a million jobs in the file as with none.
-            "CREATE TABLE job_counts (queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)) WITHOUT ROWID",
+            """CREATE TABLE job_counts (
+                queue TEXT NOT NULL,
+                state TEXT NOT NULL,
+                n INTEGER NOT NULL,
+                PRIMARY KEY (queue, state)
+            ) WITHOUT ROWID""",
             """CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs BEGIN
                 INSERT INTO job_counts(queue, state, n) VALUES (new.queue, new.state, 1)
                 ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;

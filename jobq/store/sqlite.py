@@ -44,6 +44,7 @@ JOB_COLUMNS = (
     "created_at, started_at, finished_at, result, error, owner, worker, timeout, key, group_id, "
     "group_index, progress, progress_message, cancel_requested"
 )
+SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
 UNFINISHED_NOT_RUNNING = (QUEUED, SCHEDULED, WAITING)
 
 
@@ -168,7 +169,9 @@ class SQLiteStore(Store):
             if version == 0 and tables:
                 raise StoreError(f"{self.path}: not a jobq database (it has tables {sorted(tables)[:3]} and no jobq schema)")
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {version} is newer than this jobq ({SCHEMA_VERSION}); upgrade jobq")
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this jobq ({SCHEMA_VERSION}); upgrade jobq"
+                )
             for target_version, statements in MIGRATIONS:
                 if target_version > version:
                     for statement in statements:
@@ -252,17 +255,31 @@ class SQLiteStore(Store):
         if state is None:
             state = SCHEDULED if run_at > now else QUEUED
         return (
-            spec.name, spec.target, dumps(spec.args), dumps(spec.kwargs), spec.queue, spec.priority,
-            state, spec.retries + 1, spec.retries, spec.retry_backoff, spec.retry_backoff_max,
-            spec.timeout, run_at, now, spec.key, group_id,
-            index if group_id is not None else None, int(spec.pass_results), spec.result_ttl,
+            spec.name,
+            spec.target,
+            dumps(spec.args),
+            dumps(spec.kwargs),
+            spec.queue,
+            spec.priority,
+            state,
+            spec.retries + 1,
+            spec.retries,
+            spec.retry_backoff,
+            spec.retry_backoff_max,
+            spec.timeout,
+            run_at,
+            now,
+            spec.key,
+            group_id,
+            index if group_id is not None else None,
+            int(spec.pass_results),
+            spec.result_ttl,
         )
 
     def _insert_one(self, conn: sqlite3.Connection, spec: JobSpec, now: float, group_id: int | None, index: int) -> Submitted:
         if spec.key is not None:
             row = conn.execute(
-                "SELECT id FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','running') "
-                "ORDER BY id LIMIT 1",
+                "SELECT id FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','running') ORDER BY id LIMIT 1",
                 (spec.key,),
             ).fetchone()
             if row:
@@ -301,7 +318,9 @@ class SQLiteStore(Store):
         if not rows:
             return None
         record = _record(rows[0])
-        record.depends_on = [r[0] for r in self._read("SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position", (job_id,))]
+        record.depends_on = [
+            r[0] for r in self._read("SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position", (job_id,))
+        ]
         record.errors = [
             {"attempt": a, **json.loads(e)}
             for a, e in self._read("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt, rowid", (job_id,))
@@ -367,7 +386,16 @@ class SQLiteStore(Store):
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO supervisors(id, host, pid, concurrency, queues, started_at, heartbeat_at, lock_path) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (info.id, info.host, info.pid, info.concurrency, dumps(info.queues), info.started_at, info.heartbeat_at, info.lock_path),
+                (
+                    info.id,
+                    info.host,
+                    info.pid,
+                    info.concurrency,
+                    dumps(info.queues),
+                    info.started_at,
+                    info.heartbeat_at,
+                    info.lock_path,
+                ),
             )
         )
 
@@ -403,9 +431,7 @@ class SQLiteStore(Store):
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         qsql, qparams = _queue_filter(queues)
-        row = self._read(
-            f"SELECT min(run_at) FROM jobs WHERE state IN ('queued','scheduled') {qsql}", qparams
-        )
+        row = self._read(f"SELECT min(run_at) FROM jobs WHERE state IN ('queued','scheduled') {qsql}", qparams)
         return row[0][0] if row else None
 
     def claim(
@@ -523,7 +549,9 @@ class SQLiteStore(Store):
         if o.output:
             conn.execute("INSERT OR REPLACE INTO job_output(job_id, output) VALUES (?, ?)", (o.job_id, o.output))
 
-    def _end(self, conn: sqlite3.Connection, job_id: int, state: str, error: dict[str, Any], now: float, worker: int | None) -> None:
+    def _end(
+        self, conn: sqlite3.Connection, job_id: int, state: str, error: dict[str, Any], now: float, worker: int | None
+    ) -> None:
         conn.execute(
             "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), owner=coalesce(owner, NULL), "
             "lease_expires_at=NULL WHERE id=?",
@@ -565,12 +593,17 @@ class SQLiteStore(Store):
             )
         )
 
-    def requeue_lost(self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = "") -> list[int]:
+    def requeue_lost(
+        self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = ""
+    ) -> list[int]:
         if owner is None and expired_before is None:
             return []
-        if owner is None and not self._read(
-            "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='running' AND lease_expires_at<?)", (expired_before,)
-        )[0][0]:
+        if (
+            owner is None
+            and not self._read(
+                "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='running' AND lease_expires_at<?)", (expired_before,)
+            )[0][0]
+        ):
             return []
 
         def take_back(conn: sqlite3.Connection) -> list[int]:
@@ -627,7 +660,14 @@ class SQLiteStore(Store):
                     continue
                 state = row[0]
                 if state in UNFINISHED_NOT_RUNNING:
-                    self._end(conn, job_id, CANCELLED, {"type": "Cancelled", "message": "cancelled by request", "traceback": ""}, now, None)
+                    self._end(
+                        conn,
+                        job_id,
+                        CANCELLED,
+                        {"type": "Cancelled", "message": "cancelled by request", "traceback": ""},
+                        now,
+                        None,
+                    )
                     state = CANCELLED
                 elif state == RUNNING:
                     conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
@@ -709,7 +749,7 @@ class SQLiteStore(Store):
 
     def schedules(self) -> list[Schedule]:
         rows = self._read(
-            "SELECT name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at FROM schedules ORDER BY name"
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
         )
         return [Schedule(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
 
@@ -719,13 +759,15 @@ class SQLiteStore(Store):
 
         def do(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
-                "SELECT name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at FROM schedules WHERE next_run_at<=?",
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at<=?",
                 (now,),
             ).fetchall()
             ids = []
             for r in rows:
                 schedule = Schedule(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8])
-                spec = JobSpec(target=schedule.target, args=schedule.args, kwargs=schedule.kwargs, queue=schedule.queue, name=schedule.name)
+                spec = JobSpec(
+                    target=schedule.target, args=schedule.args, kwargs=schedule.kwargs, queue=schedule.queue, name=schedule.name
+                )
                 conn.execute(_INSERT_JOB, self._row(spec, now, None, 0))
                 ids.append(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
                 conn.execute(
@@ -767,7 +809,8 @@ def _pick_with_limits(
 ) -> list[int]:
     running = dict(
         conn.execute(
-            f"SELECT queue, count(*) FROM jobs WHERE state='running' AND queue IN ({','.join('?' * len(queue_limits))}) GROUP BY queue",
+            f"SELECT queue, count(*) FROM jobs WHERE state='running' AND queue IN ({','.join('?' * len(queue_limits))}) "
+            "GROUP BY queue",
             tuple(queue_limits),
         ).fetchall()
     )
@@ -797,10 +840,29 @@ def _group_int(group_id: str) -> int | None:
 
 def _record(r: tuple[Any, ...]) -> JobRecord:
     return JobRecord(
-        id=r[0], name=r[1], target=r[2], args=json.loads(r[3]), kwargs=json.loads(r[4]), queue=r[5],
-        priority=r[6], state=r[7], attempts=r[8], max_attempts=r[9], run_at=r[10], created_at=r[11],
-        started_at=r[12], finished_at=r[13], result=json.loads(r[14]) if r[14] is not None else None,
-        error=json.loads(r[15]) if r[15] else None, owner=r[16], worker=r[17], timeout=r[18], key=r[19],
-        group_id=f"g{r[20]}" if r[20] is not None else None, group_index=r[21], progress=r[22],
-        progress_message=r[23], cancel_requested=bool(r[24]),
+        id=r[0],
+        name=r[1],
+        target=r[2],
+        args=json.loads(r[3]),
+        kwargs=json.loads(r[4]),
+        queue=r[5],
+        priority=r[6],
+        state=r[7],
+        attempts=r[8],
+        max_attempts=r[9],
+        run_at=r[10],
+        created_at=r[11],
+        started_at=r[12],
+        finished_at=r[13],
+        result=json.loads(r[14]) if r[14] is not None else None,
+        error=json.loads(r[15]) if r[15] else None,
+        owner=r[16],
+        worker=r[17],
+        timeout=r[18],
+        key=r[19],
+        group_id=f"g{r[20]}" if r[20] is not None else None,
+        group_index=r[21],
+        progress=r[22],
+        progress_message=r[23],
+        cancel_requested=bool(r[24]),
     )

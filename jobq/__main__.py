@@ -1,0 +1,5 @@
+"""``python -m jobq``: the same as the ``jobq`` command."""
+
+from .cli import main
+
+main()
