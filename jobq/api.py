@@ -150,7 +150,7 @@ class Queue:
         return spec
 
     def _insert(self, specs: list[JobSpec], group: bool = False) -> tuple[list[Job], str | None]:
-        from .store.sqlite import _Rejected
+        from .store.sql import _Rejected
 
         try:
             submitted, group_id = self.store.submit(specs, time.time(), group=group)

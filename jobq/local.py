@@ -56,9 +56,10 @@ class LocalPresence:
             except OSError:
                 sock.close()
 
-    def fileno(self) -> int:
-        assert self.sock is not None
-        return self.sock.fileno()
+    def fds(self) -> list[int]:
+        """The descriptors a forked child must close."""
+        out = [self._lock_fd] if self._lock_fd is not None else []
+        return out + ([self.sock.fileno()] if self.sock is not None else [])
 
     def drain(self) -> None:
         """Read and drop every pending wake-up."""

@@ -345,6 +345,7 @@ class Supervisor:
             max_jobs=self.max_jobs_per_worker,
             max_memory_mb=self.max_memory_per_worker,
             sys_path=[os.getcwd(), *[p for p in sys.path if p]],
+            inherited_fds=self._presence.fds() if self._presence is not None and self._ctx.get_start_method() == "fork" else [],
         )
         for i in range(SLOT_SIZE):
             self._slots[slot * SLOT_SIZE + i] = 0

@@ -34,6 +34,7 @@ class WorkerConfig:
     max_memory_mb: int | None = None
     send_interval_seconds: float = 0.002
     sys_path: list[str] = field(default_factory=list)
+    inherited_fds: list[int] = field(default_factory=list)
 
 
 class CurrentJob:
@@ -198,6 +199,11 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(config.supervisor_pid)
+    for fd in config.inherited_fds:  # the supervisor's lock file and socket are its alone
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     for entry in reversed(config.sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)

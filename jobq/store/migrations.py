@@ -65,7 +65,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (job_id, attempt)
             )""",
             "CREATE TABLE job_output (job_id INTEGER PRIMARY KEY, output TEXT NOT NULL)",
-            "CREATE TABLE groups (id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL, created_at REAL NOT NULL)",
+            "CREATE TABLE job_groups (id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL, created_at REAL NOT NULL)",
             """CREATE TABLE supervisors (
                 id TEXT PRIMARY KEY,
                 host TEXT NOT NULL,
