@@ -474,7 +474,7 @@ class Job:
                 if left <= 0:
                     raise TimeoutError(f"job {self.id} still {state} after {timeout:g}s")
                 delay = min(delay, left)
-            time.sleep(delay)
+            self.queue.store.wait_for_change(delay)
         raise AssertionError("unreachable")
 
 

@@ -15,13 +15,18 @@ import hashlib
 import os
 import socket
 import sys
+import tempfile
 import time
 
 _HAS_ABSTRACT = sys.platform.startswith("linux")
 
 
 def presence_dir(db_path: str) -> str:
-    """The directory of lock files beside the database: ``<db>-jobq``."""
+    """The directory of lock files: ``<db>-jobq`` beside a database file; for a server URL,
+    one per URL in the temporary directory."""
+    if "://" in db_path:
+        digest = hashlib.sha1(db_path.encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"jobq-{digest}")
     return db_path + "-jobq"
 
 

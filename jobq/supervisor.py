@@ -165,9 +165,8 @@ class Supervisor:
     def run(self) -> int:
         """Run in this process until drained (signal) or, with ``burst``, out of work."""
         self._reset_state()
-        presence = LocalPresence(self.store.url, self.id) if _is_local_file(self.store) else None
-        if presence is not None:
-            presence.acquire()
+        presence = LocalPresence(self.store.url, self.id)
+        presence.acquire()
         self._presence = presence
         now = time.time()
         info = SupervisorInfo(
@@ -257,6 +256,9 @@ class Supervisor:
             waitables.append(w.process.sentinel)
         if self._presence is not None and self._presence.sock is not None:
             waitables.append(self._presence.sock)
+        store_fd = self.store.wakeup_fileno()
+        if store_fd is not None:
+            waitables.append(store_fd)
         self._read_ready(wait(waitables, timeout))
 
     def _read_ready(self, ready: list[Any]) -> None:
@@ -267,6 +269,9 @@ class Supervisor:
                 self._read_worker(w)
             elif self._presence is not None and obj is self._presence.sock:
                 self._presence.drain()
+                self._idle_wait = 0.001
+            elif isinstance(obj, int):
+                self.store.drain_wakeups()
                 self._idle_wait = 0.001
 
     def _read_worker(self, w: _Worker) -> None:
@@ -596,10 +601,6 @@ class Supervisor:
             os.rmdir(self._capture_dir)
         except OSError:
             pass
-
-
-def _is_local_file(store: Store) -> bool:
-    return not store.url.startswith(("postgresql://", "postgres://"))
 
 
 def _read_file_tail(path: str, max_bytes: int) -> str:

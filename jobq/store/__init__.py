@@ -8,9 +8,9 @@ from .base import Schedule, Store, Submitted, SupervisorInfo
 def open_store(url: str, busy_timeout_seconds: float = 60.0) -> Store:
     """The store for ``url``: a path or ``sqlite:///path`` (SQLite), ``postgresql://...``."""
     if url.startswith(("postgresql://", "postgres://")):
-        from ..errors import StoreError
+        from .postgres import PostgresStore
 
-        raise StoreError("the PostgreSQL backend is not available in this version of jobq")
+        return PostgresStore(url, busy_timeout_seconds=busy_timeout_seconds)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(url, busy_timeout_seconds=busy_timeout_seconds)

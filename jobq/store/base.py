@@ -206,5 +206,18 @@ class Store(ABC):
     @abstractmethod
     def running_count(self, queue: str) -> int: ...
 
+    def wait_for_change(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, or less when jobs finish (where the backend can tell)."""
+        import time
+
+        time.sleep(timeout)
+
+    def wakeup_fileno(self) -> int | None:
+        """A descriptor that becomes readable when jobs are submitted (None: poll)."""
+        return None
+
+    def drain_wakeups(self) -> None:  # noqa: B027 - optional hook: nothing to drain by default
+        """Consume pending wake-ups of :meth:`wakeup_fileno`."""
+
     @abstractmethod
     def close(self) -> None: ...

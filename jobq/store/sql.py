@@ -47,6 +47,10 @@ class SQLStore(Store):
 
     #: appended to the claim's SELECT: row locks that other claimers skip (PostgreSQL)
     claim_lock = ""
+    #: appended to a SELECT whose rows the transaction then updates
+    row_lock = ""
+    #: appended to a SELECT of rows that must not change until the transaction ends
+    share_lock = ""
 
     @abstractmethod
     def _write(self, fn: Callable[[Any], T]) -> T:
@@ -63,6 +67,12 @@ class SQLStore(Store):
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
 
+    def _lock_key(self, conn: Any, key: str) -> None:
+        """Make submits of the same unique key take turns (no-op where writes already do)."""
+
+    def _notify(self, conn: Any, channel: str) -> None:
+        """Wake listeners of ``channel`` (``submitted`` or ``finished``) when this commits."""
+
     def submit(self, specs: Iterable[JobSpec], now: float, group: bool = False) -> tuple[list[Submitted], str | None]:
         specs = list(specs)
 
@@ -78,6 +88,7 @@ class SQLStore(Store):
                 out = [Submitted(job_id) for job_id in self._insert_rows(conn, rows)]
             else:
                 out = [self._insert_one(conn, s, now, group_id, i) for i, s in enumerate(specs)]
+            self._notify(conn, "submitted")
             return out, (f"g{group_id}" if group_id is not None else None)
 
         return self._write(insert)
@@ -117,6 +128,7 @@ class SQLStore(Store):
                 ids.extend(self._insert_rows(conn, batch))
             if group_id is not None:
                 conn.execute("UPDATE job_groups SET size=? WHERE id=?", (index, group_id))
+            self._notify(conn, "submitted")
             return ids, (f"g{group_id}" if group_id is not None else None)
 
         return self._write(insert)
@@ -150,6 +162,7 @@ class SQLStore(Store):
 
     def _insert_one(self, conn: Any, spec: JobSpec, now: float, group_id: int | None, index: int) -> Submitted:
         if spec.key is not None:
+            self._lock_key(conn, spec.key)
             row = conn.execute(
                 "SELECT id FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','running') ORDER BY id LIMIT 1",
                 (spec.key,),
@@ -161,7 +174,9 @@ class SQLStore(Store):
         dead_dep = None
         if deps:
             marks = ",".join("?" * len(deps))
-            found = dict(conn.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks})", deps).fetchall())
+            # Shared row locks: a dependency finishing now either commits first (we see it
+            # succeeded) or waits for us (and then sees our job_deps rows).
+            found = dict(conn.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks}){self.share_lock}", deps).fetchall())
             missing = [d for d in deps if d not in found]
             if missing:
                 raise _Rejected("depends_on", f"unknown job id {missing[0]}")
@@ -194,7 +209,7 @@ class SQLStore(Store):
         ]
         record.errors = [
             {"attempt": a, **json.loads(e)}
-            for a, e in self._read("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt, rowid", (job_id,))
+            for a, e in self._read("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt", (job_id,))
         ]
         return record
 
@@ -358,6 +373,7 @@ class SQLStore(Store):
             for o in outcomes:
                 if not self._finish_one(conn, owner, o, now):
                     rejected.append(o.job_id)
+            self._notify(conn, "finished")
             return rejected
 
         return self._write(write)
@@ -421,8 +437,7 @@ class SQLStore(Store):
 
     def _end(self, conn: Any, job_id: int, state: str, error: dict[str, Any], now: float, worker: int | None) -> None:
         conn.execute(
-            "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), owner=coalesce(owner, NULL), "
-            "lease_expires_at=NULL WHERE id=?",
+            "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), lease_expires_at=NULL WHERE id=?",
             (state, dumps(error), now, worker, job_id),
         )
         self._cancel_dependents(conn, job_id, state, now)
@@ -478,12 +493,14 @@ class SQLStore(Store):
         def take_back(conn: Any) -> list[int]:
             if owner is not None:
                 rows = conn.execute(
-                    "SELECT id, attempts, max_attempts, owner FROM jobs WHERE state='running' AND owner=?", (owner,)
+                    f"SELECT id, attempts, max_attempts, owner FROM jobs WHERE state='running' AND owner=?{self.row_lock}",
+                    (owner,),
                 ).fetchall()
                 kind = "SupervisorLost"
             else:
                 rows = conn.execute(
-                    "SELECT id, attempts, max_attempts, owner FROM jobs WHERE state='running' AND lease_expires_at<?",
+                    "SELECT id, attempts, max_attempts, owner FROM jobs WHERE state='running' AND lease_expires_at<?"
+                    f"{self.row_lock}",
                     (expired_before,),
                 ).fetchall()
                 kind = "LeaseExpired"
@@ -525,7 +542,7 @@ class SQLStore(Store):
         def do(conn: Any) -> dict[int, str]:
             out = {}
             for job_id in job_ids:
-                row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+                row = conn.execute(f"SELECT state FROM jobs WHERE id=?{self.row_lock}", (job_id,)).fetchone()
                 if row is None:
                     continue
                 state = row[0]
@@ -562,6 +579,7 @@ class SQLStore(Store):
                 f"owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE {where} RETURNING id",
                 (now, *params),
             ).fetchall()
+            self._notify(conn, "submitted")
             return sorted(r[0] for r in rows)
 
         return self._write(do)
@@ -627,7 +645,7 @@ class SQLStore(Store):
 
         def do(conn: Any) -> list[int]:
             rows = conn.execute(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at<=?",
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at<=?{self.claim_lock}",
                 (now,),
             ).fetchall()
             ids = []
