@@ -93,3 +93,58 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.cleanup()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+PG_URL = os.environ.get("JOBQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_state: dict[str, str | None] = {}
+
+
+def postgres_unavailable() -> str | None:
+    """Why no PostgreSQL server can be used for tests (None when one answers)."""
+    if "reason" not in _pg_state:
+        try:
+            import psycopg
+        except ImportError:
+            _pg_state["reason"] = "psycopg is not installed (pip install 'jobq[postgres]')"
+        else:
+            try:
+                psycopg.connect(PG_URL, connect_timeout=3).close()
+                _pg_state["reason"] = None
+            except psycopg.Error as exc:
+                _pg_state["reason"] = f"no PostgreSQL server answers at {PG_URL} ({str(exc).strip().splitlines()[0]})"
+    return _pg_state["reason"]
+
+
+def _drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL with a schema of this test's own, dropped afterwards. Skips when no
+    server answers, unless JOBQ_REQUIRE_POSTGRES=1 (CI), where that is a failure."""
+    reason = postgres_unavailable()
+    if reason:
+        if os.environ.get("JOBQ_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"JOBQ_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    import uuid
+
+    schema = f"jobq_test_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}schema={schema}"
+    finally:
+        _drop_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL of each backend in turn: the same test runs on both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    return request.getfixturevalue("pg_url")
