@@ -219,8 +219,8 @@ class ClaimedJob:
 
     id: int
     target: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args_json: str  # decoded by the worker: JSON work stays off the supervisor
+    kwargs_json: str
     attempts: int
     timeout: float | None
     queue: str

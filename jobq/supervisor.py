@@ -451,25 +451,36 @@ class Supervisor:
         return max(1, min(MAX_BATCH, int(PREFETCH_SECONDS / self._avg_job_seconds)))
 
     def _dispatch(self, now: float) -> int:
-        idle = [w for w in self.workers if not w.tasks and not w.retiring and w.kill_reason is None and w.process.is_alive()]
-        if not idle:
-            return 0
+        """Claim jobs for workers with room and send them. Short jobs go in batches of about
+        PREFETCH_SECONDS of work, and a worker gets its next batch while it runs the current
+        one; a long job goes alone to an idle worker, so none hoards work another could run."""
         batch = self._batch_size()
+        ready = [
+            w
+            for w in self.workers
+            if not w.retiring
+            and w.kill_reason is None
+            and (not w.tasks or (batch > 1 and len(w.tasks) <= batch))
+            and w.process.is_alive()
+        ]
+        if not ready:
+            return 0
         limits = {q: s.concurrency for q, s in self.settings.queues.items() if s.concurrency}
         claimed = self.store.claim(
-            self.id, self.queues, batch * len(idle), now, now + self.settings.lease_seconds, queue_limits=limits or None
+            self.id, self.queues, batch * len(ready), now, now + self.settings.lease_seconds, queue_limits=limits or None
         )
         if not claimed:
             return 0
-        per_worker = -(-len(claimed) // len(idle))
-        for i, w in enumerate(idle):
+        ready.sort(key=lambda w: len(w.tasks))
+        per_worker = -(-len(claimed) // len(ready))
+        for i, w in enumerate(ready):
             chunk = claimed[i * per_worker : (i + 1) * per_worker]
             if not chunk:
                 break
             for task in chunk:
                 w.tasks[task.id] = task
             try:
-                w.conn.send([(t.id, t.attempts, t.target, t.args, t.kwargs) for t in chunk])
+                w.conn.send([(t.id, t.attempts, t.target, t.args_json, t.kwargs_json) for t in chunk])
             except (OSError, ValueError):
                 pass  # the worker died; reaping releases its tasks
         return len(claimed)

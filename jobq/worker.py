@@ -4,6 +4,7 @@ output captured, and sends back results. It never opens the database."""
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -155,8 +156,8 @@ def run_job(
     job_id: int,
     attempt: int,
     target: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
+    args_json: str,
+    kwargs_json: str,
     config: WorkerConfig,
     conn: Connection | None,
     cache: dict[str, Any],
@@ -168,7 +169,7 @@ def run_job(
         fn = cache.get(target)
         if fn is None:
             fn = cache[target] = resolve_target(target)
-        value = fn(*args, **kwargs)
+        value = fn(*json.loads(args_json), **json.loads(kwargs_json))
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         return False, error_dict(exc)
     finally:
@@ -221,7 +222,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
             return
         results: list[tuple[Any, ...]] = []
         last_send = time.monotonic()
-        for index, (job_id, attempt, target, args, kwargs) in enumerate(tasks):
+        for index, (job_id, attempt, target, args_json, kwargs_json) in enumerate(tasks):
             if draining.value or retire_reason:
                 if results:
                     conn.send(("done", results))
@@ -234,7 +235,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
             slots[base + SLOT_JOB] = job_id
             capture.start()
             try:
-                ok, payload = run_job(job_id, attempt, target, args, kwargs, config, conn, cache)
+                ok, payload = run_job(job_id, attempt, target, args_json, kwargs_json, config, conn, cache)
             finally:
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0

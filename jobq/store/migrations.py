@@ -49,7 +49,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL",
             "CREATE INDEX jobs_group ON jobs(group_id, group_index) WHERE group_id IS NOT NULL",
             "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",
-            "CREATE INDEX jobs_state_queue ON jobs(state, queue)",
+            # No plain index on state: the planner would prefer it to the partial claim index.
             """CREATE TABLE job_deps (
                 job_id INTEGER NOT NULL,
                 depends_on INTEGER NOT NULL,

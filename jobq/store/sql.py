@@ -352,14 +352,16 @@ class SQLStore(Store):
             rows.sort(key=lambda r: (-r[8], r[9], r[0]))
             claimed = []
             for r in rows:
-                args = json.loads(r[2])
+                args_json = r[2]
                 if r[7]:
                     results = conn.execute(
                         "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position",
                         (r[0],),
                     ).fetchall()
-                    args = [[json.loads(x[0]) if x[0] is not None else None for x in results], *args]
-                claimed.append(ClaimedJob(r[0], r[1], args, json.loads(r[3]), r[4], r[5], r[6]))
+                    first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
+                    rest = args_json.strip()[1:-1].strip()
+                    args_json = f"[{first},{rest}]" if rest else f"[{first}]"
+                claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6]))
             return claimed
 
         return self._write(take)
@@ -368,9 +370,14 @@ class SQLStore(Store):
         if not outcomes:
             return []
 
+        succeeded = [o for o in outcomes if o.kind == "succeeded"]
+        others = [o for o in outcomes if o.kind != "succeeded"]
+
         def write(conn: Any) -> list[int]:
             rejected = []
-            for o in outcomes:
+            for start in range(0, len(succeeded), _FINISH_CHUNK):
+                rejected.extend(self._finish_succeeded(conn, owner, succeeded[start : start + _FINISH_CHUNK], now))
+            for o in others:
                 if not self._finish_one(conn, owner, o, now):
                     rejected.append(o.job_id)
             self._notify(conn, "finished")
@@ -378,20 +385,37 @@ class SQLStore(Store):
 
         return self._write(write)
 
+    def _finish_succeeded(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """One fenced UPDATE for a batch of successes; returns the ids the fence rejected."""
+        values = ",".join([_SUCCESS_ROW] * len(outcomes))
+        params: list[Any] = []
+        for o in outcomes:
+            params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
+        done = {
+            r[0]
+            for r in conn.execute(
+                f"WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
+                "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
+                "worker=v.worker, lease_expires_at=NULL FROM v "
+                "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
+                "RETURNING jobs.id",
+                params,
+            ).fetchall()
+        }
+        for o in outcomes:
+            if o.job_id in done:
+                self._store_output(conn, o)
+        if done:
+            marks = ",".join("?" * len(done))
+            for (job_id,) in conn.execute(
+                f"SELECT DISTINCT depends_on FROM job_deps WHERE depends_on IN ({marks})", list(done)
+            ).fetchall():
+                self._release_dependents(conn, job_id, now)
+        return [o.job_id for o in outcomes if o.job_id not in done]
+
     def _finish_one(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
         fence = (o.job_id, owner, o.attempts)
         finished_at = o.finished_at or now
-        if o.kind == "succeeded":
-            cur = conn.execute(
-                "UPDATE jobs SET state='succeeded', result=?, error=NULL, finished_at=?, worker=?, "
-                "lease_expires_at=NULL WHERE id=? AND state='running' AND owner=? AND attempts=?",
-                (o.result_json, finished_at, o.worker, *fence),
-            )
-            if cur.rowcount != 1:
-                return False
-            self._store_output(conn, o)
-            self._release_dependents(conn, o.job_id, now)
-            return True
         if o.kind == "released":
             cur = conn.execute(
                 "UPDATE jobs SET state='queued', attempts=attempts-1, owner=NULL, worker=NULL, started_at=NULL, "
@@ -676,6 +700,10 @@ class _Rejected(StoreError):
         super().__init__(f"{field}: {message}")
 
 
+_FINISH_CHUNK = 200
+_SUCCESS_ROW = (
+    "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
+)
 _INSERT_JOB = (
     "INSERT INTO jobs(name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
     "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl) "
