@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -13,7 +12,7 @@ from .config import Settings, load_settings, parse_duration
 from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
 from .local import Poker, is_dead
 from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, check_target, target_of, validate_spec
-from .schedules import check_cron, first_run_at
+from .schedules import check_cron, first_run_at, sync_schedules
 from .store import Schedule, Store, open_store
 
 _UNSET: Any = object()
@@ -306,7 +305,7 @@ class Queue:
 
     def live_supervisors(self) -> list[Any]:
         """Supervisors that are alive: lock held on this host, recent heartbeat elsewhere."""
-        host = socket.gethostname()
+        host = self.settings.host()
         now = time.time()
         alive = []
         for sup in self.store.supervisors():
@@ -405,7 +404,8 @@ class Queue:
         return schedule
 
     def schedules(self) -> list[Schedule]:
-        """Every stored schedule."""
+        """Every schedule: those of the configuration (stored on first sight) and of :meth:`schedule`."""
+        sync_schedules(self.store, self.settings, time.time())
         return self.store.schedules()
 
 

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -620,7 +619,7 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     q = c.queue
     with api_errors():
         grace_seconds = parse_duration(grace) if grace is not None else None
-        host = socket.gethostname()
+        host = q.settings.host()
         sups = [s for s in q.live_supervisors() if s.host == host]
     if not sups:
         click.echo("no supervisor of this database is running on this host", err=True)
@@ -631,7 +630,7 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     start = time.monotonic()
     hurried = False
     while True:
-        alive = [s for s in sups if is_dead(s.lock_path) is False]
+        alive = [s for s in sups if is_dead(s.lock_path) is False or _pid_running(s.pid)]
         if not alive:
             click.echo("stopped", err=True)
             return
@@ -643,6 +642,23 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
         if elapsed >= timeout:
             raise CliError(f"{len(alive)} supervisor(s) still running after {timeout:g}s", EXIT_UNFINISHED)
         time.sleep(0.1)
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def _send(pid: int, sig: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ class QueueSettings(_Strict):
         return None if value is None else parse_duration(value)
 
 
+_NO_QUEUE_SETTINGS = QueueSettings()
+
+
 class ScheduleSettings(_Strict):
     """A periodic job declared in the configuration (``[[schedules]]``)."""
 
@@ -99,6 +103,7 @@ class Settings(_Strict):
     result_ttl: float | None = None
     start_method: str | None = Field(default=None, pattern=r"^(fork|spawn|forkserver)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    host_id: str | None = Field(default=None, min_length=1, max_length=200)
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
 
@@ -137,7 +142,11 @@ class Settings(_Strict):
 
     def queue_settings(self, queue: str) -> QueueSettings:
         """The per-queue settings of ``queue`` (empty when none are configured)."""
-        return self.queues.get(queue) or QueueSettings()
+        return self.queues.get(queue) or _NO_QUEUE_SETTINGS
+
+    def host(self) -> str:
+        """The name supervisors register under: ``host_id``, else the machine's host name."""
+        return self.host_id or socket.gethostname()
 
     def effective_concurrency(self) -> int:
         """``concurrency`` or, when unset, the number of cores."""

@@ -35,9 +35,12 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Compact, strict JSON (no NaN/Infinity)."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def retry_delay_seconds(attempt: int, backoff: float, backoff_max: float) -> float:
@@ -112,10 +115,12 @@ class JobSpec(BaseModel):
         if info.field_name == "args" and isinstance(value, tuple):
             value = list(value)
         try:
-            text = dumps(value)
+            dumps(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not JSON-serialisable: {exc}") from None
-        return json.loads(text)
+        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            raise ValueError("keys must be strings")
+        return value
 
     @field_validator("timeout", "retry_backoff", "retry_backoff_max", "run_at", "result_ttl")
     @classmethod

@@ -10,7 +10,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -171,7 +170,7 @@ class Supervisor:
         now = time.time()
         info = SupervisorInfo(
             id=self.id,
-            host=socket.gethostname(),
+            host=self.settings.host(),
             pid=os.getpid(),
             concurrency=self.concurrency,
             queues=self.queues,
@@ -523,7 +522,7 @@ class Supervisor:
                 log.info("purged %d finished jobs past their result_ttl", purged)
 
     def _sweep_dead_supervisors(self, now: float) -> None:
-        host = socket.gethostname()
+        host = self.settings.host()
         for sup in self.store.supervisors():
             if sup.id == self.id or sup.host != host:
                 continue

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreBusy, StoreError
-from .sql import _INSERT_JOB, SQLStore
+from .sql import _INSERT_JOB, _JOB_INSERT_COLUMNS, SQLStore
 
 try:
     import psycopg
@@ -299,6 +299,20 @@ class PostgresStore(SQLStore):
             ids.append(cur.fetchone()[0])
             if not cur.nextset():
                 return ids
+
+    def _insert_args(self, conn: _Conn, template: list[Any], args_texts: list[str], first_index: int | None) -> list[int]:
+        rows = conn.execute(
+            f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), e.value::text, "
+            "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), "
+            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
+            "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
+            "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER) + CAST(e.ord AS INTEGER) - 1, "
+            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION) "
+            "FROM json_array_elements(CAST(? AS JSON)) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord RETURNING id",
+            (*template[0:2], *template[3:16], first_index, *template[17:19], "[" + ",".join(args_texts) + "]"),
+        ).fetchall()
+        # Identity values are drawn in the SELECT's order: ascending ids follow the input.
+        return sorted(r[0] for r in rows)
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -64,6 +64,11 @@ class SQLStore(Store):
     def _insert_rows(self, conn: Any, rows: list[tuple[Any, ...]]) -> Sequence[int]:
         """Insert job rows (in the order of ``_INSERT_JOB``); their ids, in order."""
 
+    @abstractmethod
+    def _insert_args(self, conn: Any, template: list[Any], args_texts: list[str], first_index: int | None) -> Sequence[int]:
+        """Insert one job per JSON argument list, the rest from ``template`` (a row in the
+        order of ``_INSERT_JOB``), in one statement; group indexes count from ``first_index``."""
+
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
 
@@ -94,7 +99,7 @@ class SQLStore(Store):
         return self._write(insert)
 
     def submit_stream(
-        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int, chunk: int = 2000
+        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int, chunk: int = 5000
     ) -> tuple[list[int], str | None]:
         template = list(self._row(base, now, None, 0))
         kwargs_bytes = len(template[3])
@@ -102,12 +107,10 @@ class SQLStore(Store):
         def insert(conn: Any) -> tuple[list[int], str | None]:
             group_id = None
             if group:
-                group_id = conn.execute("INSERT INTO job_groups(size, created_at) VALUES (0, ?) RETURNING id", (now,)).fetchone()[
-                    0
-                ]
-                template[15] = group_id
+                row = conn.execute("INSERT INTO job_groups(size, created_at) VALUES (0, ?) RETURNING id", (now,)).fetchone()
+                group_id = template[15] = row[0]
             ids: list[int] = []
-            batch: list[tuple[Any, ...]] = []
+            texts: list[str] = []
             index = 0
             for args in args_iter:
                 try:
@@ -116,16 +119,13 @@ class SQLStore(Store):
                     raise ValidationError("args", f"item {index}: not JSON-serialisable: {exc}") from None
                 if len(text) + kwargs_bytes > max_payload_bytes:
                     raise ValidationError("args", f"item {index}: payload over max_payload_bytes={max_payload_bytes}")
-                template[2] = text
-                if group_id is not None:
-                    template[16] = index
-                batch.append(tuple(template))
+                texts.append(text)
                 index += 1
-                if len(batch) >= chunk:
-                    ids.extend(self._insert_rows(conn, batch))
-                    batch = []
-            if batch:
-                ids.extend(self._insert_rows(conn, batch))
+                if len(texts) >= chunk:
+                    ids.extend(self._insert_args(conn, template, texts, index - len(texts) if group_id else None))
+                    texts = []
+            if texts:
+                ids.extend(self._insert_args(conn, template, texts, index - len(texts) if group_id else None))
             if group_id is not None:
                 conn.execute("UPDATE job_groups SET size=? WHERE id=?", (index, group_id))
             self._notify(conn, "submitted")
@@ -704,11 +704,11 @@ _FINISH_CHUNK = 200
 _SUCCESS_ROW = (
     "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
 )
-_INSERT_JOB = (
-    "INSERT INTO jobs(name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
-    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_JOB_INSERT_COLUMNS = (
+    "name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
+    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl"
 )
+_INSERT_JOB = f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 19)})"
 
 
 def _queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:

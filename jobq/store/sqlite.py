@@ -14,7 +14,7 @@ import sqlite_utils
 
 from ..errors import StoreBusy, StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
-from .sql import _INSERT_JOB, SQLStore
+from .sql import _INSERT_JOB, _JOB_INSERT_COLUMNS, SQLStore
 
 T = TypeVar("T")
 
@@ -162,6 +162,19 @@ class SQLiteStore(SQLStore):
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # One writer holds the lock and ids autoincrement: the batch's ids are consecutive.
         return range(last - len(rows) + 1, last + 1)
+
+    def _insert_args(
+        self, conn: sqlite3.Connection, template: list[Any], args_texts: list[str], first_index: int | None
+    ) -> range:
+        # One statement over a JSON array: SQLite unpacks it in C, far faster than binding
+        # nineteen parameters per row from Python.
+        conn.execute(
+            f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ? FROM json_each(?) ORDER BY key",
+            (*template[0:2], *template[3:16], first_index, first_index, *template[17:19], "[" + ",".join(args_texts) + "]"),
+        )
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return range(last - len(args_texts) + 1, last + 1)
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
