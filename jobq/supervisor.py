@@ -113,6 +113,7 @@ class Supervisor:
         self._outcomes: list[Outcome] = []
         self._progress: dict[int, tuple[int, int, float, str]] = {}
         self._next_maintenance = 0.0
+        self._store_fd: int | None = None
         self._next_purge = 0.0
         self._idle_wait = 0.001
         self._avg_job_seconds = 0.0
@@ -255,9 +256,9 @@ class Supervisor:
             waitables.append(w.process.sentinel)
         if self._presence is not None and self._presence.sock is not None:
             waitables.append(self._presence.sock)
-        store_fd = self.store.wakeup_fileno()
-        if store_fd is not None:
-            waitables.append(store_fd)
+        self._store_fd = self.store.wakeup_fileno()
+        if self._store_fd is not None:
+            waitables.append(self._store_fd)
         self._read_ready(wait(waitables, timeout))
 
     def _read_ready(self, ready: list[Any]) -> None:
@@ -269,7 +270,7 @@ class Supervisor:
             elif self._presence is not None and obj is self._presence.sock:
                 self._presence.drain()
                 self._idle_wait = 0.001
-            elif isinstance(obj, int):
+            elif obj == self._store_fd:
                 self.store.drain_wakeups()
                 self._idle_wait = 0.001
 

@@ -81,3 +81,60 @@ def progress(path, seconds):
     record(path, "half")
     time.sleep(seconds)
     return job.id
+
+
+_LEAKED: list[bytearray] = []
+
+
+def leak(mb=50):
+    """Allocate ``mb`` MB and keep it for the life of the worker process; return the pid."""
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):  # touch every page so it is resident
+        block[i] = 1
+    _LEAKED.append(block)
+    return os.getpid()
+
+
+def record_pid_then_sleep(path, token, seconds):
+    """Append ``token pid`` to ``path``, then sleep: the test learns which worker runs it."""
+    record(path, f"{token} {os.getpid()}")
+    time.sleep(seconds)
+    return token
+
+
+def crash_first(path, crashes):
+    """SIGKILL this worker on the first ``crashes`` calls (counted in ``path``), then succeed."""
+    record(path, "call")
+    with open(path) as fh:
+        calls = sum(1 for _ in fh)
+    if calls <= crashes:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return calls
+
+
+def hang_first(path, hangs, seconds=60):
+    """Sleep ``seconds`` on the first ``hangs`` calls (counted in ``path``), then return at once."""
+    record(path, "call")
+    with open(path) as fh:
+        calls = sum(1 for _ in fh)
+    if calls <= hangs:
+        time.sleep(seconds)
+    return calls
+
+
+# -- workflows (tests/test_workflows*.py) ------------------------------------------------
+def square(x):
+    return x * x
+
+
+def total(values):
+    """A reducer: the sum of the list of results it is given."""
+    return sum(values)
+
+
+def span(path, token, seconds):
+    """Sleep ``seconds``, then append ``token start end`` (wall-clock times) to ``path``."""
+    start = time.time()
+    time.sleep(seconds)
+    record(path, f"{token} {start!r} {time.time()!r}")
+    return token

@@ -1,0 +1,841 @@
+"""Benchmark jobq against its peers in one run, on one workload (``add(x) -> x + 1``) and the
+same number of worker processes (issue 5).
+
+Peers: ``multiprocessing.Pool`` (``apply_async`` one by one, and ``map``: the non-durable
+ceiling), a bare SQLite claim/complete loop in batches of 32 (the file's ceiling), Huey on
+SQLite with process workers, and RQ when Redis answers on 127.0.0.1:6379. Huey and RQ are the
+``bench`` extra (``pip install -e '.[bench]'``); without them their rows are skipped.
+
+    python scripts/bench.py                    # full run: a few minutes
+    python scripts/bench.py --quick            # every workload on small N, well under a minute
+    python scripts/bench.py --json out.json    # also write the figures
+    python scripts/bench.py --only drain,latency --repeat 5
+
+Figures are medians of ``--repeat`` runs (the runs of the peers are interleaved with jobq's,
+so a change in the machine's load hits everyone). Drain times run from the start of the
+supervisor (pool, consumer, workers) to the last result stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+for _p in (str(REPO), str(SCRIPTS)):  # bench_tasks, and jobq from this checkout
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import bench_tasks  # noqa: E402
+
+import jobq  # noqa: E402
+
+TARGET = "bench_tasks:add"
+FORK = multiprocessing.get_context("fork")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory")
+SQLITE_BATCH = 32
+INSTALL_HINT = "not installed (pip install -e '.[bench]')"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    drain: int  # jobs drained by jobq, Pool, bare SQLite, Huey
+    rq: int  # RQ forks a process per job: a small N
+    single: int  # one-by-one submits (jobq and Huey)
+    bulk: int  # bulk submits (jobq submit_many, the CLI, bare SQLite executemany)
+    latency: int  # submit + join round trips
+    idle_seconds: float  # how long the idle supervisor's CPU use is sampled
+    scale_jobs: int  # jobs in the "full" file
+    scale_claim: int  # new jobs drained in the empty and the full file
+    scale_submit: int  # q.submit calls in the empty and the full file
+    status_calls: int  # q.status() calls timed (median)
+    status_cli_runs: int  # `jobq status` runs timed (median)
+    mem_small: int
+    mem_large: int
+    repeat: int
+
+
+FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 20, 3, 10_000, 200_000, 3)
+QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 5, 1, 1000, 5000, 1)
+
+
+# -- reporting -------------------------------------------------------------------------------
+class Report:
+    def __init__(self) -> None:
+        self.figures: dict[str, float] = {}
+        self.units: dict[str, str] = {}
+        self.labels: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.targets: list[dict[str, Any]] = []
+
+    def add(self, key: str, value: float, unit: str, label: str) -> None:
+        self.figures[key] = value
+        self.units[key] = unit
+        self.labels[key] = label
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for r in runs for k in r}
+    return {k: statistics.median([r[k] for r in runs if k in r]) for k in sorted(keys)}
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
+
+
+# -- processes and /proc ---------------------------------------------------------------------
+def _signal(pid: int, sig: int, group: bool) -> None:
+    try:
+        if group:
+            try:
+                os.killpg(pid, sig)
+                return
+            except ProcessLookupError:
+                pass  # not yet its own group leader, or the group is gone
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _end_process(proc: Any, group: bool = False) -> None:
+    """Stop a process this script started (by its pid, or its own process group)."""
+    if proc.pid is None:
+        return
+    if proc.is_alive():
+        _signal(proc.pid, signal.SIGTERM, group)
+        proc.join(30)
+    if proc.is_alive():
+        _signal(proc.pid, signal.SIGKILL, group)
+    elif group:  # its workers, should any have outlived it
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.join(10)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+        return out
+    except OSError:
+        pass
+    for entry in os.listdir("/proc"):  # no /proc/.../children: scan the parents
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _cpu_percent(pids: list[int], seconds: float) -> float:
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {p: _cpu_ticks(p) for p in pids}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    used = sum(max(0, _cpu_ticks(p) - before[p]) for p in pids)
+    return 100.0 * used / hz / (time.monotonic() - t0)
+
+
+# -- jobq ------------------------------------------------------------------------------------
+def _run_burst_supervisor(db: str, workers: int) -> None:
+    jobq.Supervisor(jobq.Queue(db), concurrency=workers, burst=True).run()
+
+
+def _wait_succeeded(q: jobq.Queue, at_least: int, timeout: float, interval: float = 0.002) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = q.status()["counts"]
+        if counts["succeeded"] >= at_least:
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {counts['succeeded']}/{at_least} jobs succeeded after {timeout:g}s: {counts}")
+        time.sleep(interval)
+
+
+def jobq_drain(db: str, workers: int, expect_succeeded: int, timeout: float = 600) -> float:
+    """Seconds from starting a burst supervisor to ``expect_succeeded`` results stored."""
+    q = jobq.Queue(db)
+    proc = FORK.Process(target=_run_burst_supervisor, args=(db, workers), name="bench-jobq-supervisor")
+    t0 = time.perf_counter()
+    proc.start()
+    try:
+        _wait_succeeded(q, expect_succeeded, timeout)
+        elapsed = time.perf_counter() - t0
+        proc.join(60)
+    finally:
+        _end_process(proc)
+    return elapsed
+
+
+def _fill(db: str, n: int, start: int = 0) -> None:
+    jobq.Queue(db).submit_many(TARGET, ((i,) for i in range(start, start + n)))
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SCRIPTS), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _cli(db: str, *args: str, timeout: float = 300) -> float:
+    """Run ``python -m jobq --db DB ARGS``; its wall time in seconds."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobq", "--db", db, *args],
+        cwd=REPO, env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout,
+    )
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"jobq {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return elapsed
+
+
+# -- peers: multiprocessing.Pool -------------------------------------------------------------
+def pool_apply_async(n: int, workers: int) -> float:
+    t0 = time.perf_counter()
+    with FORK.Pool(workers) as pool:
+        pending = [pool.apply_async(bench_tasks.add, (i,)) for i in range(n)]
+        for r in pending:
+            r.get(600)
+        elapsed = time.perf_counter() - t0
+    return elapsed
+
+
+def pool_map(n: int, workers: int) -> float:
+    t0 = time.perf_counter()
+    with FORK.Pool(workers) as pool:
+        results = pool.map(bench_tasks.add, range(n))
+        elapsed = time.perf_counter() - t0
+    assert results[-1] == n
+    return elapsed
+
+
+# -- peers: a bare SQLite job table ----------------------------------------------------------
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+def sqlite_insert(path: str, n: int) -> float:
+    """Create the bare job table and bulk-insert ``n`` jobs in one transaction; seconds."""
+    conn = _sqlite_connect(path)
+    conn.executescript(
+        """CREATE TABLE jobs (id INTEGER PRIMARY KEY, target TEXT NOT NULL, args TEXT NOT NULL,
+               state TEXT NOT NULL DEFAULT 'queued', owner INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+               result TEXT, started_at REAL, finished_at REAL);
+           CREATE INDEX jobs_queued ON jobs(id) WHERE state = 'queued';"""
+    )
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO jobs(target, args) VALUES (?, ?)", ((TARGET, json.dumps([i])) for i in range(n)))
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def _sqlite_worker(path: str, slot: int, ends: Any) -> None:
+    conn = _sqlite_connect(path)
+    functions: dict[str, Callable[..., Any]] = {}
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        rows = conn.execute(
+            "UPDATE jobs SET state='running', owner=?, attempts=attempts+1, started_at=? WHERE id IN "
+            "(SELECT id FROM jobs WHERE state='queued' ORDER BY id LIMIT ?) RETURNING id, target, args",
+            (slot, time.time(), SQLITE_BATCH),
+        ).fetchall()
+        conn.execute("COMMIT")
+        if not rows:
+            break
+        done = []
+        for job_id, target, args in rows:
+            fn = functions.get(target)
+            if fn is None:
+                module, name = target.split(":")
+                fn = functions[target] = getattr(__import__(module), name)
+            done.append((json.dumps(fn(*json.loads(args))), time.time(), job_id, slot))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "UPDATE jobs SET state='succeeded', result=?, finished_at=? WHERE id=? AND owner=? AND state='running'", done
+        )
+        conn.execute("COMMIT")
+        ends[slot] = time.monotonic()
+    conn.close()
+
+
+def sqlite_drain(path: str, n: int, workers: int) -> float:
+    ends = FORK.RawArray("d", workers)
+    procs = [FORK.Process(target=_sqlite_worker, args=(path, slot, ends)) for slot in range(workers)]
+    t0 = time.monotonic()
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(600)
+            if p.exitcode != 0:
+                raise RuntimeError(f"bare SQLite worker exited {p.exitcode}")
+    finally:
+        for p in procs:
+            _end_process(p)
+    conn = sqlite3.connect(path)
+    done = conn.execute("SELECT count(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
+    conn.close()
+    if done != n:
+        raise RuntimeError(f"bare SQLite drained {done}/{n}")
+    return max(ends) - t0
+
+
+# -- peers: Huey (SqliteHuey, process consumer) ----------------------------------------------
+def _huey_consumer(huey: Any, workers: int) -> None:
+    os.setsid()  # its own group: the consumer's workers are ended with it
+    huey.create_consumer(workers=workers, worker_type="process", periodic=False).run()
+
+
+def huey_run(path: str, n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
+    """(seconds to enqueue ``n`` tasks one by one, seconds for the consumer to drain them)."""
+    from huey import SqliteHuey
+
+    huey = SqliteHuey(name="jobq-bench", filename=path)
+    task = huey.task()(bench_tasks.add)
+    t0 = time.perf_counter()
+    for i in range(n):
+        task(i)
+    submit = time.perf_counter() - t0
+    huey.storage.close()
+    proc = FORK.Process(target=_huey_consumer, args=(huey, workers), name="bench-huey-consumer")
+    t0 = time.perf_counter()
+    proc.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while huey.result_count() < n:
+            if time.monotonic() > deadline or not proc.is_alive():
+                raise RuntimeError(f"Huey stored {huey.result_count()}/{n} results (consumer alive: {proc.is_alive()})")
+            time.sleep(0.002)
+        drain = time.perf_counter() - t0
+    finally:
+        _end_process(proc, group=True)
+        huey.storage.close()
+    return submit, drain
+
+
+# -- peers: RQ (Redis, forking workers) ------------------------------------------------------
+def _redis_reason() -> str | None:
+    try:
+        import redis
+        import rq  # noqa: F401
+    except ImportError:
+        return INSTALL_HINT
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1, socket_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no usable Redis here
+        return f"no Redis answering on 127.0.0.1:6379 ({type(exc).__name__})"
+    return None
+
+
+def _rq_worker(name: str) -> None:
+    from redis import Redis
+    from rq import Queue, Worker
+
+    conn = Redis(host="127.0.0.1", port=6379)
+    Worker([Queue(name, connection=conn)], connection=conn).work(burst=True, logging_level="WARNING")
+
+
+def rq_run(n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
+    from redis import Redis
+    from rq import Queue
+
+    conn = Redis(host="127.0.0.1", port=6379)
+    name = f"jobq-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    q = Queue(name, connection=conn)
+    procs: list[Any] = []
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            q.enqueue(bench_tasks.add, i)
+        submit = time.perf_counter() - t0
+        procs = [FORK.Process(target=_rq_worker, args=(name,), name="bench-rq-worker") for _ in range(workers)]
+        t0 = time.perf_counter()
+        for p in procs:
+            p.start()
+        deadline = time.monotonic() + timeout
+        while (done := q.finished_job_registry.get_job_count(cleanup=False)) < n:
+            failed = q.failed_job_registry.get_job_count(cleanup=False)
+            if failed or time.monotonic() > deadline:
+                raise RuntimeError(f"RQ finished {done}/{n} jobs, {failed} failed")
+            time.sleep(0.005)
+        drain = time.perf_counter() - t0
+        for p in procs:
+            p.join(30)
+    finally:
+        for p in procs:
+            _end_process(p)
+        for registry in (q.finished_job_registry, q.failed_job_registry, q.started_job_registry):
+            for job_id in registry.get_job_ids():
+                conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+            conn.delete(registry.key)
+        q.delete(delete_jobs=True)
+    return submit, drain
+
+
+# -- sections --------------------------------------------------------------------------------
+def _throughput_run(
+    rep: Report, s: Sizes, workers: int, d: Path, r: int, sections: set[str], huey_reason: str | None, rq_reason: str | None
+) -> dict[str, float]:
+    fig: dict[str, float] = {}
+
+    def peer(key: str, what: str, fn: Callable[[], None]) -> None:
+        say(f"  run {r + 1}/{s.repeat}: {what}")
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, the others still run
+            rep.errors[key] = f"{type(exc).__name__}: {exc}"
+            say(f"  {what} FAILED: {rep.errors[key]}")
+
+    if "drain" in sections:
+        db = str(d / "drain.db")
+        _fill(db, s.drain)
+        say(f"  run {r + 1}/{s.repeat}: jobq drain of {s.drain}")
+        fig["drain.jobq"] = s.drain / jobq_drain(db, workers, s.drain)
+
+        def pool() -> None:
+            fig["drain.pool_apply_async"] = s.drain / pool_apply_async(s.drain, workers)
+            fig["drain.pool_map"] = s.drain / pool_map(s.drain, workers)
+
+        def bare() -> None:
+            path = str(d / "bare.db")
+            fig["submit.sqlite_bulk"] = s.drain / sqlite_insert(path, s.drain)
+            fig["drain.sqlite_batch"] = s.drain / sqlite_drain(path, s.drain, workers)
+
+        peer("pool", "multiprocessing.Pool", pool)
+        peer("sqlite", "bare SQLite", bare)
+    if "drain" in sections and not huey_reason:
+
+        def hueys() -> None:
+            submit, drain = huey_run(str(d / "huey.db"), s.drain, workers)
+            fig["submit.huey_single"] = s.drain / submit
+            fig["drain.huey"] = s.drain / drain
+
+        peer("huey", "Huey", hueys)
+    if "drain" in sections and not rq_reason:
+
+        def rqs() -> None:
+            submit, drain = rq_run(s.rq, workers)
+            fig["submit.rq_single"] = s.rq / submit
+            fig["drain.rq"] = s.rq / drain
+
+        peer("rq", f"RQ ({s.rq} jobs)", rqs)
+    if "submit" in sections:
+        say(f"  run {r + 1}/{s.repeat}: jobq submits")
+        q = jobq.Queue(str(d / "single.db"))
+        q.submit(TARGET, (0,))  # schema created, target imported: not timed
+        t0 = time.perf_counter()
+        for i in range(s.single):
+            q.submit(TARGET, (i,))
+        fig["submit.jobq_single"] = s.single / (time.perf_counter() - t0)
+        q = jobq.Queue(str(d / "bulk.db"))
+        q.submit(TARGET, (0,))
+        t0 = time.perf_counter()
+        q.submit_many(TARGET, [(i,) for i in range(s.bulk)])
+        fig["submit.jobq_bulk"] = s.bulk / (time.perf_counter() - t0)
+        jsonl = d / "jobs.jsonl"
+        jsonl.write_text("".join(f"[{i}]\n" for i in range(s.bulk)))
+        cli_db = str(d / "cli.db")
+        jobq.Queue(cli_db)
+        fig["submit.jobq_cli_bulk"] = s.bulk / _cli(cli_db, "submit", TARGET, "--file", str(jsonl))
+        fig["submit.sqlite_bulk_big"] = s.bulk / sqlite_insert(str(d / "bare-bulk.db"), s.bulk)
+    return fig
+
+
+def section_throughput(rep: Report, s: Sizes, workers: int, tmp: Path, sections: set[str]) -> None:
+    huey_reason = None
+    try:
+        import huey  # noqa: F401
+    except ImportError:
+        huey_reason = INSTALL_HINT
+    rq_reason = _redis_reason()
+    for peer, reason in (("huey", huey_reason), ("rq", rq_reason)):
+        if reason:
+            rep.skipped[peer] = reason
+            say(f"{peer}: skipped: {reason}")
+    runs: list[dict[str, float]] = []
+    for r in range(s.repeat):
+        d = tmp / f"run{r}"
+        d.mkdir()
+        runs.append(_throughput_run(rep, s, workers, d, r, sections, huey_reason, rq_reason))
+        shutil.rmtree(d, ignore_errors=True)
+    labels = {
+        "drain.jobq": "jobq (Supervisor, burst)",
+        "drain.pool_apply_async": "multiprocessing.Pool.apply_async",
+        "drain.pool_map": "multiprocessing.Pool.map",
+        "drain.sqlite_batch": f"bare SQLite, batches of {SQLITE_BATCH}",
+        "drain.huey": "Huey (SqliteHuey, process consumer)",
+        "drain.rq": f"RQ (forking Worker, Redis; {s.rq} jobs)",
+        "submit.jobq_single": "jobq q.submit, one by one",
+        "submit.huey_single": "Huey enqueue, one by one",
+        "submit.rq_single": f"RQ enqueue, one by one ({s.rq} jobs)",
+        "submit.jobq_bulk": f"jobq q.submit_many ({s.bulk:,} jobs)",
+        "submit.jobq_cli_bulk": f"jobq submit --file (CLI incl. start-up, {s.bulk:,})",
+        "submit.sqlite_bulk_big": f"bare SQLite executemany ({s.bulk:,} jobs)",
+        "submit.sqlite_bulk": f"bare SQLite executemany ({s.drain:,} jobs)",
+    }
+    for key, value in _median_of(runs).items():
+        rep.add(key, value, "jobs/s", labels[key])
+
+
+def section_latency(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
+    say(f"latency: {s.latency} submit+join round trips, then idle CPU over {s.idle_seconds:g}s")
+    q = jobq.Queue(str(tmp / "latency.db"))
+    sup = jobq.Supervisor(q, concurrency=workers)
+    with sup:
+        _wait_until(lambda: q.status()["supervisors"], 60, "the supervisor to register")
+        for i in range(10):  # warm up: workers started, target imported
+            q.submit(TARGET, (i,)).join(timeout=60)
+        samples = []
+        for i in range(s.latency):
+            t0 = time.perf_counter()
+            q.submit(TARGET, (i,)).join(timeout=60)
+            samples.append((time.perf_counter() - t0) * 1000)
+        time.sleep(1.0)  # let the supervisor fall back to its idle pace before sampling
+        assert sup.pid is not None
+        pids = [sup.pid, *_children(sup.pid)]
+        cpu = _cpu_percent(pids, s.idle_seconds)
+    samples.sort()
+    rep.add("latency.p50_ms", _percentile(samples, 50), "ms", "submit + join, p50")
+    rep.add("latency.p99_ms", _percentile(samples, 99), "ms", "submit + join, p99")
+    rep.add("latency.idle_cpu_percent", cpu, "% of a core", f"idle supervisor + {len(pids) - 1} workers, CPU")
+
+
+def _wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
+def _scale_figures(db: str, s: Sizes, workers: int, offset: int) -> dict[str, float]:
+    q = jobq.Queue(db)
+    runs: list[dict[str, float]] = []
+    for _ in range(s.repeat):
+        fig: dict[str, float] = {}
+        base = q.status()["counts"]["succeeded"]
+        _fill(db, s.scale_claim, offset)
+        fig["claim"] = s.scale_claim / jobq_drain(db, workers, base + s.scale_claim)
+        fig["status_cli_ms"] = statistics.median(_cli(db, "status") * 1000 for _ in range(s.status_cli_runs))
+        times = []
+        for _ in range(s.status_calls):
+            t0 = time.perf_counter()
+            q.status()
+            times.append((time.perf_counter() - t0) * 1000)
+        fig["status_api_ms"] = statistics.median(times)
+        t0 = time.perf_counter()
+        for i in range(s.scale_submit):
+            q.submit(TARGET, (i,))
+        fig["submit"] = s.scale_submit / (time.perf_counter() - t0)
+        # Leave the file as found for the next run: those jobs were only there to be submitted.
+        conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+        conn.execute("DELETE FROM jobs WHERE state='queued'")
+        conn.close()
+        runs.append(fig)
+    return _median_of(runs)
+
+
+def build_full_file(db: str, total: int) -> float:
+    """``total`` jobs, all finished (2% failed): bulk-inserted with submit_many, then marked
+    finished with a direct UPDATE (benchmark setup only: running them would take minutes)."""
+    t0 = time.perf_counter()
+    chunk = 100_000
+    q = jobq.Queue(db)
+    for start in range(0, total, chunk):
+        q.submit_many(TARGET, ((i,) for i in range(start, min(total, start + chunk))))
+    error = json.dumps({"type": "ValueError", "message": "boom", "traceback": ""})
+    conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+    (hi,) = conn.execute("SELECT max(id) FROM jobs").fetchone()
+    for lo in range(0, hi + 1, chunk):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "UPDATE jobs SET state = CASE WHEN id % 50 = 0 THEN 'failed' ELSE 'succeeded' END, attempts = 1, "
+            "started_at = created_at, finished_at = created_at, owner = 'bench', "
+            "result = CASE WHEN id % 50 = 0 THEN NULL ELSE CAST(id + 1 AS TEXT) END, "
+            "error = CASE WHEN id % 50 = 0 THEN ? ELSE NULL END "
+            "WHERE id BETWEEN ? AND ? AND state = 'queued'",
+            (error, lo, lo + chunk - 1),
+        )
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return time.perf_counter() - t0
+
+
+def section_scale(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
+    say("scale: an empty file")
+    empty = _scale_figures(str(tmp / "empty.db"), s, workers, 0)
+    say(f"scale: building a file of {s.scale_jobs:,} finished jobs")
+    full_db = str(tmp / "full.db")
+    build = build_full_file(full_db, s.scale_jobs)
+    say(f"scale: built in {build:.1f}s; measuring")
+    in_file = jobq.Queue(full_db).status()["counts"]
+    full = _scale_figures(full_db, s, workers, s.scale_jobs)
+    rep.add("scale.jobs_in_file", float(sum(in_file.values())), "jobs", "jobs in the full file (all finished)")
+    rep.add("scale.build_seconds", build, "s", "building it (setup)")
+    what = {
+        "claim": ("jobs/s", f"claim: drain of {s.scale_claim:,} new jobs"),
+        "status_cli_ms": ("ms", "`jobq status` (CLI, incl. start-up)"),
+        "status_api_ms": ("ms", "q.status()"),
+        "submit": ("jobs/s", f"q.submit ({s.scale_submit:,} one by one)"),
+    }
+    for key, (unit, label) in what.items():
+        rep.add(f"scale.{key}_empty", empty[key], unit, f"{label}, empty file")
+        rep.add(f"scale.{key}_full", full[key], unit, f"{label}, full file")
+        rep.add(f"scale.{key}_ratio", full[key] / empty[key], "x", f"{label}, full/empty")
+
+
+def section_memory(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
+    say(f"memory: resident memory after {s.mem_small:,} and {s.mem_large:,} jobs")
+    q = jobq.Queue(str(tmp / "memory.db"))
+    chunk = min(s.mem_small, 20_000)
+    readings: dict[int, tuple[float, float]] = {}
+    with jobq.Supervisor(q, concurrency=workers) as sup:
+        assert sup.pid is not None
+        _wait_until(lambda: q.status()["supervisors"], 60, "the supervisor to register")
+        done = 0
+        for mark in (s.mem_small, s.mem_large):
+            while done < mark:
+                n = min(chunk, mark - done)
+                q.submit_many(TARGET, ((i,) for i in range(done, done + n)))
+                done += n
+                _wait_succeeded(q, done, 600, interval=0.02)
+            kids = _children(sup.pid)
+            if len(kids) != workers:
+                raise RuntimeError(f"expected {workers} workers under supervisor {sup.pid}, found {kids}")
+            readings[mark] = (_rss_mb(sup.pid), max(_rss_mb(k) for k in kids))
+            say(f"  after {mark:,} jobs: supervisor {readings[mark][0]:.1f} MB, worker {readings[mark][1]:.1f} MB")
+    for i, who in enumerate(("supervisor", "worker")):
+        small, large = readings[s.mem_small][i], readings[s.mem_large][i]
+        rep.add(f"memory.{who}_small_mb", small, "MB", f"{who} RSS after {s.mem_small:,} jobs")
+        rep.add(f"memory.{who}_large_mb", large, "MB", f"{who} RSS after {s.mem_large:,} jobs")
+        rep.add(f"memory.{who}_ratio", large / small, "x", f"{who} RSS, {s.mem_large:,}/{s.mem_small:,}")
+
+
+# -- targets and output ----------------------------------------------------------------------
+def evaluate_targets(rep: Report) -> None:
+    f = rep.figures
+
+    def ratio(a: str, b: str) -> float | None:
+        return f[a] / f[b] if a in f and b in f else None
+
+    checks: list[tuple[str, float | None, str, float, str]] = [
+        ("drain >= 2x Pool.apply_async", ratio("drain.jobq", "drain.pool_apply_async"), ">=", 2.0, "x"),
+        ("drain >= 0.6x bare SQLite batch", ratio("drain.jobq", "drain.sqlite_batch"), ">=", 0.6, "x"),
+        ("drain >= 10x Huey", ratio("drain.jobq", "drain.huey"), ">=", 10.0, "x"),
+        ("single submit >= 3x Huey", ratio("submit.jobq_single", "submit.huey_single"), ">=", 3.0, "x"),
+        ("bulk submit >= 100,000 jobs/s", f.get("submit.jobq_bulk"), ">=", 100_000, " jobs/s"),
+        ("latency p50 <= 2 ms", f.get("latency.p50_ms"), "<=", 2.0, " ms"),
+        ("latency p99 <= 10 ms", f.get("latency.p99_ms"), "<=", 10.0, " ms"),
+        ("idle supervisor < 1% of a core", f.get("latency.idle_cpu_percent"), "<", 1.0, "%"),
+        ("scale: claim rate within 20%", f.get("scale.claim_ratio"), ">=", 0.8, "x"),
+        ("scale: q.submit rate within 20%", f.get("scale.submit_ratio"), ">=", 0.8, "x"),
+        ("scale: q.status() time within 20%", f.get("scale.status_api_ms_ratio"), "<=", 1.2, "x"),
+        ("scale: `jobq status` time within 20%", f.get("scale.status_cli_ms_ratio"), "<=", 1.2, "x"),
+        ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
+        ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
+    ]
+    for name, value, op, target, unit in checks:
+        if value is None:
+            rep.targets.append({"target": name, "value": None, "result": "n/a"})
+            continue
+        ok = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
+        result = "PASS" if ok else "MISS"
+        rep.targets.append({"target": name, "value": value, "bound": target, "op": op, "unit": unit, "result": result})
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "jobs/s" or unit == "jobs":
+        return f"{value:,.0f}"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:.2f}"
+
+
+def render(rep: Report, header: str) -> str:
+    f, lines = rep.figures, [header, ""]
+
+    def row(key: str, extra: str = "") -> None:
+        if key in f:
+            unit = "" if rep.units[key] == "x" else rep.units[key]
+            lines.append(f"  {rep.labels[key]:<52} {_fmt(f[key], rep.units[key]):>12} {unit:<12} {extra}".rstrip())
+
+    def vs(key: str, peer: str) -> str:
+        return f"jobq/peer {f[key] / f[peer]:.2f}x" if key in f and peer in f and key != peer else ""
+
+    if any(k.startswith("drain.") for k in f):
+        lines.append("drain (jobs/s, from start to last result stored)")
+        for k in ("drain.jobq", "drain.pool_apply_async", "drain.pool_map", "drain.sqlite_batch", "drain.huey", "drain.rq"):
+            row(k, vs("drain.jobq", k))
+    if any(k.startswith("submit.") for k in f):
+        lines.append("submit (jobs/s)")
+        for k in ("submit.jobq_single", "submit.huey_single", "submit.rq_single"):
+            row(k, vs("submit.jobq_single", k))
+        for k in ("submit.jobq_bulk", "submit.jobq_cli_bulk", "submit.sqlite_bulk_big", "submit.sqlite_bulk"):
+            row(k, vs("submit.jobq_bulk", k) if k == "submit.sqlite_bulk_big" else "")
+    for prefix, title in (("latency.", "latency and idle cost"), ("scale.", "scale"), ("memory.", "memory")):
+        keys = [k for k in f if k.startswith(prefix)]
+        if keys:
+            lines.append(title)
+            for k in keys:
+                row(k)
+    for peer, reason in rep.skipped.items():
+        lines.append(f"  {peer}: skipped: {reason}")
+    for key, error in rep.errors.items():
+        lines.append(f"  {key}: ERROR: {error}")
+    if rep.targets:
+        lines.append("targets (issue 5)")
+        for t in rep.targets:
+            if t["value"] is None:
+                lines.append(f"  [n/a ] {t['target']}: not measured")
+                continue
+            value, bound = t["value"], t["bound"]
+            shown = f"{value:,.0f}{t['unit']}" if t["unit"] == " jobs/s" else f"{value:.2f}{t['unit']}"
+            note = ""
+            if t["result"] == "MISS":
+                note = f" ({value / bound:.0%} of the target)" if t["op"] == ">=" else f" ({value / bound:.1f}x the bound)"
+            lines.append(f"  [{t['result']}] {t['target']}: {shown}{note}")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg_at_start": os.getloadavg(),
+        "jobq": getattr(jobq, "__version__", "?"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N for every workload (well under a minute)")
+    parser.add_argument("--repeat", type=int, help="runs per figure, the median is reported (default 3; 1 with --quick)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for jobq and every peer (default 2)")
+    parser.add_argument("-n", "--jobs", type=int, help="jobs per drain (default 5,000; 500 with --quick)")
+    parser.add_argument("--scale-jobs", type=int, help="jobs in the full file of the scale test (default 1,000,000)")
+    parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    parser.add_argument("--tmp", help="directory for the benchmark's files (default: a new temporary directory)")
+    opts = parser.parse_args(argv)
+    sizes = QUICK if opts.quick else FULL
+    if opts.repeat:
+        sizes = replace(sizes, repeat=opts.repeat)
+    if opts.jobs:
+        sizes = replace(sizes, drain=opts.jobs)
+    if opts.scale_jobs:
+        sizes = replace(sizes, scale_jobs=opts.scale_jobs)
+    sections = set(opts.only.split(",")) if opts.only else set(SECTIONS)
+    if sections - set(SECTIONS):
+        parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
+    tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
+    rep = Report()
+    started = time.monotonic()
+    info = machine()
+    try:
+        if sections & {"drain", "submit"}:
+            say(f"drain and submit: {sizes.drain:,} jobs, {opts.workers} workers, {sizes.repeat} run(s)")
+            section_throughput(rep, sizes, opts.workers, tmp, sections)
+        if "latency" in sections:
+            section_latency(rep, sizes, opts.workers, tmp)
+        if "scale" in sections:
+            section_scale(rep, sizes, opts.workers, tmp)
+        if "memory" in sections:
+            section_memory(rep, sizes, opts.workers, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    evaluate_targets(rep)
+    elapsed = time.monotonic() - started
+    header = (
+        f"jobq benchmark ({'quick' if opts.quick else 'full'}): add(x) -> x + 1, {opts.workers} workers, "
+        f"median of {sizes.repeat}, {elapsed:.0f}s\n"
+        f"{info['cpus']} x {info['cpu_model'] or '?'}, {info['platform']}, Python {info['python']}, SQLite {info['sqlite']}, "
+        f"load at start {info['loadavg_at_start'][0]:.2f}"
+    )
+    print(render(rep, header), flush=True)
+    if opts.json_path:
+        data = {
+            "machine": info,
+            "config": {"quick": opts.quick, "workers": opts.workers, "sizes": sizes.__dict__, "sections": sorted(sections)},
+            "seconds": elapsed,
+            "figures": rep.figures,
+            "units": rep.units,
+            "labels": rep.labels,
+            "targets": rep.targets,
+            "skipped": rep.skipped,
+            "errors": rep.errors,
+        }
+        Path(opts.json_path).write_text(json.dumps(data, indent=2) + "\n")
+    return 1 if rep.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
