@@ -25,7 +25,7 @@ from .local import LocalPresence, is_dead
 from .models import ClaimedJob, Outcome
 from .schedules import next_run_after, sync_schedules
 from .store import Store, SupervisorInfo, open_store
-from .worker import SLOT_ATTEMPT, SLOT_JOB, SLOT_SIZE, SLOT_STARTED, WorkerConfig, read_tail, worker_main
+from .worker import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, WorkerConfig, read_range, worker_main
 
 log = logging.getLogger("jobq.supervisor")
 
@@ -114,6 +114,7 @@ class Supervisor:
         self._progress: dict[int, tuple[int, int, float, str]] = {}
         self._next_maintenance = 0.0
         self._store_fd: int | None = None
+        self._info: SupervisorInfo | None = None
         self._next_purge = 0.0
         self._idle_wait = 0.001
         self._avg_job_seconds = 0.0
@@ -179,6 +180,7 @@ class Supervisor:
             heartbeat_at=now,
             lock_path=presence.lock_path if presence else None,
         )
+        self._info = info
         old_handlers = self._install_signals()
         self._capture_dir = tempfile.mkdtemp(prefix=f"jobq-{self.id}-")
         self._ctx = multiprocessing.get_context(self.start_method)
@@ -284,6 +286,8 @@ class Supervisor:
     def _handle_message(self, w: _Worker, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "done":
+            debug = log.isEnabledFor(logging.DEBUG)
+            pid = w.pid
             for job_id, attempt, ok, payload, output, started, finished in msg[1]:
                 task = w.tasks.pop(job_id, None)
                 if task is None:
@@ -299,13 +303,14 @@ class Supervisor:
                             attempt,
                             "succeeded",
                             result_json=payload,
-                            worker=w.pid,
+                            worker=pid,
                             output=output,
                             finished_at=finished,
                             started_at=started,
                         )
                     )
-                    log.debug("job %d succeeded in %.3fs", job_id, duration)
+                    if debug:
+                        log.debug("job %d succeeded in %.3fs", job_id, duration)
                 else:
                     self._outcomes.append(
                         Outcome(
@@ -313,7 +318,7 @@ class Supervisor:
                             attempt,
                             "failed",
                             error=payload,
-                            worker=w.pid,
+                            worker=pid,
                             output=output,
                             finished_at=finished,
                             started_at=started,
@@ -391,7 +396,9 @@ class Supervisor:
                 self._start_worker(w.slot)
 
     def _death_outcome(self, w: _Worker, task: ClaimedJob, exitcode: int | None, now: float) -> Outcome:
-        output = _read_file_tail(w.capture_path, self.settings.max_output_bytes)
+        output = _read_job_output(
+            w.capture_path, int(self._slots[w.slot * SLOT_SIZE + SLOT_OUTPUT_AT]), self.settings.max_output_bytes
+        )
         self._log_output(task.id, output)
         if w.kill_reason is not None:
             kind, error, retriable = w.kill_reason
@@ -524,7 +531,12 @@ class Supervisor:
 
     def _sweep_dead_supervisors(self, now: float) -> None:
         host = self.settings.host()
-        for sup in self.store.supervisors():
+        supervisors = self.store.supervisors()
+        if self._info is not None and not any(s.id == self.id for s in supervisors):
+            # Pruned while we were frozen (SIGSTOP, a paused VM): be listed again.
+            self._info.heartbeat_at = now
+            self.store.register_supervisor(self._info)
+        for sup in supervisors:
             if sup.id == self.id or sup.host != host:
                 continue
             if is_dead(sup.lock_path):
@@ -614,13 +626,14 @@ class Supervisor:
             pass
 
 
-def _read_file_tail(path: str, max_bytes: int) -> str:
+def _read_job_output(path: str, start: int, max_bytes: int) -> str:
+    """What a dead worker's job printed: its capture file from ``start`` on."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return ""
     try:
-        return read_tail(fd, max_bytes)
+        return read_range(fd, start, os.fstat(fd).st_size, max_bytes)
     finally:
         os.close(fd)
 

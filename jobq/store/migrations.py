@@ -45,7 +45,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX jobs_claim ON jobs(priority DESC, run_at, id) WHERE state = 'queued'",
             "CREATE INDEX jobs_scheduled ON jobs(run_at) WHERE state = 'scheduled'",
             "CREATE INDEX jobs_running ON jobs(owner) WHERE state = 'running'",
-            "CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state = 'running'",
             "CREATE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL",
             "CREATE INDEX jobs_group ON jobs(group_id, group_index) WHERE group_id IS NOT NULL",
             "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",
@@ -99,8 +98,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 INSERT INTO job_counts(queue, state, n) VALUES (new.queue, new.state, 1)
                 ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
             END""",
+            # The two hot moves, queued -> running (claim) and running -> succeeded (finish),
+            # are counted by the store once per statement instead (SQLiteStore._count_moves).
             """CREATE TRIGGER jobs_counts_update AFTER UPDATE OF state, queue ON jobs
-            WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue BEGIN
+            WHEN (old.state IS NOT new.state OR old.queue IS NOT new.queue)
+            AND NOT (old.queue = new.queue AND ((old.state = 'queued' AND new.state = 'running')
+                OR (old.state = 'running' AND new.state = 'succeeded'))) BEGIN
                 UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
                 INSERT INTO job_counts(queue, state, n) VALUES (new.queue, new.state, 1)
                 ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;

@@ -70,7 +70,6 @@ PG_MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX jobs_claim ON jobs(priority DESC, run_at, id) WHERE state = 'queued'",
             "CREATE INDEX jobs_scheduled ON jobs(run_at) WHERE state = 'scheduled'",
             "CREATE INDEX jobs_running ON jobs(owner) WHERE state = 'running'",
-            "CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state = 'running'",
             "CREATE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL",
             "CREATE INDEX jobs_group ON jobs(group_id, group_index) WHERE group_id IS NOT NULL",
             "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -71,6 +72,10 @@ class SQLStore(Store):
 
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
+
+    def _count_moves(self, conn: Any, old: str, new: str, by_queue: Counter[str]) -> None:
+        """Record that jobs moved from state ``old`` to ``new`` (a backend keeping counts
+        updates them once per statement here, not once per row)."""
 
     def _lock_key(self, conn: Any, key: str) -> None:
         """Make submits of the same unique key take turns (no-op where writes already do)."""
@@ -350,6 +355,7 @@ class SQLStore(Store):
                 (*params, owner, now, lease_until),
             ).fetchall()
             rows.sort(key=lambda r: (-r[8], r[9], r[0]))
+            self._count_moves(conn, "queued", "running", Counter(r[6] for r in rows))
             claimed = []
             for r in rows:
                 args_json = r[2]
@@ -392,16 +398,17 @@ class SQLStore(Store):
         for o in outcomes:
             params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
         done = {
-            r[0]
+            r[0]: r[1]
             for r in conn.execute(
                 f"WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
                 "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
                 "worker=v.worker, lease_expires_at=NULL FROM v "
                 "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
-                "RETURNING jobs.id",
+                "RETURNING jobs.id, jobs.queue",
                 params,
             ).fetchall()
         }
+        self._count_moves(conn, "running", "succeeded", Counter(done.values()))
         for o in outcomes:
             if o.job_id in done:
                 self._store_output(conn, o)
