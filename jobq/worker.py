@@ -4,6 +4,7 @@ output captured, and sends back results. It never opens the database."""
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import os
 import signal
@@ -112,6 +113,10 @@ class OutputCapture:
         _flush_std()
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
+        # The embedding process may have swapped sys.stdout/sys.stderr for objects that are
+        # not fds 1 and 2 (pytest, Jupyter, redirect_stdout): a job's print must reach the file.
+        sys.stdout = _stream_on(1, sys.stdout)
+        sys.stderr = _stream_on(2, sys.stderr)
         self.offset = 0
 
     def start(self) -> int:
@@ -129,6 +134,15 @@ class OutputCapture:
         if size <= start:
             return ""
         return read_range(self.fd, start, size, self.max_bytes)
+
+
+def _stream_on(fd: int, current: Any) -> Any:
+    try:
+        if current is not None and current.fileno() == fd:
+            return current
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return open(fd, "w", encoding="utf-8", errors="replace", closefd=False)
 
 
 def read_range(fd: int, start: int, end: int, max_bytes: int) -> str:
