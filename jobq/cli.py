@@ -90,6 +90,9 @@ class JobqGroup(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `jobq`: the help, as usual
+                click.echo(exc.format_message())
+                sys.exit(0)
             click.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:

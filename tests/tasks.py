@@ -138,3 +138,20 @@ def span(path, token, seconds):
     time.sleep(seconds)
     record(path, f"{token} {start!r} {time.time()!r}")
     return token
+
+
+# -- PostgreSQL (tests/test_postgres.py) -----------------------------------------------------
+def attempt_number(path, first_seconds):
+    """Record ``start N`` for attempt N, sleep ``first_seconds`` on attempt 1 only, and return
+    N: the stored result tells which attempt produced it."""
+    attempt = jobq.current_job().attempt
+    record(path, f"start {attempt}")
+    if attempt == 1:
+        time.sleep(first_seconds)
+    return attempt
+
+
+def print_nul():
+    """Print a NUL byte amid text (binary junk on stdout), then succeed."""
+    sys.stdout.write("before\x00after\n")
+    return "printed"
