@@ -147,6 +147,7 @@ class Chaos:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         env.pop("JOBQ_CONFIG", None)
+        env["TMPDIR"] = str(self.tmp_dir)  # their scratch files land in the run directory, countable
         cmd = [sys.executable, "-m", "jobq", "--db", self.db, "worker", "start", "-c", str(self.concurrency)]
         cmd += ["--grace", f"{self.grace:g}"]
         with open(log_path, "ab") as fh:
@@ -154,6 +155,18 @@ class Chaos:
         sup = Sup(index, proc, log_path, time.time())
         self.sups.append(sup)
         return sup
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.run_dir / "tmp"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def debris(self) -> tuple[list[str], list[str]]:
+        """Scratch directories and lock files left behind (by supervisors that were killed)."""
+        scratch = sorted(p.name for p in self.tmp_dir.glob("jobq-*"))
+        locks = sorted(p.name for p in Path(self.db + "-jobq").glob("*.lock"))
+        return scratch, locks
 
     def live(self) -> list[Sup]:
         return [s for s in self.sups if s.proc.poll() is None]
@@ -448,6 +461,8 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
     print(f"supervisors forced at the end: {len(chaos.forced)}")
     print(f"orphan workers: {len(orphans)}")
     print(f"tracebacks in supervisor logs: {tracebacks}")
+    scratch, locks = chaos.debris()
+    print(f"left behind: {len(scratch)} scratch dirs in {chaos.tmp_dir}, {len(locks)} lock files in {chaos.db}-jobq")
     conn.close()
     problems = [
         name

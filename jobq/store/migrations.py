@@ -48,6 +48,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL",
             "CREATE INDEX jobs_group ON jobs(group_id, group_index) WHERE group_id IS NOT NULL",
             "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL",
+            "CREATE INDEX jobs_ttl ON jobs((finished_at + result_ttl)) WHERE result_ttl IS NOT NULL",
             # No plain index on state: the planner would prefer it to the partial claim index.
             """CREATE TABLE job_deps (
                 job_id INTEGER NOT NULL,

@@ -620,31 +620,33 @@ class SQLStore(Store):
         if not states:
             return 0
         marks = ",".join("?" * len(states))
+        # Each selection reads an index range (jobs_finished, jobs_ttl), never the whole table.
         if older_than is not None:
-            where, params = f"state IN ({marks}) AND finished_at<?", [*states, now - older_than]
+            selections = [(f"finished_at < ? AND state IN ({marks})", [now - older_than, *states])]
         else:
-            where = f"state IN ({marks}) AND finished_at < ? - coalesce(result_ttl, ?)"
-            params = [*states, now, default_ttl]
-            if default_ttl is None:
-                where += " AND result_ttl IS NOT NULL"
-
-        def do(conn: Any) -> int:
-            ids = [r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE {where} LIMIT 10000", params)]
-            if not ids:
-                return 0
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                m = ",".join("?" * len(chunk))
-                for table, column in (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id")):
-                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({m})", chunk)
-            return len(ids)
-
+            selections = [(f"result_ttl IS NOT NULL AND finished_at + result_ttl < ? AND state IN ({marks})", [now, *states])]
+            if default_ttl is not None:
+                selections.append(
+                    (f"finished_at < ? AND result_ttl IS NULL AND state IN ({marks})", [now - default_ttl, *states])
+                )
         total = 0
-        while True:
-            n = self._write(do)
-            total += n
-            if n < 10000:
-                return total
+        for where, params in selections:
+            while True:
+                n = self._write(lambda conn, w=where, p=params: self._delete_jobs(conn, w, p, _PURGE_CHUNK))
+                total += n
+                if n < _PURGE_CHUNK:
+                    break
+        return total
+
+    @staticmethod
+    def _delete_jobs(conn: Any, where: str, params: list[Any], limit: int) -> int:
+        ids = [r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE {where} LIMIT {int(limit)}", params)]
+        if not ids:
+            return 0
+        m = ",".join("?" * len(ids))
+        for table, column in (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id")):
+            conn.execute(f"DELETE FROM {table} WHERE {column} IN ({m})", ids)
+        return len(ids)
 
     # -- schedules ------------------------------------------------------------------
     def upsert_schedule(self, schedule: Schedule) -> None:
@@ -708,6 +710,7 @@ class _Rejected(StoreError):
 
 
 _FINISH_CHUNK = 200
+_PURGE_CHUNK = 500  # rows a purge transaction deletes: keeps the write lock short
 _SUCCESS_ROW = (
     "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
 )
