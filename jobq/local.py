@@ -13,6 +13,7 @@ import fcntl
 import glob
 import hashlib
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -61,6 +62,29 @@ class LocalPresence:
             except OSError:
                 sock.close()
 
+    def work_dir(self) -> str:
+        """A directory of this supervisor's own (worker output files), removed with it."""
+        path = os.path.join(presence_dir(self.db_path), self.supervisor_id)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def remove_dead_leftovers(self, keep: set[str]) -> None:
+        """Remove the lock files and work directories of dead supervisors not in ``keep``."""
+        base = presence_dir(self.db_path)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return
+        for name in names:
+            ident = name[: -len(".lock")] if name.endswith(".lock") else name
+            if ident == self.supervisor_id or ident in keep:
+                continue
+            lock = os.path.join(base, ident + ".lock")
+            if name.endswith(".lock"):
+                is_dead(lock)  # removes the file when nobody holds it
+            elif os.path.isdir(os.path.join(base, name)) and not os.path.exists(lock):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
     def fds(self) -> list[int]:
         """The descriptors a forked child must close."""
         out = [self._lock_fd] if self._lock_fd is not None else []
@@ -79,6 +103,7 @@ class LocalPresence:
                 return
 
     def release(self) -> None:
+        shutil.rmtree(os.path.join(presence_dir(self.db_path), self.supervisor_id), ignore_errors=True)
         if self.sock is not None:
             self.sock.close()
             self.sock = None

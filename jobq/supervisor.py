@@ -11,7 +11,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import deque
@@ -182,7 +181,7 @@ class Supervisor:
         )
         self._info = info
         old_handlers = self._install_signals()
-        self._capture_dir = tempfile.mkdtemp(prefix=f"jobq-{self.id}-")
+        self._capture_dir = presence.work_dir()
         self._ctx = multiprocessing.get_context(self.start_method)
         self._slots = self._ctx.RawArray("d", SLOT_SIZE * self.concurrency)
         self._draining = self._ctx.RawValue("b", 0)
@@ -549,6 +548,9 @@ class Supervisor:
                     len(taken),
                     f": {', '.join(map(str, taken))}" if taken else "",
                 )
+        if self._presence is not None:
+            # Leftovers of supervisors that died before registering, or whose row is gone.
+            self._presence.remove_dead_leftovers(keep={s.id for s in supervisors})
 
     # -- signals and shutdown -------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -614,16 +616,7 @@ class Supervisor:
         except StoreError as exc:
             log.error("supervisor %s: could not write its last results: %s", self.id, exc)
         if self._presence is not None:
-            self._presence.release()
-        for w in self.workers:
-            try:
-                os.unlink(w.capture_path)
-            except OSError:
-                pass
-        try:
-            os.rmdir(self._capture_dir)
-        except OSError:
-            pass
+            self._presence.release()  # the lock, the socket and the workers' output files
 
 
 def _read_job_output(path: str, start: int, max_bytes: int) -> str:

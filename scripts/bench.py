@@ -347,7 +347,7 @@ def huey_run(path: str, n: int, workers: int, timeout: float = 600) -> tuple[flo
     """(seconds to enqueue ``n`` tasks one by one, seconds for the consumer to drain them)."""
     from huey import SqliteHuey
 
-    huey = SqliteHuey(name="jobq-bench", filename=path)
+    huey = SqliteHuey(name="jobq-bench", filename=path, timeout=60)
     task = huey.task()(bench_tasks.add)
     t0 = time.perf_counter()
     for i in range(n):
@@ -616,7 +616,11 @@ def build_full_file(db: str, total: int) -> float:
         )
         conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    actual = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
     conn.close()
+    counted = {k: v for k, v in q.status()["counts"].items() if v}
+    if counted != actual:  # the direct UPDATE must leave jobq's own bookkeeping right
+        raise RuntimeError(f"job counts out of step after the setup UPDATE: status says {counted}, the table {actual}")
     return time.perf_counter() - t0
 
 

@@ -52,12 +52,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -484,7 +485,7 @@ def _on_term(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def soak(options: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def soak(options: argparse.Namespace) -> int:
     rng = random.Random(options.seed)
     db = os.path.abspath(options.db)
     run = uuid.uuid4().hex[:8]
@@ -593,8 +594,6 @@ def main(argv: list[str] | None = None) -> int:
     if options.seed is None:
         options.seed = random.randrange(2**32)
     if options.db is None:
-        import tempfile
-
         options.db = os.path.join(tempfile.mkdtemp(prefix="jobq-chaos-"), "chaos.db")
     try:
         return soak(options)

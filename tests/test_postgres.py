@@ -22,6 +22,9 @@ from tests.conftest import REPO, _env, run_cli, wait_for
 pytestmark = pytest.mark.timeout(120)
 
 
+HOSTS = ("host-a", "host-b", "host-c")
+
+
 def lines(path: Path) -> list[str]:
     try:
         return path.read_text().splitlines()
@@ -43,14 +46,21 @@ def log_of(proc: subprocess.Popen[str]) -> str:
 
 # -- many supervisors ------------------------------------------------------------------------
 @pytest.mark.timeout(150)
-def test_three_supervisors_run_5000_jobs_exactly_once(pg_url: str, processes, tmp_path: Path) -> None:
-    q = jobq.Queue(pg_url)
+def test_three_supervisors_on_three_hosts_run_5000_jobs_exactly_once(
+    pg_url: str, processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     side = tmp_path / "executions.txt"
-    procs = [processes.supervisor(pg_url, "-c", "2", log_name=f"sup-{i}.log") for i in range(3)]
-    sup_ids = wait_for(lambda: (ids := live_ids(q)) and len(ids) == 3 and ids, timeout=60, what="three supervisors")
+    procs = []
+    for host in HOSTS:
+        monkeypatch.setenv("JOBQ_HOST_ID", host)  # three "hosts" on this one machine
+        procs.append(processes.supervisor(pg_url, "-c", "2", log_name=f"{host}.log"))
+    monkeypatch.delenv("JOBQ_HOST_ID")
+    q = jobq.Queue(pg_url)
+    sups = wait_for(lambda: len(s := q.status()["supervisors"]) == 3 and s, timeout=60, what="three supervisors")
+    sup_ids = [s["id"] for s in sups]
     assert len(set(sup_ids)) == 3
-    sups = q.status()["supervisors"]
-    assert all(s["pid"] in {p.pid for p in procs} for s in sups), sups
+    assert sorted(s["host"] for s in sups) == sorted(HOSTS)
+    assert {s["pid"] for s in sups} == {p.pid for p in procs}
 
     jobs = q.submit_many("tests.tasks:record", [(str(side), f"t{i}") for i in range(5000)])
     assert len(jobs) == 5000
@@ -79,9 +89,12 @@ def test_frozen_supervisor_loses_its_job_and_its_late_finish_is_rejected(
     assert frozen_id
 
     os.killpg(frozen.pid, signal.SIGSTOP)  # a paused VM: the supervisor and its worker
+    frozen_at = time.time()
     try:
         rescuer = processes.supervisor(pg_url, "-c", "1", log_name="rescuer.log")
         done = wait_for(lambda: (r := q.record(job.id)).state == "succeeded" and r, timeout=40, what="attempt 2 to succeed")
+        # Frozen well past twice its lease, as a paused VM would be: long enough to be forgotten.
+        wait_for(lambda: time.time() > frozen_at + 5, timeout=20, interval=0.1, what="the freeze to outlast the lease")
     finally:
         os.killpg(frozen.pid, signal.SIGCONT)
     assert done.result == 2 and done.attempts == 2 and done.owner not in (None, frozen_id)
@@ -106,11 +119,22 @@ def test_frozen_supervisor_loses_its_job_and_its_late_finish_is_rejected(
 
 
 # -- SIGKILL ---------------------------------------------------------------------------------
-def test_sigkill_of_a_supervisor_loses_nothing(pg_url: str, processes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["same host", "other host"])
+def test_sigkill_of_a_supervisor_loses_nothing(
+    where: str, pg_url: str, processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same host: the dead supervisor's lock file tells at once. Other host: only its lease
+    running out does (short leases here)."""
+    if where == "other host":
+        monkeypatch.setenv("JOBQ_LEASE_SECONDS", "2")
+        monkeypatch.setenv("JOBQ_HEARTBEAT_SECONDS", "0.5")
+        monkeypatch.setenv("JOBQ_HOST_ID", "host-victim")
     q = jobq.Queue(pg_url)
     side = tmp_path / "runs.txt"
     jobs = [q.submit("tests.tasks:record_then_sleep", args=(str(side), f"t{i}", 1.0)) for i in range(8)]
     victim = processes.supervisor(pg_url, "-c", "2", log_name="victim.log")
+    if where == "other host":
+        monkeypatch.setenv("JOBQ_HOST_ID", "host-successor")
     wait_for(lambda: len(lines(side)) >= 2, timeout=40, what="two jobs to start")
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
@@ -121,7 +145,7 @@ def test_sigkill_of_a_supervisor_loses_nothing(pg_url: str, processes, tmp_path:
     assert nonzero(q.status()["counts"]) == {"succeeded": 8}
     assert set(lines(side)) == {f"t{i}" for i in range(8)}
     lost = [q.record(j.id) for j in jobs if q.record(j.id).errors]
-    assert lost and all(r.errors[0]["type"] in ("SupervisorLost", "LeaseExpired") for r in lost)
+    assert lost and all(r.errors[0]["type"] == ("LeaseExpired" if where == "other host" else "SupervisorLost") for r in lost)
 
 
 # -- LISTEN/NOTIFY ---------------------------------------------------------------------------
@@ -193,8 +217,8 @@ def test_a_job_printing_a_nul_byte_on_postgresql(pg_url: str, processes) -> None
     job = q.submit("tests.tasks:print_nul")
     after = q.submit("tests.tasks:add", args=(1, 1))
     sup = processes.supervisor(pg_url, "-c", "1")
-    assert job.join(timeout=40) == "printed"
-    assert after.join(timeout=40) == 2
+    assert job.join(timeout=20) == "printed"
+    assert after.join(timeout=20) == 2
     assert "before" in q.logs(job.id) and "after" in q.logs(job.id)
     assert sup.poll() is None, log_of(sup)
 
