@@ -186,6 +186,7 @@ class Supervisor:
         self._slots = self._ctx.RawArray("d", SLOT_SIZE * self.concurrency)
         self._draining = self._ctx.RawValue("b", 0)
         try:
+            self.store.tune_for_supervisor()
             self.store.register_supervisor(info)
             sync_schedules(self.store, self.settings, time.time())
             log.info(

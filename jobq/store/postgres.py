@@ -320,6 +320,12 @@ class PostgresStore(SQLStore):
             out.setdefault(queue, {})[state] = n
         return out
 
+    def tune_for_supervisor(self) -> None:
+        # A supervisor's own writes (claims, finishes, heartbeats) need not wait for the WAL
+        # flush: one lost to a server crash only hands work back to be done again (at least
+        # once). Submits, from other connections, stay fully durable.
+        self._conn().execute("SET synchronous_commit = off")
+
     def _serialize_limited_claims(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"jobq-limits-{self.schema}",))
 

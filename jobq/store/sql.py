@@ -328,12 +328,21 @@ class SQLStore(Store):
         lease_until: float,
         queue_limits: dict[str, int] | None = None,
     ) -> list[ClaimedJob]:
-        if limit <= 0 or not self.has_runnable(queues, now):
-            return []  # a read, so idle supervisors never queue up for the write lock
+        if limit <= 0:
+            return []
         qsql, qparams = _queue_filter(queues)
+        # A read first, so idle supervisors never queue up for the write lock.
+        queued_due, scheduled_due = self._read(
+            f"SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {qsql}), "
+            "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=?)",
+            (now, *qparams, now),
+        )[0]
+        if not queued_due and not scheduled_due:
+            return []
 
         def take(conn: Any) -> list[ClaimedJob]:
-            conn.execute("UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=?", (now,))
+            if scheduled_due:
+                conn.execute("UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=?", (now,))
             if queue_limits:
                 self._serialize_limited_claims(conn)
                 ids = _pick_with_limits(conn, qsql, qparams, limit, now, queue_limits, self.claim_lock)
