@@ -120,9 +120,9 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
 
 
 # -- submit ------------------------------------------------------------------------------
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("target", required=False)
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
 @click.option("--queue", default="default", show_default=True)
 @click.option("--priority", type=int, help="Higher runs first (default 0 or the queue's).")
@@ -170,6 +170,9 @@ def submit(
     """Submit TARGET ('package.module:function') with ARGs (JSON literals; bare words are strings).
 
     Prints the new job's id (with --map, the group's id; with --file, one id a line)."""
+    for arg in args:  # negative numbers are arguments; any other dash word is a mistyped option
+        if arg.startswith("-") and not isinstance(parse_arg(arg), (int, float)):
+            raise CliError(f"No such option: {arg}", EXIT_USAGE)
     options: dict[str, Any] = {
         "queue": queue,
         "priority": priority,
