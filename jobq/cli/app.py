@@ -1,0 +1,110 @@
+"""The ``jobq`` command group, its context and how errors become one line and an exit code:
+0 success; 1 the job failed or was cancelled; 2 usage error, bad input or an unknown id;
+3 the job is unfinished; 4 the database cannot be used."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ..api import Queue
+from ..errors import ConfigError, JobNotFound, StoreError, ValidationError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_STORE = 1, 2, 3, 4
+
+
+class CliError(click.ClickException):
+    """A one-line error with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Turn jobq exceptions into one clear line and the documented exit code."""
+    try:
+        yield
+    except (ValidationError, ConfigError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except JobNotFound as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except StoreError as exc:
+        raise CliError(str(exc), EXIT_STORE) from None
+
+
+def parse_arg(text: str) -> Any:
+    """A JSON literal; a bare word that is not JSON is a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Context:
+    def __init__(self, db: str | None, config: str | None) -> None:
+        self.db = db
+        self.config = config
+        self._queue: Queue | None = None
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            with api_errors():
+                self._queue = Queue(self.db, config=self.config)
+        return self._queue
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class JobqGroup(click.Group):
+    """Every error, click's usage errors included, is one line on stderr and an exit code."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `jobq`: the help, as usual
+                click.echo(exc.format_message())
+                sys.exit(0)
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=JobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="JOBQ_DB", help="Database file (env JOBQ_DB, else the config file, else ./jobq.db).")
+@click.option(
+    "--config",
+    "config",
+    envvar="JOBQ_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (env JOBQ_CONFIG, else ./jobq.toml when present).",
+)
+@click.version_option(package_name="jobq")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, config: str | None) -> None:
+    """jobq: a durable job queue on one SQLite file."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # targets are importable from here, as with rq and celery
+    ctx.obj = Context(db, config)

@@ -1,0 +1,180 @@
+"""Commands that manage jobs and queues: cancel, retry, purge, wait, schedules, queues."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from ..api import Group, Job, Queue
+from ..models import FINISHED_STATES, STATES, iso
+from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
+
+
+# -- management --------------------------------------------------------------------------
+@main.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def cancel(c: Context, job_ids: tuple[str, ...], as_json: bool) -> None:
+    """Cancel jobs: queued ones at once, running ones within a heartbeat."""
+    with api_errors():
+        out = c.queue.cancel(*job_ids)
+    if as_json:
+        click.echo(json.dumps({str(k): v for k, v in out.items()}))
+    else:
+        for job_id, state in out.items():
+            click.echo(f"{job_id} {state}")
+
+
+@main.command()
+@click.argument("job_ids", nargs=-1)
+@click.option("--failed", is_flag=True, help="Requeue every failed job.")
+@click.option("--queue", help="With --failed: only this queue.")
+@pass_ctx
+def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None) -> None:
+    """Requeue failed or cancelled jobs."""
+    if bool(job_ids) == failed:
+        raise CliError("give job ids or --failed", EXIT_USAGE)
+    with api_errors():
+        ids = c.queue.retry(*job_ids, failed=failed, queue=queue)
+    for job_id in ids:
+        click.echo(job_id)
+    click.echo(f"{len(ids)} job(s) requeued", err=True)
+
+
+@main.command()
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(FINISHED_STATES),
+    help="Only jobs in this state (repeatable; default every finished state).",
+)
+@click.option("--older-than", default="0s", show_default=True, help="Finished longer ago than this: 7d, 12h.")
+@pass_ctx
+def purge(c: Context, states: tuple[str, ...], older_than: str) -> None:
+    """Delete finished jobs."""
+    with api_errors():
+        n = c.queue.purge(states or FINISHED_STATES, older_than=older_than)
+    click.echo(f"{n} job(s) purged")
+
+
+@main.command()
+@click.argument("ident")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 3).")
+@pass_ctx
+def wait(c: Context, ident: str, timeout: float | None) -> None:
+    """Wait for a group (or a job), showing progress: done / total, rate and ETA."""
+    q = c.queue
+    with api_errors():
+        if ident.startswith("g"):
+            target: Group | Job = q.group(ident)
+            total = len(target)
+        else:
+            target = q.get(ident)
+            total = 1
+    start = time.monotonic()
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    while True:
+        with api_errors():
+            if isinstance(target, Group):
+                counts = target.counts()
+            else:
+                counts = {target.state: 1}
+        done = sum(counts.get(s, 0) for s in FINISHED_STATES)
+        elapsed = time.monotonic() - start
+        now = time.monotonic()
+        if tty or now - last_line >= 2 or done >= total:
+            line = _progress_line(q, target, done, total, elapsed, counts)
+            click.echo(("\r\033[K" + line) if tty else line, err=True, nl=not tty)
+            last_line = now
+        if done >= total:
+            break
+        if timeout is not None and elapsed >= timeout:
+            if tty:
+                click.echo("", err=True)
+            click.echo(f"timed out after {timeout:g}s: {done}/{total} finished", err=True)
+            sys.exit(EXIT_UNFINISHED)
+        time.sleep(0.2)
+    if tty:
+        click.echo("", err=True)
+    bad = counts.get("failed", 0) + counts.get("cancelled", 0)
+    if bad:
+        click.echo(f"{bad} of {total} failed or cancelled", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _progress_line(q: Queue, target: Group | Job, done: int, total: int, elapsed: float, counts: dict[str, int]) -> str:
+    if isinstance(target, Job):
+        record = q.record(target.id)
+        fraction = 1.0 if record.finished else (record.progress or 0.0)
+        extra = f" {record.progress_message}" if record.progress_message else ""
+        return f"job {target.id}: {record.state} {_bar(fraction)} {fraction:.0%}{extra} {elapsed:.0f}s"
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = f"{(total - done) / rate:.0f}s" if rate > 0 and done < total else "-"
+    failed = counts.get("failed", 0) + counts.get("cancelled", 0)
+    return (
+        f"{target.id}: {_bar(done / total if total else 1)} {done}/{total} "
+        f"{rate:.1f}/s eta {eta}{f' ({failed} failed)' if failed else ''}"
+    )
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def schedules(c: Context, as_json: bool) -> None:
+    """Periodic jobs: name, target, cron or every, next run."""
+    with api_errors():
+        items = c.queue.schedules()
+    if as_json:
+        for s in items:
+            click.echo(
+                json.dumps(
+                    {
+                        "name": s.name,
+                        "target": s.target,
+                        "args": s.args,
+                        "queue": s.queue,
+                        "cron": s.cron,
+                        "every": s.every,
+                        "next_run_at": iso(s.next_run_at),
+                        "last_run_at": iso(s.last_run_at),
+                    }
+                )
+            )
+        return
+    for s in items:
+        when = f"cron {s.cron!r}" if s.cron else f"every {s.every:g}s"
+        click.echo(f"{s.name:<20} {s.target:<30} {when:<22} next {iso(s.next_run_at)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def queues(c: Context, as_json: bool) -> None:
+    """Queues with their settings and counts."""
+    q = c.queue
+    with api_errors():
+        data = q.status()["queues"]
+    names = sorted(set(data) | set(q.settings.queues))
+    rows = []
+    for name in names:
+        settings = q.settings.queue_settings(name).model_dump()
+        rows.append({"queue": name, "settings": settings, "counts": data.get(name, dict.fromkeys(STATES, 0))})
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    for row in rows:
+        s = {k: v for k, v in row["settings"].items() if v is not None}
+        counts = " ".join(f"{k}={v}" for k, v in row["counts"].items() if v)
+        click.echo(f"{row['queue']:<20} {json.dumps(s) if s else '{}':<40} {counts}")
