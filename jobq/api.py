@@ -149,12 +149,7 @@ class Queue:
         return spec
 
     def _insert(self, specs: list[JobSpec], group: bool = False) -> tuple[list[Job], str | None]:
-        from .store.sql import _Rejected
-
-        try:
-            submitted, group_id = self.store.submit(specs, time.time(), group=group)
-        except _Rejected as exc:
-            raise ValidationError(exc.field, exc.message) from None
+        submitted, group_id = self.store.submit(specs, time.time(), group=group)
         if self._poker is not None:
             self._poker.poke()
         return [Job(self, s.id, existing=s.existing) for s in submitted], group_id

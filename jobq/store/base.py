@@ -137,10 +137,6 @@ class Store(ABC):
         """Whether a claim could find a job now (a read: no write lock)."""
 
     @abstractmethod
-    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
-        """The earliest not-before time among queued and scheduled jobs."""
-
-    @abstractmethod
     def claim(
         self,
         owner: str,

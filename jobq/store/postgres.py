@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreBusy, StoreError
-from .sql import _INSERT_JOB, _JOB_INSERT_COLUMNS, SQLStore
+from .sql import SQLStore
+from .sql_rows import _INSERT_JOB, _JOB_INSERT_COLUMNS
 
 try:
     import psycopg

@@ -15,7 +15,8 @@ import sqlite_utils
 
 from ..errors import StoreBusy, StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
-from .sql import _INSERT_JOB, _JOB_INSERT_COLUMNS, SQLStore
+from .sql import SQLStore
+from .sql_rows import _INSERT_JOB, _JOB_INSERT_COLUMNS
 
 T = TypeVar("T")
 
