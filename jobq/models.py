@@ -122,6 +122,13 @@ class JobSpec(BaseModel):
             raise ValueError("keys must be strings")
         return value
 
+    @field_validator("name", "key")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("timeout", "retry_backoff", "retry_backoff_max", "run_at", "result_ttl")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:

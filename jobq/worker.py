@@ -54,7 +54,7 @@ class CurrentJob:
         fraction = float(fraction)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("fraction must be between 0 and 1")
-        self._pending = (fraction, str(message)[:500])
+        self._pending = (fraction, str(message).replace("\x00", "")[:500])
         now = time.monotonic()
         if now - self._last_sent >= 0.05:
             self.flush_progress()
@@ -150,7 +150,8 @@ def read_range(fd: int, start: int, end: int, max_bytes: int) -> str:
     if end <= start or max_bytes == 0:
         return ""
     first = max(start, end - max_bytes)
-    text = os.pread(fd, end - first, first).decode("utf-8", errors="replace")
+    # NUL is dropped: no backend's text column stores it the same way.
+    text = os.pread(fd, end - first, first).decode("utf-8", errors="replace").replace("\x00", "")
     if first > start:
         text = f"[... {first - start} bytes of earlier output dropped]\n" + text
     return text

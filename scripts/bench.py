@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -74,8 +75,8 @@ class Sizes:
     repeat: int
 
 
-FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 20, 3, 10_000, 200_000, 3)
-QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 5, 1, 1000, 5000, 1)
+FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3)
+QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1)
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -359,10 +360,10 @@ def huey_run(path: str, n: int, workers: int, timeout: float = 600) -> tuple[flo
     proc.start()
     try:
         deadline = time.monotonic() + timeout
-        while huey.result_count() < n:
+        while huey.result_count() < n:  # count(*) over its results: not polled too often
             if time.monotonic() > deadline or not proc.is_alive():
                 raise RuntimeError(f"Huey stored {huey.result_count()}/{n} results (consumer alive: {proc.is_alive()})")
-            time.sleep(0.002)
+            time.sleep(0.01)
         drain = time.perf_counter() - t0
     finally:
         _end_process(proc, group=True)
@@ -566,31 +567,29 @@ def _wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     return value
 
 
-def _scale_figures(db: str, s: Sizes, workers: int, offset: int) -> dict[str, float]:
+def _scale_run(db: str, s: Sizes, workers: int, offset: int) -> dict[str, float]:
+    """One run of the scale figures on one file (which it leaves as it found it)."""
     q = jobq.Queue(db)
-    runs: list[dict[str, float]] = []
-    for _ in range(s.repeat):
-        fig: dict[str, float] = {}
-        base = q.status()["counts"]["succeeded"]
-        _fill(db, s.scale_claim, offset)
-        fig["claim"] = s.scale_claim / jobq_drain(db, workers, base + s.scale_claim)
-        fig["status_cli_ms"] = statistics.median(_cli(db, "status") * 1000 for _ in range(s.status_cli_runs))
-        times = []
-        for _ in range(s.status_calls):
-            t0 = time.perf_counter()
-            q.status()
-            times.append((time.perf_counter() - t0) * 1000)
-        fig["status_api_ms"] = statistics.median(times)
+    fig: dict[str, float] = {}
+    base = q.status()["counts"]["succeeded"]
+    _fill(db, s.scale_claim, offset)
+    fig["claim"] = s.scale_claim / jobq_drain(db, workers, base + s.scale_claim)
+    fig["status_cli_ms"] = statistics.median(_cli(db, "status") * 1000 for _ in range(s.status_cli_runs))
+    times = []
+    for _ in range(s.status_calls):
         t0 = time.perf_counter()
-        for i in range(s.scale_submit):
-            q.submit(TARGET, (i,))
-        fig["submit"] = s.scale_submit / (time.perf_counter() - t0)
-        # Leave the file as found for the next run: those jobs were only there to be submitted.
-        conn = sqlite3.connect(db, isolation_level=None, timeout=60)
-        conn.execute("DELETE FROM jobs WHERE state='queued'")
-        conn.close()
-        runs.append(fig)
-    return _median_of(runs)
+        q.status()
+        times.append((time.perf_counter() - t0) * 1000)
+    fig["status_api_ms"] = statistics.median(times)
+    t0 = time.perf_counter()
+    for i in range(s.scale_submit):
+        q.submit(TARGET, (i,))
+    fig["submit"] = s.scale_submit / (time.perf_counter() - t0)
+    # Those jobs were only there to be submitted: gone before the next run's claim.
+    conn = sqlite3.connect(db, isolation_level=None, timeout=60)
+    conn.execute("DELETE FROM jobs WHERE state='queued'")
+    conn.close()
+    return fig
 
 
 def build_full_file(db: str, total: int) -> float:
@@ -625,14 +624,18 @@ def build_full_file(db: str, total: int) -> float:
 
 
 def section_scale(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
-    say("scale: an empty file")
-    empty = _scale_figures(str(tmp / "empty.db"), s, workers, 0)
     say(f"scale: building a file of {s.scale_jobs:,} finished jobs")
-    full_db = str(tmp / "full.db")
+    full_db, empty_db = str(tmp / "full.db"), str(tmp / "empty.db")
     build = build_full_file(full_db, s.scale_jobs)
-    say(f"scale: built in {build:.1f}s; measuring")
     in_file = jobq.Queue(full_db).status()["counts"]
-    full = _scale_figures(full_db, s, workers, s.scale_jobs)
+    jobq.Queue(empty_db)
+    say(f"scale: built in {build:.1f}s; measuring the empty and the full file in turn")
+    empty_runs, full_runs = [], []
+    for r in range(s.repeat):  # interleaved, so a change in the machine's load hits both
+        say(f"  run {r + 1}/{s.repeat}")
+        empty_runs.append(_scale_run(empty_db, s, workers, 0))
+        full_runs.append(_scale_run(full_db, s, workers, s.scale_jobs))
+    empty, full = _median_of(empty_runs), _median_of(full_runs)
     rep.add("scale.jobs_in_file", float(sum(in_file.values())), "jobs", "jobs in the full file (all finished)")
     rep.add("scale.build_seconds", build, "s", "building it (setup)")
     what = {
@@ -804,16 +807,23 @@ def main(argv: list[str] | None = None) -> int:
     rep = Report()
     started = time.monotonic()
     info = machine()
+    runs: list[tuple[str, Callable[[], None]]] = [
+        ("throughput", lambda: section_throughput(rep, sizes, opts.workers, tmp, sections)),
+        ("latency", lambda: section_latency(rep, sizes, opts.workers, tmp)),
+        ("scale", lambda: section_scale(rep, sizes, opts.workers, tmp)),
+        ("memory", lambda: section_memory(rep, sizes, opts.workers, tmp)),
+    ]
     try:
-        if sections & {"drain", "submit"}:
-            say(f"drain and submit: {sizes.drain:,} jobs, {opts.workers} workers, {sizes.repeat} run(s)")
-            section_throughput(rep, sizes, opts.workers, tmp, sections)
-        if "latency" in sections:
-            section_latency(rep, sizes, opts.workers, tmp)
-        if "scale" in sections:
-            section_scale(rep, sizes, opts.workers, tmp)
-        if "memory" in sections:
-            section_memory(rep, sizes, opts.workers, tmp)
+        for name, run in runs:
+            if name not in sections and not (name == "throughput" and sections & {"drain", "submit"}):
+                continue
+            if name == "throughput":
+                say(f"drain and submit: {sizes.drain:,} jobs, {opts.workers} workers, {sizes.repeat} run(s)")
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - report it, keep the other sections' figures
+                traceback.print_exc()
+                rep.errors[name] = f"{type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     evaluate_targets(rep)

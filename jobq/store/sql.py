@@ -297,26 +297,21 @@ class SQLStore(SQLAdmin, Store):
         params: list[Any] = []
         for o in outcomes:
             params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
-        done = {
-            r[0]: r[1]
-            for r in conn.execute(
-                f"WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
-                "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
-                "worker=v.worker, lease_expires_at=NULL FROM v "
-                "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
-                "RETURNING jobs.id, jobs.queue",
-                params,
-            ).fetchall()
-        }
+        rows = conn.execute(
+            f"WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
+            "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
+            "worker=v.worker, lease_expires_at=NULL FROM v "
+            "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
+            "RETURNING jobs.id, jobs.queue, EXISTS(SELECT 1 FROM job_deps WHERE job_deps.depends_on = jobs.id)",
+            params,
+        ).fetchall()
+        done = {r[0]: r[1] for r in rows}
         self._count_moves(conn, "running", "succeeded", Counter(done.values()))
         for o in outcomes:
-            if o.job_id in done:
+            if o.output and o.job_id in done:
                 self._store_output(conn, o)
-        if done:
-            marks = ",".join("?" * len(done))
-            for (job_id,) in conn.execute(
-                f"SELECT DISTINCT depends_on FROM job_deps WHERE depends_on IN ({marks})", list(done)
-            ).fetchall():
+        for job_id, _, has_dependents in rows:
+            if has_dependents:
                 self._release_dependents(conn, job_id, now)
         return [o.job_id for o in outcomes if o.job_id not in done]
 

@@ -209,23 +209,20 @@ class SQLAdmin:
 
     # -- schedules ------------------------------------------------------------------
     def upsert_schedule(self, schedule: Schedule) -> None:
-        def do(conn: Any) -> None:
-            row = conn.execute(
-                "SELECT target, args, kwargs, queue, cron, every FROM schedules WHERE name=?", (schedule.name,)
-            ).fetchone()
-            new = (schedule.target, dumps(schedule.args), dumps(schedule.kwargs), schedule.queue, schedule.cron, schedule.every)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO schedules(name, target, args, kwargs, queue, cron, every, next_run_at) VALUES (?,?,?,?,?,?,?,?)",
-                    (schedule.name, *new, schedule.next_run_at),
-                )
-            elif tuple(row) != new:
-                conn.execute(
-                    "UPDATE schedules SET target=?, args=?, kwargs=?, queue=?, cron=?, every=?, next_run_at=? WHERE name=?",
-                    (*new, schedule.next_run_at, schedule.name),
-                )
-
-        self._write(do)
+        new = (schedule.target, dumps(schedule.args), dumps(schedule.kwargs), schedule.queue, schedule.cron, schedule.every)
+        # One statement, so supervisors starting together cannot both insert; an unchanged
+        # schedule keeps its next run time.
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO schedules(name, target, args, kwargs, queue, cron, every, next_run_at) VALUES (?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET target=excluded.target, args=excluded.args, kwargs=excluded.kwargs, "
+                "queue=excluded.queue, cron=excluded.cron, every=excluded.every, next_run_at=excluded.next_run_at "
+                "WHERE schedules.target IS NOT excluded.target OR schedules.args IS NOT excluded.args "
+                "OR schedules.kwargs IS NOT excluded.kwargs OR schedules.queue IS NOT excluded.queue "
+                "OR schedules.cron IS NOT excluded.cron OR schedules.every IS NOT excluded.every",
+                (schedule.name, *new, schedule.next_run_at),
+            )
+        )
 
     def schedules(self) -> list[Schedule]:
         rows = self._read(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name")
