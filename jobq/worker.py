@@ -34,7 +34,7 @@ class WorkerConfig:
     max_payload_bytes: int = 1048576
     max_jobs: int | None = None
     max_memory_mb: int | None = None
-    send_interval_seconds: float = 0.002
+    send_interval_seconds: float = 0.005
     sys_path: list[str] = field(default_factory=list)
     inherited_fds: list[int] = field(default_factory=list)
 
@@ -269,7 +269,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
             elif config.max_memory_mb is not None and resident_mb() > config.max_memory_mb:
                 retire_reason = f"resident memory over {config.max_memory_mb} MB (max_memory_per_worker)"
             now = time.monotonic()
-            if index == len(tasks) - 1 or now - last_send >= config.send_interval_seconds or len(results) >= 64:
+            if index == len(tasks) - 1 or now - last_send >= config.send_interval_seconds or len(results) >= 256:
                 conn.send(("done", results))
                 results = []
                 last_send = now
