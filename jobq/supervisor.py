@@ -333,6 +333,19 @@ class Supervisor:
                         )
                     )
                     log.warning("job %d failed: %s: %s", job_id, payload.get("type"), payload.get("message"))
+        elif kind == "finished":  # written by the worker itself
+            _, results, rejected = msg
+            for job_id, _attempt, _ok, failure, output, started, finished in results:
+                if w.tasks.pop(job_id, None) is None:
+                    continue
+                self._jobs_done += 1
+                duration = finished - started
+                self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
+                self._log_output(job_id, output)
+                if failure is not None:
+                    log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1])
+            for job_id in rejected:
+                log.warning("job %d: result dropped, the job was taken back from this supervisor", job_id)
         elif kind == "progress":
             _, job_id, attempt, fraction, message = msg
             self._progress[job_id] = (job_id, attempt, fraction, message)
@@ -364,6 +377,9 @@ class Supervisor:
             max_memory_mb=self.max_memory_per_worker,
             sys_path=[os.getcwd(), *[p for p in sys.path if p]],
             inherited_fds=self._presence.fds() if self._presence is not None and self._ctx.get_start_method() == "fork" else [],
+            db_url=self.store.url,
+            owner=self.id,
+            busy_timeout_seconds=self.settings.busy_timeout_seconds,
         )
         for i in range(SLOT_SIZE):
             self._slots[slot * SLOT_SIZE + i] = 0

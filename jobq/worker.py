@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .models import dumps, resolve_target
+from .errors import StoreError
+from .models import Outcome, dumps, resolve_target
+from .store import open_store
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
 # (0 when none), that job's attempt number, and the wall time it started. The supervisor
@@ -37,6 +39,11 @@ class WorkerConfig:
     send_interval_seconds: float = 0.005
     sys_path: list[str] = field(default_factory=list)
     inherited_fds: list[int] = field(default_factory=list)
+    # Where the worker writes its own results (fenced on the supervisor's id as owner), so
+    # result writes run in parallel across workers instead of all in the supervisor.
+    db_url: str | None = None
+    owner: str = ""
+    busy_timeout_seconds: float = 60.0
 
 
 class CurrentJob:
@@ -218,6 +225,64 @@ def run_job(
     return True, text
 
 
+class _Reporter:
+    """Writes a batch of results to the store (fenced) and tells the supervisor what ran.
+    When the store cannot be written, the results go to the supervisor to write instead."""
+
+    def __init__(self, conn: Connection, config: WorkerConfig) -> None:
+        self.conn = conn
+        self.owner = config.owner
+        self.store: Any = None
+        if config.db_url:
+            try:
+                self.store = open_store(config.db_url, config.busy_timeout_seconds)
+            except StoreError:
+                self.store = None
+
+    def send(self, results: list[tuple[Any, ...]]) -> None:
+        if not results:
+            return
+        if self.store is not None:
+            pid = os.getpid()
+            outcomes = [
+                Outcome(
+                    job_id,
+                    attempt,
+                    "succeeded",
+                    result_json=payload,
+                    worker=pid,
+                    output=output,
+                    finished_at=finished,
+                    started_at=started,
+                )
+                if ok
+                else Outcome(
+                    job_id, attempt, "failed", error=payload, worker=pid, output=output, finished_at=finished, started_at=started
+                )
+                for job_id, attempt, ok, payload, output, started, finished in results
+            ]
+            try:
+                rejected = self.store.finish(self.owner, outcomes, time.time())
+            except StoreError:
+                pass  # the supervisor writes them, or fails loudly
+            else:
+                summary = [
+                    (
+                        job_id,
+                        attempt,
+                        ok,
+                        None if ok else (payload.get("type"), payload.get("message")),
+                        output,
+                        started,
+                        finished,
+                    )
+                    for job_id, attempt, ok, payload, output, started, finished in results
+                ]
+                self.conn.send(("finished", summary, rejected))
+                return
+        self.conn.send(("done", results))
+
+
 def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: WorkerConfig) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
@@ -232,6 +297,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
         if entry not in sys.path:
             sys.path.insert(0, entry)
     base = slot * SLOT_SIZE
+    reporter = _Reporter(conn, config)
     capture = OutputCapture(config.capture_path, config.max_output_bytes)
     cache: dict[str, Any] = {}
     jobs_done = 0
@@ -247,9 +313,8 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
         last_send = time.monotonic()
         for index, (job_id, attempt, target, args_json, kwargs_json) in enumerate(tasks):
             if draining.value or retire_reason:
-                if results:
-                    conn.send(("done", results))
-                    results = []
+                reporter.send(results)
+                results = []
                 conn.send(("unstarted", [t[0] for t in tasks[index:]]))
                 break
             started = time.time()
@@ -270,9 +335,8 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
                 retire_reason = f"resident memory over {config.max_memory_mb} MB (max_memory_per_worker)"
             now = time.monotonic()
             if index == len(tasks) - 1 or now - last_send >= config.send_interval_seconds or len(results) >= 256:
-                conn.send(("done", results))
+                reporter.send(results)
                 results = []
                 last_send = now
-        if results:
-            conn.send(("done", results))
+        reporter.send(results)
     conn.send(("retire", retire_reason))

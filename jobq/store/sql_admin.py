@@ -217,9 +217,10 @@ class SQLAdmin:
                 "INSERT INTO schedules(name, target, args, kwargs, queue, cron, every, next_run_at) VALUES (?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET target=excluded.target, args=excluded.args, kwargs=excluded.kwargs, "
                 "queue=excluded.queue, cron=excluded.cron, every=excluded.every, next_run_at=excluded.next_run_at "
-                "WHERE schedules.target IS NOT excluded.target OR schedules.args IS NOT excluded.args "
-                "OR schedules.kwargs IS NOT excluded.kwargs OR schedules.queue IS NOT excluded.queue "
-                "OR schedules.cron IS NOT excluded.cron OR schedules.every IS NOT excluded.every",
+                "WHERE schedules.target <> excluded.target OR schedules.args <> excluded.args "
+                "OR schedules.kwargs <> excluded.kwargs OR schedules.queue <> excluded.queue "
+                "OR coalesce(schedules.cron, '') <> coalesce(excluded.cron, '') "
+                "OR coalesce(schedules.every, -1) <> coalesce(excluded.every, -1)",
                 (schedule.name, *new, schedule.next_run_at),
             )
         )

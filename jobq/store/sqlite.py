@@ -64,7 +64,9 @@ class SQLiteStore(SQLStore):
             _INHERITED.append(conn)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
+            # SQLite's own busy handler sleeps a millisecond or more at a time; writers here
+            # hold the lock for well under that, so _write retries itself, sooner.
+            conn.execute("PRAGMA busy_timeout = 0")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -100,7 +102,7 @@ class SQLiteStore(SQLStore):
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retrying on busy with backoff."""
         conn = self._conn()
         deadline = time.monotonic() + self.busy_timeout_seconds
-        delay = 0.002
+        delay = 0.00005
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -115,7 +117,7 @@ class SQLiteStore(SQLStore):
             except sqlite3.Error as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
                     time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.1)
+                    delay = min(delay * 1.5, 0.01)
                     continue
                 raise self._translate(exc) from None
 
@@ -127,16 +129,19 @@ class SQLiteStore(SQLStore):
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                    time.sleep(0.001)
                     continue
                 raise self._translate(exc) from None
 
     def _migrate(self) -> None:
         conn = self._conn()
         try:
+            # Switching to WAL needs the file to itself: wait for other first users here.
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
             db = sqlite_utils.Database(conn)
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 db.enable_wal()
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
 
