@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .config import QUEUE_NAME_PATTERN
@@ -109,18 +109,35 @@ class JobSpec(BaseModel):
     pass_results: bool = False
     result_ttl: float | None = Field(default=None, ge=0)
 
-    @field_validator("args", "kwargs", mode="before")
+    # The JSON text of args and kwargs, made once by validate_spec and stored as is.
+    _args_json: str | None = PrivateAttr(default=None)
+    _kwargs_json: str | None = PrivateAttr(default=None)
+
+    @field_validator("args", mode="before")
     @classmethod
-    def _json_container(cls, value: Any, info: Any) -> Any:
-        if info.field_name == "args" and isinstance(value, tuple):
-            value = list(value)
-        try:
-            dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"not JSON-serialisable: {exc}") from None
-        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+    def _tuple_args(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("expected a list (or tuple) of JSON values")
+        return list(value) if isinstance(value, tuple) else value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _str_keys(cls, value: dict[Any, Any]) -> dict[str, Any]:
+        if not all(isinstance(k, str) for k in value):
             raise ValueError("keys must be strings")
         return value
+
+    def args_json(self) -> str:
+        """``args`` as compact JSON (raises TypeError/ValueError when it is not JSON)."""
+        if self._args_json is None:
+            self._args_json = dumps(self.args)
+        return self._args_json
+
+    def kwargs_json(self) -> str:
+        """``kwargs`` as compact JSON (raises TypeError/ValueError when it is not JSON)."""
+        if self._kwargs_json is None:
+            self._kwargs_json = dumps(self.kwargs)
+        return self._kwargs_json
 
     @field_validator("name", "key")
     @classmethod
@@ -151,7 +168,12 @@ def validate_spec(data: dict[str, Any], max_payload_bytes: int) -> JobSpec:
         elif err.get("type") == "string_pattern_mismatch" and fieldname == "queue":
             msg = "expected 1-64 of letters, digits, '_', '.', '-'"
         raise ValidationError(fieldname, msg) from None
-    size = len(dumps(spec.args)) + len(dumps(spec.kwargs))
+    for name, encode in (("args", spec.args_json), ("kwargs", spec.kwargs_json)):
+        try:
+            encode()
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(name, f"not JSON-serialisable: {exc}") from None
+    size = len(spec.args_json()) + len(spec.kwargs_json())
     if size > max_payload_bytes:
         raise ValidationError("args", f"payload is {size} bytes, over max_payload_bytes={max_payload_bytes}")
     return spec

@@ -143,8 +143,8 @@ class SQLStore(SQLAdmin, Store):
         return (
             spec.name,
             spec.target,
-            dumps(spec.args),
-            dumps(spec.kwargs),
+            spec.args_json(),
+            spec.kwargs_json(),
             spec.queue,
             spec.priority,
             state,

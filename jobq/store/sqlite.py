@@ -63,12 +63,14 @@ class SQLiteStore(SQLStore):
         if conn is not None:
             _INHERITED.append(conn)
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
-            # SQLite's own busy handler sleeps a millisecond or more at a time; writers here
-            # hold the lock for well under that, so _write retries itself, sooner.
-            conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout_seconds, check_same_thread=False
+            )
+            conn.execute("PRAGMA synchronous = NORMAL")  # may wait: the schema is read here
             conn.execute("PRAGMA foreign_keys = ON")
+            # From here on SQLite's own busy handler, which sleeps a millisecond or more at
+            # a time, is off: writers hold the lock for far less, and _write retries sooner.
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         local.conn = conn
@@ -164,7 +166,9 @@ class SQLiteStore(SQLStore):
         if version != SCHEMA_VERSION:
             self._write(apply)
 
-    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> range:
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Sequence[int]:
+        if len(rows) == 1:
+            return [conn.execute(_INSERT_JOB + " RETURNING id", rows[0]).fetchone()[0]]
         conn.executemany(_INSERT_JOB, rows)
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # One writer holds the lock and ids autoincrement: the batch's ids are consecutive.
