@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .config import QUEUE_NAME_PATTERN
@@ -109,9 +109,10 @@ class JobSpec(BaseModel):
     pass_results: bool = False
     result_ttl: float | None = Field(default=None, ge=0)
 
-    # The JSON text of args and kwargs, made once by validate_spec and stored as is.
-    _args_json: str | None = PrivateAttr(default=None)
-    _kwargs_json: str | None = PrivateAttr(default=None)
+    # The JSON text of args and kwargs, made once by validate_spec and stored as is (plain
+    # fields: pydantic's private attributes cost microseconds per access).
+    args_text: str | None = Field(default=None, exclude=True, repr=False)
+    kwargs_text: str | None = Field(default=None, exclude=True, repr=False)
 
     @field_validator("args", mode="before")
     @classmethod
@@ -129,15 +130,17 @@ class JobSpec(BaseModel):
 
     def args_json(self) -> str:
         """``args`` as compact JSON (raises TypeError/ValueError when it is not JSON)."""
-        if self._args_json is None:
-            self._args_json = dumps(self.args)
-        return self._args_json
+        text = self.args_text
+        if text is None:
+            text = self.args_text = dumps(self.args)
+        return text
 
     def kwargs_json(self) -> str:
         """``kwargs`` as compact JSON (raises TypeError/ValueError when it is not JSON)."""
-        if self._kwargs_json is None:
-            self._kwargs_json = dumps(self.kwargs)
-        return self._kwargs_json
+        text = self.kwargs_text
+        if text is None:
+            text = self.kwargs_text = dumps(self.kwargs)
+        return text
 
     @field_validator("name", "key")
     @classmethod
@@ -168,12 +171,15 @@ def validate_spec(data: dict[str, Any], max_payload_bytes: int) -> JobSpec:
         elif err.get("type") == "string_pattern_mismatch" and fieldname == "queue":
             msg = "expected 1-64 of letters, digits, '_', '.', '-'"
         raise ValidationError(fieldname, msg) from None
-    for name, encode in (("args", spec.args_json), ("kwargs", spec.kwargs_json)):
-        try:
-            encode()
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(name, f"not JSON-serialisable: {exc}") from None
-    size = len(spec.args_json()) + len(spec.kwargs_json())
+    try:
+        args_text = spec.args_text = dumps(spec.args)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("args", f"not JSON-serialisable: {exc}") from None
+    try:
+        kwargs_text = spec.kwargs_text = dumps(spec.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("kwargs", f"not JSON-serialisable: {exc}") from None
+    size = len(args_text) + len(kwargs_text)
     if size > max_payload_bytes:
         raise ValidationError("args", f"payload is {size} bytes, over max_payload_bytes={max_payload_bytes}")
     return spec
