@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -204,6 +205,53 @@ class Queue:
         # an unknown id is rejected inside the insert transaction.
         jobs, _ = self._insert([self._validate(data)])
         return jobs[0]
+
+    def submit_batch(self, definitions: Iterable[dict[str, Any]]) -> list[Job]:
+        """Submit several job definitions (dicts of :meth:`submit`'s arguments, ``target``
+        included; ``run_at`` may be ISO-8601 text) in one transaction: all or none."""
+        allowed = set(inspect.signature(self.submit).parameters)
+        now = time.time()
+        specs = []
+        for index, definition in enumerate(definitions):
+            if not isinstance(definition, dict):
+                raise ValidationError("job", f"item {index}: expected an object")
+            unknown = sorted(set(definition) - allowed)
+            if unknown:
+                raise ValidationError(str(unknown[0]), f"item {index}: unexpected field")
+            if "target" not in definition:
+                raise ValidationError("target", f"item {index}: missing")
+            d = dict(definition)
+            if isinstance(d.get("run_at"), str):
+                try:
+                    d["run_at"] = datetime.fromisoformat(d["run_at"])
+                except ValueError:
+                    raise ValidationError("run_at", f"item {index}: not an ISO-8601 time") from None
+            params = {name: d.pop(name, None) for name in ("target", "args", "kwargs")}
+            data = self._spec_data(
+                params["target"],
+                params["args"] if params["args"] is not None else (),
+                params["kwargs"],
+                d.pop("queue", "default"),
+                d.pop("priority", None),
+                d.pop("name", None),
+                d.pop("timeout", None),
+                d.pop("retries", None),
+                d.pop("retry_backoff", None),
+                d.pop("retry_backoff_max", None),
+                d.pop("delay", None),
+                d.pop("run_at", None),
+                d.pop("key", None),
+                d.pop("depends_on", None),
+                bool(d.pop("pass_results", False)),
+                d.pop("result_ttl", None),
+                bool(d.pop("check", True)),
+                now,
+            )
+            if not data.get("depends_on"):
+                data.pop("depends_on", None)
+            specs.append(self._validate(data))
+        jobs, _ = self._insert(specs)
+        return jobs
 
     def submit_many(self, target: str | Callable[..., Any], args_list: Iterable[Any], **options: Any) -> list[Job]:
         """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a

@@ -46,13 +46,16 @@ for _p in (str(REPO), str(SCRIPTS)):  # bench_tasks, and jobq from this checkout
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+sys.modules.setdefault("bench", sys.modules[__name__])  # one module for bench_pg's `import bench`
+
+import bench_pg  # noqa: E402
 import bench_tasks  # noqa: E402
 
 import jobq  # noqa: E402
 
 TARGET = "bench_tasks:add"
 FORK = multiprocessing.get_context("fork")
-SECTIONS = ("drain", "submit", "latency", "scale", "memory")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres")
 SQLITE_BATCH = 32
 INSTALL_HINT = "not installed (pip install -e '.[bench]')"
 
@@ -73,10 +76,11 @@ class Sizes:
     mem_small: int
     mem_large: int
     repeat: int
+    pg_peer: int  # jobs drained by procrastinate and Celery (bench_pg.py)
 
 
-FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3)
-QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1)
+FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3, pg_peer=5000)
+QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, pg_peer=200)
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -700,13 +704,16 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
-    for name, value, op, target, unit in checks:
-        if value is None:
-            rep.targets.append({"target": name, "value": None, "result": "n/a"})
-            continue
-        ok = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
-        result = "PASS" if ok else "MISS"
-        rep.targets.append({"target": name, "value": value, "bound": target, "op": op, "unit": unit, "result": result})
+    for issue, group in ((5, checks), (6, bench_pg.target_checks(f))):
+        for name, value, op, target, unit in group:
+            if value is None:
+                rep.targets.append({"target": name, "issue": issue, "value": None, "result": "n/a"})
+                continue
+            ok = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
+            result = "PASS" if ok else "MISS"
+            rep.targets.append(
+                {"target": name, "issue": issue, "value": value, "bound": target, "op": op, "unit": unit, "result": result}
+            )
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -744,13 +751,16 @@ def render(rep: Report, header: str) -> str:
             lines.append(title)
             for k in keys:
                 row(k)
+    bench_pg.render_rows(f, row, lines)
     for peer, reason in rep.skipped.items():
         lines.append(f"  {peer}: skipped: {reason}")
     for key, error in rep.errors.items():
         lines.append(f"  {key}: ERROR: {error}")
-    if rep.targets:
-        lines.append("targets (issue 5)")
-        for t in rep.targets:
+    for issue, title in ((5, "targets (issue 5)"), (6, "targets (issue 6, PostgreSQL)")):
+        targets = [t for t in rep.targets if t["issue"] == issue]
+        if targets:
+            lines.append(title)
+        for t in targets:
             if t["value"] is None:
                 lines.append(f"  [n/a ] {t['target']}: not measured")
                 continue
@@ -763,7 +773,7 @@ def render(rep: Report, header: str) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
+def machine(pg_url: str) -> dict[str, Any]:
     model = ""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -775,6 +785,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "postgresql": bench_pg.server_version(pg_url),
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "loadavg_at_start": os.getloadavg(),
@@ -792,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--json", dest="json_path", help="write the figures to this file")
     parser.add_argument("--tmp", help="directory for the benchmark's files (default: a new temporary directory)")
+    parser.add_argument("--postgres", default=bench_pg.PG_DEFAULT, help=f"PostgreSQL URL for the postgres rows (default {bench_pg.PG_DEFAULT})")
     opts = parser.parse_args(argv)
     sizes = QUICK if opts.quick else FULL
     if opts.repeat:
@@ -806,12 +818,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
     rep = Report()
     started = time.monotonic()
-    info = machine()
+    info = machine(opts.postgres)
     runs: list[tuple[str, Callable[[], None]]] = [
         ("throughput", lambda: section_throughput(rep, sizes, opts.workers, tmp, sections)),
         ("latency", lambda: section_latency(rep, sizes, opts.workers, tmp)),
         ("scale", lambda: section_scale(rep, sizes, opts.workers, tmp)),
         ("memory", lambda: section_memory(rep, sizes, opts.workers, tmp)),
+        ("postgres", lambda: bench_pg.section_postgres(rep, sizes, opts.workers, opts.postgres)),
     ]
     try:
         for name, run in runs:
@@ -832,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
         f"jobq benchmark ({'quick' if opts.quick else 'full'}): add(x) -> x + 1, {opts.workers} workers, "
         f"median of {sizes.repeat}, {elapsed:.0f}s\n"
         f"{info['cpus']} x {info['cpu_model'] or '?'}, {info['platform']}, Python {info['python']}, SQLite {info['sqlite']}, "
+        f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
     print(render(rep, header), flush=True)

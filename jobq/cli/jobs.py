@@ -160,15 +160,11 @@ def _submit_file(q: Queue, target: str | None, fh: Any, kwargs: Any, options: di
         raise ValidationError("file", "mix of job objects and argument lines")
     if plain:
         return q.submit_many(target, plain, kwargs=kwargs, **options)  # type: ignore[arg-type]
-    jobs = []
-    for d in defs:  # full definitions: validated one by one, stored one by one
-        spec = {**{k: v for k, v in options.items() if v is not None}, **d}
-        spec.setdefault("target", target)
-        tgt = spec.pop("target")
-        if tgt is None:
-            raise ValidationError("target", "missing")
-        jobs.append(q.submit(tgt, **spec))
-    return jobs
+    defaults = {k: v for k, v in options.items() if v is not None}
+    if target is not None:
+        defaults["target"] = target
+    # Every definition is validated first; then all are stored in one transaction.
+    return q.submit_batch({**defaults, **d} for d in defs)
 
 
 # -- results -----------------------------------------------------------------------------

@@ -63,9 +63,7 @@ class SQLiteStore(SQLStore):
         if conn is not None:
             _INHERITED.append(conn)
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=self.busy_timeout_seconds, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_seconds, check_same_thread=False)
             conn.execute("PRAGMA synchronous = NORMAL")  # may wait: the schema is read here
             conn.execute("PRAGMA foreign_keys = ON")
             # From here on SQLite's own busy handler, which sleeps a millisecond or more at
