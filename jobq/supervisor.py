@@ -26,7 +26,17 @@ from .local import LocalPresence, is_dead
 from .models import ClaimedJob, Outcome
 from .schedules import next_run_after, sync_schedules
 from .store import Store, SupervisorInfo, open_store
-from .worker import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, WorkerConfig, read_range, worker_main
+from .worker import (
+    SLOT_ATTEMPT,
+    SLOT_JOB,
+    SLOT_OUTPUT_AT,
+    SLOT_SIZE,
+    SLOT_STARTED,
+    WorkerConfig,
+    outcome_of,
+    read_range,
+    worker_main,
+)
 
 log = logging.getLogger("jobq.supervisor")
 
@@ -293,57 +303,17 @@ class Supervisor:
 
     def _handle_message(self, w: _Worker, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
-        if kind == "done":
-            debug = log.isEnabledFor(logging.DEBUG)
+        if kind == "done":  # results the worker could not write itself: we write them
             pid = w.pid
-            for job_id, attempt, ok, payload, output, started, finished in msg[1]:
-                task = w.tasks.pop(job_id, None)
-                if task is None:
-                    continue
-                self._jobs_done += 1
-                duration = finished - started
-                self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
-                self._log_output(job_id, output)
-                if ok:
-                    self._outcomes.append(
-                        Outcome(
-                            job_id,
-                            attempt,
-                            "succeeded",
-                            result_json=payload,
-                            worker=pid,
-                            output=output,
-                            finished_at=finished,
-                            started_at=started,
-                        )
-                    )
-                    if debug:
-                        log.debug("job %d succeeded in %.3fs", job_id, duration)
-                else:
-                    self._outcomes.append(
-                        Outcome(
-                            job_id,
-                            attempt,
-                            "failed",
-                            error=payload,
-                            worker=pid,
-                            output=output,
-                            finished_at=finished,
-                            started_at=started,
-                        )
-                    )
-                    log.warning("job %d failed: %s: %s", job_id, payload.get("type"), payload.get("message"))
+            for result in msg[1]:
+                job_id, _, ok, payload, output, started, finished = result
+                failure = None if ok else (payload.get("type"), payload.get("message"))
+                if self._account(w, job_id, output, started, finished, failure):
+                    self._outcomes.append(outcome_of(result, pid))
         elif kind == "finished":  # written by the worker itself
             _, results, rejected = msg
-            for job_id, _attempt, _ok, failure, output, started, finished in results:
-                if w.tasks.pop(job_id, None) is None:
-                    continue
-                self._jobs_done += 1
-                duration = finished - started
-                self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
-                self._log_output(job_id, output)
-                if failure is not None:
-                    log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1])
+            for job_id, _, _, failure, output, started, finished in results:
+                self._account(w, job_id, output, started, finished, failure)
             for job_id in rejected:
                 log.warning("job %d: result dropped, the job was taken back from this supervisor", job_id)
         elif kind == "progress":
@@ -357,6 +327,22 @@ class Supervisor:
         elif kind == "retire":
             w.retiring = True
             log.info("worker %d retires: %s", w.pid, msg[1])
+
+    def _account(
+        self, w: _Worker, job_id: int, output: str | None, started: float, finished: float, failure: tuple[str, str] | None
+    ) -> bool:
+        """Book a job a worker reports finished; False when it is no longer the worker's."""
+        if w.tasks.pop(job_id, None) is None:
+            return False
+        self._jobs_done += 1
+        duration = finished - started
+        self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
+        self._log_output(job_id, output)
+        if failure is not None:
+            log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1])
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("job %d succeeded in %.3fs", job_id, duration)
+        return True
 
     @staticmethod
     def _log_output(job_id: int, output: str | None) -> None:

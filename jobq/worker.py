@@ -225,6 +225,25 @@ def run_job(
     return True, text
 
 
+def outcome_of(result: tuple[Any, ...], worker_pid: int) -> Outcome:
+    """The store's :class:`Outcome` of one result a worker produced."""
+    job_id, attempt, ok, payload, output, started, finished = result
+    if ok:
+        return Outcome(
+            job_id,
+            attempt,
+            "succeeded",
+            result_json=payload,
+            worker=worker_pid,
+            output=output,
+            finished_at=finished,
+            started_at=started,
+        )
+    return Outcome(
+        job_id, attempt, "failed", error=payload, worker=worker_pid, output=output, finished_at=finished, started_at=started
+    )
+
+
 class _Reporter:
     """Writes a batch of results to the store (fenced) and tells the supervisor what ran.
     When the store cannot be written, the results go to the supervisor to write instead."""
@@ -244,23 +263,7 @@ class _Reporter:
             return
         if self.store is not None:
             pid = os.getpid()
-            outcomes = [
-                Outcome(
-                    job_id,
-                    attempt,
-                    "succeeded",
-                    result_json=payload,
-                    worker=pid,
-                    output=output,
-                    finished_at=finished,
-                    started_at=started,
-                )
-                if ok
-                else Outcome(
-                    job_id, attempt, "failed", error=payload, worker=pid, output=output, finished_at=finished, started_at=started
-                )
-                for job_id, attempt, ok, payload, output, started, finished in results
-            ]
+            outcomes = [outcome_of(result, pid) for result in results]
             try:
                 rejected = self.store.finish(self.owner, outcomes, time.time())
             except StoreError:

