@@ -182,6 +182,9 @@ class Supervisor:
     def run(self) -> int:
         """Run in this process until drained (signal) or, with ``burst``, out of work."""
         self._reset_state()
+        # A store of our own: its session settings (tune_for_runner) must not reach the
+        # connection the embedding application submits on.
+        self.store = open_store(self.store.url, self.settings.busy_timeout_seconds)
         presence = LocalPresence(self.store.url, self.id)
         presence.acquire()
         self._presence = presence
@@ -207,7 +210,7 @@ class Supervisor:
             self._selector.register(presence.sock, selectors.EVENT_READ, ("wake", None))
         self._draining = self._ctx.RawValue("b", 0)
         try:
-            self.store.tune_for_supervisor()
+            self.store.tune_for_runner()
             self.store.register_supervisor(info)
             sync_schedules(self.store, self.settings, time.time())
             log.info(

@@ -255,6 +255,7 @@ class _Reporter:
         if config.db_url:
             try:
                 self.store = open_store(config.db_url, config.busy_timeout_seconds)
+                self.store.tune_for_runner()
             except StoreError:
                 self.store = None
 

@@ -819,6 +819,16 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(opts.only.split(",")) if opts.only else set(SECTIONS)
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
+    main_pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked child that kept this handler: die as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)  # unwinds: workers ended, files, schemas and databases dropped
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
     rep = Report()
     started = time.monotonic()

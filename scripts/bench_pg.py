@@ -68,7 +68,7 @@ def _admin(url: str, sql: str) -> None:
 @contextmanager
 def jobq_schema(base: str) -> Iterator[str]:
     """A jobq URL on a schema of its own, dropped afterwards."""
-    schema = f"jobq_bench_{uuid.uuid4().hex[:12]}"
+    schema = f"jobq_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
         yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
     finally:
@@ -78,7 +78,7 @@ def jobq_schema(base: str) -> Iterator[str]:
 @contextmanager
 def scratch_database(base: str) -> Iterator[str]:
     """A URL on a database of its own, dropped (connections and all) afterwards."""
-    name = f"jobq_bench_peer_{uuid.uuid4().hex[:12]}"
+    name = f"jobq_bench_{os.getpid()}_peer_{uuid.uuid4().hex[:8]}"
     _admin(base, f'CREATE DATABASE "{name}"')
     parts = urlsplit(base)
     try:

@@ -202,8 +202,9 @@ class Store(ABC):
     @abstractmethod
     def running_count(self, queue: str) -> int: ...
 
-    def tune_for_supervisor(self) -> None:  # noqa: B027 - optional hook
-        """Called once by a supervisor before it claims: backend-specific session settings."""
+    def tune_for_runner(self) -> None:  # noqa: B027 - optional hook
+        """Called once by a supervisor, and by each of its workers, before they write: backend
+        session settings for writes that may be lost to a server crash and redone."""
 
     def wait_for_change(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds, or less when jobs finish (where the backend can tell)."""

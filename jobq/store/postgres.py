@@ -230,10 +230,10 @@ class PostgresStore(SQLStore):
             out.setdefault(queue, {})[state] = n
         return out
 
-    def tune_for_supervisor(self) -> None:
-        # A supervisor's own writes (claims, finishes, heartbeats) need not wait for the WAL
-        # flush: one lost to a server crash only hands work back to be done again (at least
-        # once). Submits, from other connections, stay fully durable.
+    def tune_for_runner(self) -> None:
+        # The writes of supervisors and workers (claims, results, heartbeats) need not wait
+        # for the WAL flush: one lost to a server crash only hands work back to be done
+        # again (at least once). Submits, on other connections, stay fully durable.
         self._conn().execute("SET synchronous_commit = off")
 
     def _serialize_limited_claims(self, conn: Any) -> None:
