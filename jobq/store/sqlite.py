@@ -135,15 +135,22 @@ class SQLiteStore(SQLStore):
 
     def _migrate(self) -> None:
         conn = self._conn()
-        try:
-            # Switching to WAL needs the file to itself: wait for other first users here.
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
-            db = sqlite_utils.Database(conn)
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.enable_wal()
-            conn.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        while True:
+            try:
+                # Switching to WAL needs the file to itself: wait for other first users here.
+                # SQLite can answer BUSY at once for this switch, so retry it as well.
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
+                db = sqlite_utils.Database(conn)
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.enable_wal()
+                conn.execute("PRAGMA busy_timeout = 0")
+                break
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.005 * (0.5 + random.random()))
+                    continue
+                raise self._translate(exc) from None
 
         def apply(conn: sqlite3.Connection) -> None:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
