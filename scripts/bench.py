@@ -35,7 +35,8 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -127,21 +128,53 @@ def _signal(pid: int, sig: int, group: bool) -> None:
         pass
 
 
+# SIGTERM stops the benchmark by unwinding (SystemExit), so that every `finally` ends its
+# processes and drops its files, schemas and databases; cleanups run shielded from it.
+_STOP: dict[str, int] = {"pid": 0, "shield": 0, "pending": 0}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if os.getpid() != _STOP["pid"]:  # a forked child that kept this handler: die as by default
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    say("SIGTERM: stopping; it was here:")
+    traceback.print_stack(frame, file=sys.stderr)
+    if _STOP["shield"]:
+        _STOP["pending"] = signum  # raised when the cleanup under way is done
+        return
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A cleanup that a SIGTERM must not cut short: the signal takes effect once it is done."""
+    _STOP["shield"] += 1
+    try:
+        yield
+    finally:
+        _STOP["shield"] -= 1
+        if not _STOP["shield"] and _STOP["pending"]:
+            signum, _STOP["pending"] = _STOP["pending"], 0
+            raise SystemExit(128 + signum)
+
+
 def _end_process(proc: Any, group: bool = False) -> None:
     """Stop a process this script started (by its pid, or its own process group)."""
     if proc.pid is None:
         return
-    if proc.is_alive():
-        _signal(proc.pid, signal.SIGTERM, group)
-        proc.join(30)
-    if proc.is_alive():
-        _signal(proc.pid, signal.SIGKILL, group)
-    elif group:  # its workers, should any have outlived it
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    proc.join(10)
+    with shielded():
+        if proc.is_alive():
+            _signal(proc.pid, signal.SIGTERM, group)
+            proc.join(30)
+        if proc.is_alive():
+            _signal(proc.pid, signal.SIGKILL, group)
+        elif group:  # its workers, should any have outlived it
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        proc.join(10)
 
 
 def _children(pid: int) -> list[int]:
@@ -332,8 +365,9 @@ def sqlite_drain(path: str, n: int, workers: int) -> float:
             if p.exitcode != 0:
                 raise RuntimeError(f"bare SQLite worker exited {p.exitcode}")
     finally:
-        for p in procs:
-            _end_process(p)
+        with shielded():
+            for p in procs:
+                _end_process(p)
     conn = sqlite3.connect(path)
     done = conn.execute("SELECT count(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
     conn.close()
@@ -370,8 +404,9 @@ def huey_run(path: str, n: int, workers: int, timeout: float = 600) -> tuple[flo
             time.sleep(0.01)
         drain = time.perf_counter() - t0
     finally:
-        _end_process(proc, group=True)
-        huey.storage.close()
+        with shielded():
+            _end_process(proc, group=True)
+            huey.storage.close()
     return submit, drain
 
 
@@ -424,15 +459,16 @@ def rq_run(n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
         for p in procs:
             p.join(30)
     finally:
-        for p in procs:
-            _end_process(p)
-        for registry in (q.finished_job_registry, q.failed_job_registry, q.started_job_registry):
-            for job_id in registry.get_job_ids():
-                conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
-            conn.delete(registry.key)
-        q.delete(delete_jobs=True)
-        for key in conn.scan_iter(f"rq:queue:{name}:*"):  # RQ's own bookkeeping of the queue
-            conn.delete(key)
+        with shielded():
+            for p in procs:
+                _end_process(p)
+            for registry in (q.finished_job_registry, q.failed_job_registry, q.started_job_registry):
+                for job_id in registry.get_job_ids():
+                    conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+                conn.delete(registry.key)
+            q.delete(delete_jobs=True)
+            for key in conn.scan_iter(f"rq:queue:{name}:*"):  # RQ's own bookkeeping of the queue
+                conn.delete(key)
     return submit, drain
 
 
@@ -819,16 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(opts.only.split(",")) if opts.only else set(SECTIONS)
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
-    main_pid = os.getpid()
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        if os.getpid() != main_pid:  # a forked child that kept this handler: die as by default
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise SystemExit(128 + signum)  # unwinds: workers ended, files, schemas and databases dropped
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    _STOP["pid"] = os.getpid()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
     rep = Report()
     started = time.monotonic()

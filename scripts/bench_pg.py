@@ -72,7 +72,8 @@ def jobq_schema(base: str) -> Iterator[str]:
     try:
         yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
     finally:
-        _admin(base, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        with bench.shielded():
+            _admin(base, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @contextmanager
@@ -84,16 +85,18 @@ def scratch_database(base: str) -> Iterator[str]:
     try:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
     finally:
-        _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with bench.shielded():
+            _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _end_leader(proc: Any) -> None:
     """End a worker that leads its own process group: SIGTERM to the leader (a warm shutdown
     that ends its pool), then SIGKILL to whatever is left of the group."""
-    if proc.pid is not None and proc.is_alive():
-        bench._signal(proc.pid, signal.SIGTERM, group=False)
-        proc.join(30)
-    bench._end_process(proc, group=True)
+    with bench.shielded():
+        if proc.pid is not None and proc.is_alive():
+            bench._signal(proc.pid, signal.SIGTERM, group=False)
+            proc.join(30)
+        bench._end_process(proc, group=True)
 
 
 # -- jobq on PostgreSQL ------------------------------------------------------------------------
@@ -186,8 +189,9 @@ def procrastinate_run(base: str, n: int, workers: int, timeout: float = 900) -> 
                 for p in procs:
                     p.join(30)
             finally:
-                for p in procs:
-                    _end_leader(p)
+                with bench.shielded():
+                    for p in procs:
+                        _end_leader(p)
     return single_rate, drain
 
 
@@ -266,26 +270,28 @@ def celery_run(broker: str, n: int, workers: int) -> tuple[float, float]:
         if values[-1] != n:
             raise RuntimeError(f"Celery: last result {values[-1]!r}, expected {n}")
     finally:
-        if proc is not None:
-            _end_leader(proc)
-        _celery_cleanup(app, broker, queue, ids)
+        with bench.shielded():
+            if proc is not None:
+                _end_leader(proc)
+            _celery_cleanup(app, broker, queue, ids)
     return single_rate, drain
 
 
 def _celery_cleanup(app: Any, broker: str, queue: str, ids: list[str]) -> None:
-    if broker == "redis":
-        import redis
+    with bench.shielded():
+        if broker == "redis":
+            import redis
 
-        conn = redis.Redis(host="127.0.0.1", port=6379)
-        for i in range(0, len(ids), 1000):
-            conn.delete(*(f"celery-task-meta-{t}" for t in ids[i : i + 1000]))
-        conn.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-    else:
-        with app.connection_for_write() as conn:
-            channel = conn.default_channel
-            channel.queue_delete(queue)
-            channel.exchange_delete(queue)
-    app.close()
+            conn = redis.Redis(host="127.0.0.1", port=6379)
+            for i in range(0, len(ids), 1000):
+                conn.delete(*(f"celery-task-meta-{t}" for t in ids[i : i + 1000]))
+            conn.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        else:
+            with app.connection_for_write() as conn:
+                channel = conn.default_channel
+                channel.queue_delete(queue)
+                channel.exchange_delete(queue)
+        app.close()
 
 
 # -- the section -------------------------------------------------------------------------------

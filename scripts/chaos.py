@@ -1,15 +1,18 @@
 """Chaos soak for jobq: run N short jobs on K supervisors while SIGKILLing workers and supervisors.
 
-    python scripts/chaos.py [--jobs N] [--duration S] [--supervisors K] [--db PATH]
-                            [--concurrency C] [--seed X] [--job-seconds T] [--retries R]
+    python scripts/chaos.py [--jobs N] [--duration S] [--supervisors K] [--db PATH|URL]
+                            [--run-dir DIR] [--concurrency C] [--seed X] [--job-seconds T] [--retries R]
+
+``--db`` is a SQLite file or a ``postgresql://user@host:port/db?schema=NAME`` URL (the
+PostgreSQL backend); everything below is the same on both but where noted.
 
 What it does:
 
 1. Creates (or reuses) the database and submits N jobs ``chaos_tasks:record(log, token, T)`` in
    one transaction. Each execution appends ``<token> <job id> <attempt> <worker pid>
-   <supervisor pid>`` to ``tokens.log`` in a run directory beside the database
-   (``<db>-chaos-<run>/``), then sleeps T seconds (by default T is chosen so the work roughly
-   spans the chaos phase).
+   <supervisor pid>`` to ``tokens.log`` in the run directory (``--run-dir``; by default
+   ``<db>-chaos-<run>/`` beside a database file, a new temporary directory for a URL), then
+   sleeps T seconds (by default T is chosen so the work roughly spans the chaos phase).
 2. Starts K supervisors, ``python -m jobq --db DB worker start -c C``, each in its own session
    with its log in the run directory, and for ``--duration`` seconds, about every
    ``--kill-interval`` seconds, SIGKILLs either a random worker process (a child of a
@@ -17,7 +20,8 @@ What it does:
    supervisor; a killed (or crashed) supervisor is replaced at once so K keep running.
 3. Stops killing, waits (up to ``--finish-timeout``) until none of the N jobs is queued or
    running, then SIGTERMs the supervisors (a graceful drain) and waits for them to exit.
-4. Checks with read-only sqlite3 queries and the token log, and prints:
+4. Checks with read-only queries (sqlite3, or psycopg in read-only transactions) and the
+   token log, and prints:
 
    - ``succeeded: X/N``
    - ``failed: F``: jobs that ended ``failed`` because of the chaos (``WorkerDied``: their
@@ -32,9 +36,22 @@ What it does:
    - ``duplicates: D``: jobs whose token appears more than once in the log; allowed for jobs
      in flight at a kill. ``duplicates unexplained: D2`` counts those with two or more
      executions in processes that were never killed (information only).
-   - ``integrity: ok`` (``PRAGMA integrity_check``), ``worker kills: W``,
+   - ``integrity: ok``: no problem found in one snapshot of the database, and the line
+     ``integrity checked (BACKEND): ...`` says what was checked. On both backends: every
+     job row obeys the rules of its state (a jobq state; ``running`` with an owner, a lease,
+     a start time and an attempt; no lease unless running; no owner or finish time while
+     unfinished; a finish time once finished; ``succeeded`` with a result and no error,
+     ``failed`` with an error; attempts in range; attempt errors only of existing jobs and
+     attempts made) and the counts by state add up to the rows. SQLite adds ``PRAGMA
+     integrity_check`` and the kept counts (``job_counts``, what ``jobq status`` shows)
+     equal to the rows; PostgreSQL adds counts through the indexes equal to a table scan
+     (by state and by id) and amcheck's ``bt_index_check`` where that extension is
+     installed (it is never created). Then ``worker kills: W``,
      ``supervisor kills: K2``, and the problems seen (supervisors that exited on their own,
-     workers that outlived their supervisor, tracebacks in the supervisor logs).
+     workers that outlived their supervisor, tracebacks in the supervisor logs, lock files
+     and output directories left in the supervisors' presence directory: ``<db>-jobq``, or
+     for a URL ``jobq-<hash>`` in the temporary directory the supervisors are given,
+     ``<run dir>/tmp``).
 
 Exit status: 0 when nothing was lost, stuck, unfinished or unexpectedly failed and the
 database is intact; 1 otherwise; 2 on bad arguments. Every process started is ended by pid
@@ -56,6 +73,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +85,8 @@ for _p in (str(HERE), str(REPO)):
         sys.path.insert(0, _p)
 
 import jobq  # noqa: E402
+from jobq.local import presence_dir  # noqa: E402
+from jobq.models import MAX_LOST_ATTEMPTS, STATES  # noqa: E402
 
 TARGET = "chaos_tasks:record"
 CHAOS_FAILURES = {"WorkerDied", "SupervisorLost", "LeaseExpired"}
@@ -163,11 +183,27 @@ class Chaos:
         path.mkdir(exist_ok=True)
         return path
 
-    def debris(self) -> tuple[list[str], list[str]]:
-        """Scratch directories and lock files left behind (by supervisors that were killed)."""
-        scratch = sorted(p.name for p in self.tmp_dir.glob("jobq-*"))
-        locks = sorted(p.name for p in Path(self.db + "-jobq").glob("*.lock"))
-        return scratch, locks
+    @property
+    def presence_dir(self) -> Path:
+        """Where the supervisors keep their lock files and output directories (jobq.local):
+        ``<db>-jobq`` beside a database file; for a server URL, a directory in *their*
+        temporary directory, which is ours (``TMPDIR``) here."""
+        if not is_postgres(self.db):
+            return Path(presence_dir(self.db))
+        saved = tempfile.tempdir
+        tempfile.tempdir = str(self.tmp_dir)
+        try:
+            return Path(presence_dir(self.db))
+        finally:
+            tempfile.tempdir = saved
+
+    def debris(self) -> tuple[list[str], list[str], list[str]]:
+        """Scratch directories, lock files and worker output directories left behind (by
+        supervisors that were killed)."""
+        scratch = sorted(p.name for p in self.tmp_dir.glob("jobq-*") if p != self.presence_dir)
+        locks = sorted(p.name for p in self.presence_dir.glob("*.lock"))
+        work_dirs = sorted(p.name for p in self.presence_dir.glob("*") if p.is_dir())
+        return scratch, locks, work_dirs
 
     def live(self) -> list[Sup]:
         return [s for s in self.sups if s.proc.poll() is None]
@@ -285,17 +321,199 @@ class Chaos:
 
 
 # -- reading the results ----------------------------------------------------------------
-def connect_ro(db: str) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.Error:
-        return sqlite3.connect(db, timeout=30)  # only read below
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
 
 
-def state_counts(conn: sqlite3.Connection, first: int, last: int) -> Counter[str]:
-    return Counter(dict(conn.execute("SELECT state, count(*) FROM jobs WHERE id BETWEEN ? AND ? GROUP BY state", (first, last))))
+def shown(db: str) -> str:
+    """The database for printing: a URL without its password."""
+    return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", db)
+
+
+# Row rules that hold for every job at rest on either backend (from jobq/store/sql.py: how
+# claims, fenced finishes, retries, take-backs and cancellations write a row). Each query
+# returns the ids of the rows that break its rule.
+_STATES_SQL = ",".join(f"'{s}'" for s in STATES)
+ROW_RULES: list[tuple[str, str]] = [
+    ("state not a jobq state", f"SELECT id FROM jobs WHERE state NOT IN ({_STATES_SQL})"),
+    (
+        "running without owner/lease/start or attempt",
+        "SELECT id FROM jobs WHERE state='running' AND (owner IS NULL OR lease_expires_at IS NULL "
+        "OR started_at IS NULL OR attempts < 1)",
+    ),
+    ("lease held while not running", "SELECT id FROM jobs WHERE state<>'running' AND lease_expires_at IS NOT NULL"),
+    (
+        "unfinished with an owner or a finish time",
+        "SELECT id FROM jobs WHERE state IN ('queued','scheduled','waiting') AND (owner IS NOT NULL OR finished_at IS NOT NULL)",
+    ),
+    (
+        "finished without a finish time",
+        "SELECT id FROM jobs WHERE state IN ('succeeded','failed','cancelled') AND finished_at IS NULL",
+    ),
+    (
+        "succeeded without a result or with an error",
+        "SELECT id FROM jobs WHERE state='succeeded' AND (result IS NULL OR error IS NOT NULL)",
+    ),
+    ("failed without an error", "SELECT id FROM jobs WHERE state='failed' AND error IS NULL"),
+    (
+        "attempts out of range",
+        f"SELECT id FROM jobs WHERE attempts < 0 OR max_attempts < 1 OR attempts > max_attempts + {MAX_LOST_ATTEMPTS}",
+    ),
+    (
+        "attempt error of a missing job or an attempt not made",
+        "SELECT e.job_id FROM job_errors e LEFT JOIN jobs j ON j.id=e.job_id "
+        "WHERE j.id IS NULL OR e.attempt < 1 OR e.attempt > j.attempts",
+    ),
+]
+
+
+class Reader:
+    """Read-only queries on the soak's database, the same on both backends."""
+
+    backend = ""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def state_counts(self, first: int, last: int) -> Counter[str]:
+        return Counter(dict(self.rows("SELECT state, count(*) FROM jobs WHERE id BETWEEN ? AND ? GROUP BY state", (first, last))))
+
+    def jobs(self, first: int, last: int) -> dict[int, tuple[str, str | None]]:
+        return {
+            r[0]: (r[1], r[2]) for r in self.rows("SELECT id, state, error FROM jobs WHERE id BETWEEN ? AND ?", (first, last))
+        }
+
+    def job(self, job_id: int) -> tuple[Any, ...] | None:
+        found = self.rows(
+            "SELECT state, attempts, max_attempts, owner, worker, lease_expires_at, error FROM jobs WHERE id=?", (job_id,)
+        )
+        return found[0] if found else None
+
+    def job_errors(self, job_id: int) -> list[tuple[int, str]]:
+        return [
+            (r[0], r[1]) for r in self.rows("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt", (job_id,))
+        ]
+
+    def integrity(self) -> tuple[list[str], str]:
+        """(problems, what was checked): the backend's own check, then the row rules and
+        the counts, read in one snapshot."""
+        raise NotImplementedError
+
+    def _row_checks(self) -> tuple[list[str], str]:
+        problems = []
+        for rule, sql in ROW_RULES:
+            bad = sorted({r[0] for r in self.rows(sql)})
+            if bad:
+                problems.append(f"{rule}: {len(bad)} (ids {', '.join(map(str, bad[:10]))})")
+        total = self.rows("SELECT count(*) FROM jobs")[0][0]
+        by_state = sum(n for (n,) in self.rows("SELECT count(*) FROM jobs GROUP BY state"))
+        if by_state != total:
+            problems.append(f"counts by state add up to {by_state}, the table holds {total} rows")
+        return problems, f"{len(ROW_RULES)} row rules on all {total} jobs, counts by state = rows"
+
+
+class SQLiteReader(Reader):
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            self.conn = sqlite3.connect(path, timeout=30)  # only read below
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity(self) -> tuple[list[str], str]:
+        pragma = [r[0] for r in self.rows("PRAGMA integrity_check")]
+        problems = [] if pragma == ["ok"] else [f"PRAGMA integrity_check: {'; '.join(map(str, pragma[:5]))}"]
+        self.conn.execute("BEGIN")  # one snapshot for the rules and the counts
+        try:
+            rule_problems, checked = self._row_checks()
+            # The counts `jobq status` shows (kept by triggers and by the store) against the rows.
+            kept = {(q, s): n for q, s, n in self.rows("SELECT queue, state, n FROM job_counts") if n}
+            real = {(q, s): n for q, s, n in self.rows("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")}
+        finally:
+            self.conn.execute("ROLLBACK")
+        if kept != real:
+            diff = {f"{q}/{s}": (kept.get((q, s), 0), real.get((q, s), 0)) for q, s in sorted(set(kept) | set(real))}
+            rule_problems.append(
+                f"job_counts differ from the rows (kept, real): { {k: v for k, v in diff.items() if v[0] != v[1]} }"
+            )
+        return problems + rule_problems, f"PRAGMA integrity_check, {checked}, job_counts = rows"
+
+
+class PostgresReader(Reader):
+    """psycopg in read-only transactions, in the jobq schema of the URL."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from jobq.store.postgres import split_url
+
+        conninfo, self.schema = split_url(url)
+        self.conn = psycopg.connect(
+            conninfo, autocommit=True, options=f"-c search_path={self.schema} -c default_transaction_read_only=on"
+        )
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql.replace("?", "%s"), tuple(params)).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity(self) -> tuple[list[str], str]:
+        problems: list[str] = []
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one snapshot
+            problems, checked = self._row_checks()
+            # The indexes agree with the table: counts by state through a sequential scan,
+            # then through the indexes only (jobs_state_queue, the partial state indexes).
+            for name in ("indexscan", "indexonlyscan", "bitmapscan"):
+                self.conn.execute(f"SET LOCAL enable_{name} = off")
+            heap = dict(self.rows("SELECT state, count(*) FROM jobs GROUP BY state"))
+            heap_ids = self.rows("SELECT count(*), coalesce(sum(id), 0) FROM jobs")[0]
+            for name in ("indexscan", "indexonlyscan", "bitmapscan"):
+                self.conn.execute(f"SET LOCAL enable_{name} = on")
+            self.conn.execute("SET LOCAL enable_seqscan = off")
+            index = {s: self.rows("SELECT count(*) FROM jobs WHERE state=?", (s,))[0][0] for s in STATES}
+            index_ids = self.rows("SELECT count(*), coalesce(sum(id), 0) FROM jobs WHERE id > ?", (-1,))[0]
+            if {s: n for s, n in index.items() if n} != heap:
+                problems.append(f"index scans count {index} by state, the table scan {heap}")
+            if tuple(index_ids) != tuple(heap_ids):
+                problems.append(f"primary key index holds {index_ids} (count, sum of ids), the table {heap_ids}")
+            # amcheck's B-tree verification where the extension is installed (never created here).
+            amcheck = self.rows(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid=e.extnamespace WHERE e.extname='amcheck'"
+            )
+            if amcheck:
+                indexes = self.rows(
+                    "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid=i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid=c.relnamespace JOIN pg_am a ON a.oid=c.relam "
+                    "WHERE n.nspname=? AND a.amname='btree'",
+                    (self.schema,),
+                )
+                for (index_name,) in indexes:
+                    try:
+                        self.rows(f"SELECT {amcheck[0][0]}.bt_index_check(?::regclass, true)", (index_name,))
+                    except Exception as exc:  # noqa: BLE001 - reported, not raised
+                        problems.append(f"bt_index_check({index_name}): {str(exc).strip().splitlines()[0]}")
+                        break
+        tail = f"amcheck bt_index_check on {len(indexes)} indexes" if amcheck else "amcheck not installed (skipped)"
+        return problems, f"{checked}, index scans = table scan by state and by id, {tail}"
+
+
+def open_reader(db: str) -> Reader:
+    return PostgresReader(db) if is_postgres(db) else SQLiteReader(db)
 
 
 @dataclass
@@ -345,10 +563,8 @@ def log_mentions(sups: list[Sup], job_id: int, limit: int = 8) -> list[str]:
     return hits[:limit]
 
 
-def explain(conn: sqlite3.Connection, chaos: Chaos, job_id: int, runs: list[Execution], owners: dict[str, Sup]) -> str:
-    row = conn.execute(
-        "SELECT state, attempts, max_attempts, owner, worker, lease_expires_at, error FROM jobs WHERE id=?", (job_id,)
-    ).fetchone()
+def explain(reader: Reader, chaos: Chaos, job_id: int, runs: list[Execution], owners: dict[str, Sup]) -> str:
+    row = reader.job(job_id)
     if row is None:
         return f"  job {job_id}: missing from the database"
     state, attempts, max_attempts, owner, worker, lease, error = row
@@ -359,7 +575,7 @@ def explain(conn: sqlite3.Connection, chaos: Chaos, job_id: int, runs: list[Exec
         f"  job {job_id}: state={state} attempts={attempts}/{max_attempts} owner={owner_text} worker={worker} "
         f"lease_expires_at={lease} error={err and (err.get('type'), err.get('message'))}"
     ]
-    for attempt, e in conn.execute("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY rowid", (job_id,)):
+    for attempt, e in reader.job_errors(job_id):
         d = json.loads(e)
         lines.append(f"    attempt {attempt} error: {d.get('type')}: {d.get('message')}")
     for r in runs:
@@ -374,14 +590,10 @@ def explain(conn: sqlite3.Connection, chaos: Chaos, job_id: int, runs: list[Exec
 
 
 def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path, timed_out: bool) -> int:
-    conn = connect_ro(chaos.db)
+    reader = open_reader(chaos.db)
     n = len(ids)
     idset = set(ids)
-    rows = {
-        r[0]: r[1:]
-        for r in conn.execute("SELECT id, state, error FROM jobs WHERE id BETWEEN ? AND ?", (min(ids), max(ids)))
-        if r[0] in idset
-    }
+    rows = {job_id: row for job_id, row in reader.jobs(min(ids), max(ids)).items() if job_id in idset}
     runs = read_log(log_path)
     owners = supervisor_ids(chaos.sups)
     succeeded, failed, lost, stuck, unfinished, unexpected = [], [], [], [], [], []
@@ -416,8 +628,8 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
             survivors = [e for e in execs if e.pid not in chaos.killed_workers and e.ppid not in chaos.killed_sups]
             if len(survivors) > 1:
                 unexplained.append(job_id)
-    integrity = conn.execute("PRAGMA integrity_check").fetchall()
-    integrity_ok = integrity == [("ok",)]
+    integrity, integrity_checked = reader.integrity()
+    integrity_ok = not integrity
     orphans = chaos.orphans()
     tracebacks = 0
     for s in chaos.sups:
@@ -430,7 +642,7 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
         if job_ids:
             print(f"-- {title}: {len(job_ids)} (first {min(limit, len(job_ids))})")
             for job_id in job_ids[:limit]:
-                print(explain(conn, chaos, job_id, runs.get(tokens[job_id], []), owners))
+                print(explain(reader, chaos, job_id, runs.get(tokens[job_id], []), owners))
 
     show("lost", lost)
     show("stuck", stuck)
@@ -454,7 +666,8 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
     print(f"duplicates: {len(duplicates)}")
     print(f"duplicates unexplained: {len(unexplained)}")
     print(f"worker deaths unexplained: {len(odd_deaths)}")
-    print(f"integrity: {'ok' if integrity_ok else integrity[:5]}")
+    print(f"integrity: {'ok' if integrity_ok else 'FAIL: ' + '; '.join(integrity[:5])}")
+    print(f"integrity checked ({reader.backend}): {integrity_checked}")
     print(f"worker kills: {chaos.worker_kills}")
     print(f"supervisor kills: {chaos.sup_kills}")
     print(f"supervisors started: {len(chaos.sups)}")
@@ -462,9 +675,12 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
     print(f"supervisors forced at the end: {len(chaos.forced)}")
     print(f"orphan workers: {len(orphans)}")
     print(f"tracebacks in supervisor logs: {tracebacks}")
-    scratch, locks = chaos.debris()
-    print(f"left behind: {len(scratch)} scratch dirs in {chaos.tmp_dir}, {len(locks)} lock files in {chaos.db}-jobq")
-    conn.close()
+    scratch, locks, work_dirs = chaos.debris()
+    print(
+        f"left behind: {len(scratch)} scratch dirs in {chaos.tmp_dir}, {len(locks)} lock files "
+        f"and {len(work_dirs)} output dirs in {chaos.presence_dir}"
+    )
+    reader.close()
     problems = [
         name
         for name, bad in (
@@ -487,19 +703,27 @@ def _on_term(signum: int, frame: Any) -> None:
 
 def soak(options: argparse.Namespace) -> int:
     rng = random.Random(options.seed)
-    db = os.path.abspath(options.db)
+    q = jobq.Queue(options.db)
+    db = q.store.url  # an absolute path for SQLite, the URL as given for PostgreSQL
     run = uuid.uuid4().hex[:8]
-    run_dir = Path(f"{db}-chaos-{run}")
-    run_dir.mkdir(parents=True)
+    if options.run_dir:
+        run_dir = Path(options.run_dir).resolve()
+    elif is_postgres(db):
+        run_dir = Path(tempfile.mkdtemp(prefix=f"jobq-chaos-{run}-"))
+    else:
+        run_dir = Path(f"{db}-chaos-{run}")
+    run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "tokens.log"
     k, c, n = options.supervisors, options.concurrency, options.jobs
     job_seconds = options.job_seconds
     if job_seconds is None:
         job_seconds = round(min(0.1, max(0.0, 0.8 * options.duration * k * c / max(n, 1))), 4)
-    print(f"chaos run {run}: db {db}, seed {options.seed}, {n} jobs of {job_seconds:g}s, {k} supervisors x {c} workers")
+    print(
+        f"chaos run {run}: db {shown(db)} ({'postgresql' if is_postgres(db) else 'sqlite'}), seed {options.seed}, "
+        f"{n} jobs of {job_seconds:g}s, {k} supervisors x {c} workers"
+    )
     print(f"run directory (token log, supervisor logs): {run_dir}", flush=True)
 
-    q = jobq.Queue(db)
     items = [(str(log_path), f"{run}-{i}", job_seconds) for i in range(n)]
     jobs = q.submit_many(TARGET, items, retries=options.retries)
     ids = [j.id for j in jobs]
@@ -513,7 +737,7 @@ def soak(options: argparse.Namespace) -> int:
     try:
         for _ in range(k):
             chaos.start_supervisor()
-        conn = connect_ro(db)
+        reader = open_reader(db)
         start = time.monotonic()
         chaos_end = start + options.duration
         next_print = start + 5
@@ -529,7 +753,7 @@ def soak(options: argparse.Namespace) -> int:
                 chaos.kill_worker()
             if time.monotonic() >= next_print:
                 next_print += 5
-                counts = state_counts(conn, first, last)
+                counts = reader.state_counts(first, last)
                 print(
                     f"  t={time.monotonic() - start:4.0f}s {dict(counts)} kills: {chaos.worker_kills} workers, "
                     f"{chaos.sup_kills} supervisors",
@@ -539,7 +763,7 @@ def soak(options: argparse.Namespace) -> int:
         deadline = time.monotonic() + options.finish_timeout
         while True:
             chaos.replace_dead(k)
-            counts = state_counts(conn, first, last)
+            counts = reader.state_counts(first, last)
             pending = sum(counts.get(s, 0) for s in (*UNFINISHED, "running"))
             if pending == 0:
                 break
@@ -548,7 +772,8 @@ def soak(options: argparse.Namespace) -> int:
                 print(f"!! finish deadline reached with {dict(counts)}", flush=True)
                 break
             time.sleep(0.25)
-        conn.close()
+        reader.close()
+        q.store.close()
         print(f"all jobs ended after {time.monotonic() - start:.0f}s; stopping the supervisors", flush=True)
         chaos.stop_all(options.grace + 30)
         for pid in chaos.orphans():
@@ -571,7 +796,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=5000, help="number of jobs (default 5000)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of killing (default 30)")
     parser.add_argument("--supervisors", type=int, default=3, help="supervisors kept running (default 3)")
-    parser.add_argument("--db", help="database file (default: a new one in a temporary directory)")
+    parser.add_argument(
+        "--db", help="database file or postgresql://... URL (default: a new SQLite file in a temporary directory)"
+    )
+    parser.add_argument(
+        "--run-dir",
+        help="directory for the token log and supervisor logs (default: <db>-chaos-<run> beside a database "
+        "file, a new temporary directory for a URL); must not hold a tokens.log yet",
+    )
     parser.add_argument("--concurrency", "-c", type=int, default=2, help="workers per supervisor (default 2)")
     parser.add_argument("--seed", type=int, help="random seed for the kill choices (default: random, printed)")
     parser.add_argument(
@@ -591,6 +823,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs, --supervisors and --concurrency must be at least 1, --duration not negative")
     if not 0 <= options.supervisor_kill_ratio <= 1 or options.kill_interval <= 0:
         parser.error("--supervisor-kill-ratio must be in [0, 1] and --kill-interval positive")
+    if options.run_dir and (Path(options.run_dir) / "tokens.log").exists():
+        parser.error(f"--run-dir {options.run_dir} already holds a tokens.log (of another run)")
     if options.seed is None:
         options.seed = random.randrange(2**32)
     if options.db is None:
