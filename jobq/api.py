@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +15,24 @@ from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, chec
 from .schedules import check_cron, first_run_at, sync_schedules
 from .store import Schedule, Store, open_store
 
-_UNSET: Any = object()
+_SUBMIT_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "name",
+        "timeout",
+        "retries",
+        "retry_backoff",
+        "retry_backoff_max",
+        "delay",
+        "run_at",
+        "key",
+        "depends_on",
+        "pass_results",
+        "result_ttl",
+        "check",
+    }
+)
 
 
 def _job_id(job_id: Any) -> int:
@@ -65,26 +81,18 @@ class Queue:
 
     # -- submitting -----------------------------------------------------------------
     def _spec_data(
-        self,
-        target: str | Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        queue: str,
-        priority: int | None,
-        name: str | None,
-        timeout: float | str | None,
-        retries: int | None,
-        retry_backoff: float | str | None,
-        retry_backoff_max: float | str | None,
-        delay: float | str | None,
-        run_at: datetime | None,
-        key: str | None,
-        depends_on: Any,
-        pass_results: bool,
-        result_ttl: float | str | None,
-        check: bool,
-        now: float,
+        self, target: str | Callable[..., Any], args: Any, kwargs: Any, options: dict[str, Any], now: float
     ) -> dict[str, Any]:
+        """The JobSpec input for one job: ``options`` are :meth:`submit`'s keywords (absent
+        ones take the queue's, then the global, defaults)."""
+        unknown = sorted(set(options) - _SUBMIT_OPTIONS)
+        if unknown:
+            raise ValidationError(str(unknown[0]), "unexpected option")
+        o = options.get
+        queue = o("queue", "default")
+        priority, timeout, retries = o("priority"), o("timeout"), o("retries")
+        retry_backoff, retry_backoff_max = o("retry_backoff"), o("retry_backoff_max")
+        delay, run_at, depends_on = o("delay"), o("run_at"), o("depends_on")
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
         if not isinstance(target, str):
@@ -103,16 +111,16 @@ class Queue:
             "kwargs": {} if kwargs is None else kwargs,
             "queue": queue,
             "priority": pick(priority, qs.priority if qs else None, 0),
-            "name": name,
+            "name": o("name"),
             "timeout": _duration("timeout", pick(timeout, qs.timeout if qs else None, s.timeout)),
             "retries": pick(retries, qs.retries if qs else None, s.retries),
             "retry_backoff": _duration("retry_backoff", pick(retry_backoff, qs.retry_backoff if qs else None, s.retry_backoff)),
             "retry_backoff_max": _duration(
                 "retry_backoff_max", pick(retry_backoff_max, qs.retry_backoff_max if qs else None, s.retry_backoff_max)
             ),
-            "key": key,
-            "pass_results": pass_results,
-            "result_ttl": _duration("result_ttl", result_ttl),
+            "key": o("key"),
+            "pass_results": bool(o("pass_results", False)),
+            "result_ttl": _duration("result_ttl", o("result_ttl")),
         }
         if delay is not None and run_at is not None:
             raise ValidationError("delay", "give delay or run_at, not both")
@@ -123,8 +131,10 @@ class Queue:
                 raise ValidationError("run_at", "expected a timezone-aware datetime")
             data["run_at"] = run_at.timestamp()
         if depends_on is not None:
-            data["depends_on"] = self._dependency_ids(depends_on)
-        if check and isinstance(target, str) and target not in self._checked:
+            ids = self._dependency_ids(depends_on)
+            if ids:
+                data["depends_on"] = ids
+        if o("check", True) and target not in self._checked:
             data["_check"] = True
         return data
 
@@ -178,29 +188,23 @@ class Queue:
     ) -> Job:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
         matched an unfinished job). Raises :class:`ValidationError` on bad input."""
-        now = time.time()
-        data = self._spec_data(
-            target,
-            args,
-            kwargs,
-            queue,
-            priority,
-            name,
-            timeout,
-            retries,
-            retry_backoff,
-            retry_backoff_max,
-            delay,
-            run_at,
-            key,
-            depends_on,
-            pass_results,
-            result_ttl,
-            check,
-            now,
-        )
-        if depends_on is not None and not data["depends_on"]:
-            data.pop("depends_on")
+        options = {
+            "queue": queue,
+            "priority": priority,
+            "name": name,
+            "timeout": timeout,
+            "retries": retries,
+            "retry_backoff": retry_backoff,
+            "retry_backoff_max": retry_backoff_max,
+            "delay": delay,
+            "run_at": run_at,
+            "key": key,
+            "depends_on": depends_on,
+            "pass_results": pass_results,
+            "result_ttl": result_ttl,
+            "check": check,
+        }
+        data = self._spec_data(target, args, kwargs, options, time.time())
         # Dependencies must exist when the job is submitted, so they can never form a cycle;
         # an unknown id is rejected inside the insert transaction.
         jobs, _ = self._insert([self._validate(data)])
@@ -209,46 +213,21 @@ class Queue:
     def submit_batch(self, definitions: Iterable[dict[str, Any]]) -> list[Job]:
         """Submit several job definitions (dicts of :meth:`submit`'s arguments, ``target``
         included; ``run_at`` may be ISO-8601 text) in one transaction: all or none."""
-        allowed = set(inspect.signature(self.submit).parameters)
         now = time.time()
         specs = []
         for index, definition in enumerate(definitions):
             if not isinstance(definition, dict):
                 raise ValidationError("job", f"item {index}: expected an object")
-            unknown = sorted(set(definition) - allowed)
-            if unknown:
-                raise ValidationError(str(unknown[0]), f"item {index}: unexpected field")
-            if "target" not in definition:
-                raise ValidationError("target", f"item {index}: missing")
             d = dict(definition)
+            if "target" not in d:
+                raise ValidationError("target", f"item {index}: missing")
             if isinstance(d.get("run_at"), str):
                 try:
                     d["run_at"] = datetime.fromisoformat(d["run_at"])
                 except ValueError:
                     raise ValidationError("run_at", f"item {index}: not an ISO-8601 time") from None
-            params = {name: d.pop(name, None) for name in ("target", "args", "kwargs")}
-            data = self._spec_data(
-                params["target"],
-                params["args"] if params["args"] is not None else (),
-                params["kwargs"],
-                d.pop("queue", "default"),
-                d.pop("priority", None),
-                d.pop("name", None),
-                d.pop("timeout", None),
-                d.pop("retries", None),
-                d.pop("retry_backoff", None),
-                d.pop("retry_backoff_max", None),
-                d.pop("delay", None),
-                d.pop("run_at", None),
-                d.pop("key", None),
-                d.pop("depends_on", None),
-                bool(d.pop("pass_results", False)),
-                d.pop("result_ttl", None),
-                bool(d.pop("check", True)),
-                now,
-            )
-            if not data.get("depends_on"):
-                data.pop("depends_on", None)
+            target, args, kwargs = d.pop("target"), d.pop("args", None), d.pop("kwargs", None)
+            data = self._spec_data(target, () if args is None else args, kwargs, d, now)
             specs.append(self._validate(data))
         jobs, _ = self._insert(specs)
         return jobs
@@ -269,44 +248,12 @@ class Queue:
         self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool
     ) -> Group:
         options = dict(options)
-        check = options.pop("check", True)
-        allowed = {
-            "queue",
-            "priority",
-            "name",
-            "timeout",
-            "retries",
-            "retry_backoff",
-            "retry_backoff_max",
-            "delay",
-            "run_at",
-            "result_ttl",
-            "kwargs",
-        }
-        _reject_unknown(options, allowed)
+        kwargs = options.pop("kwargs", None)
+        for name in ("key", "depends_on", "pass_results"):  # per-job notions, not for a batch
+            if options.get(name) not in (None, False):
+                raise ValidationError(name, "not supported by map/submit_many; use submit")
         now = time.time()
-        first = self._validate(
-            self._spec_data(
-                target,
-                [],
-                options.get("kwargs"),
-                options.get("queue", "default"),
-                options.get("priority"),
-                options.get("name"),
-                options.get("timeout"),
-                options.get("retries"),
-                options.get("retry_backoff"),
-                options.get("retry_backoff_max"),
-                options.get("delay"),
-                options.get("run_at"),
-                None,
-                None,
-                False,
-                options.get("result_ttl"),
-                check,
-                now,
-            )
-        )
+        first = self._validate(self._spec_data(target, [], kwargs, options, now))
         ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes)
         if self._poker is not None:
             self._poker.poke()
@@ -610,12 +557,6 @@ def _as_args(item: Any, tuple_only: bool) -> list[Any]:
     if isinstance(item, tuple) or (not tuple_only and isinstance(item, list)):
         return list(item)
     return [item]
-
-
-def _reject_unknown(options: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ValidationError(unknown[0], "unexpected option")
 
 
 __all__ = ["Group", "Job", "Queue"]
