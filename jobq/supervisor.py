@@ -135,7 +135,6 @@ class Supervisor:
         self._idle_wait = 0.001
         self._avg_job_seconds = 0.0
         self._jobs_done = 0
-        self.workers_started = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -382,7 +381,6 @@ class Supervisor:
         child_conn.close()
         self._selector.register(parent_conn.fileno(), selectors.EVENT_READ, ("worker", None))
         self._selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", None))
-        self.workers_started += 1
         worker = _Worker(process, parent_conn, slot, capture_path)
         self._selector.modify(parent_conn.fileno(), selectors.EVENT_READ, ("worker", worker))
         self._selector.modify(process.sentinel, selectors.EVENT_READ, ("sentinel", worker))
@@ -589,12 +587,6 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
-
-    def request_stop(self, immediate: bool = False) -> None:
-        """Ask the loop to drain (or, ``immediate``, to end running jobs now)."""
-        self._signals.append(signal.SIGINT if immediate and self.stopping else signal.SIGTERM)
-        if immediate:
-            self._signals.append(signal.SIGINT)
 
     def _handle_signals(self, now: float) -> None:
         while self._signals:
