@@ -3,13 +3,17 @@ same number of worker processes (issue 5).
 
 Peers: ``multiprocessing.Pool`` (``apply_async`` one by one, and ``map``: the non-durable
 ceiling), a bare SQLite claim/complete loop in batches of 32 (the file's ceiling), Huey on
-SQLite with process workers, and RQ when Redis answers on 127.0.0.1:6379. Huey and RQ are the
-``bench`` extra (``pip install -e '.[bench]'``); without them their rows are skipped.
+SQLite with process workers, and RQ when Redis answers on 127.0.0.1:6379. On PostgreSQL
+(scripts/bench_pg.py, issue 6; ``--postgres URL``, default ``$JOBQ_TEST_POSTGRES`` or the local
+test server): jobq beside procrastinate and Celery (RabbitMQ and/or Redis, whichever answer).
+The peers are the ``bench`` extra (``pip install -e '.[bench]'``); without a package or its
+server, its rows are skipped with the reason.
 
     python scripts/bench.py                    # full run: a few minutes
     python scripts/bench.py --quick            # every workload on small N, well under a minute
     python scripts/bench.py --json out.json    # also write the figures
     python scripts/bench.py --only drain,latency --repeat 5
+    python scripts/bench.py --only postgres    # the PostgreSQL rows alone
 
 Figures are medians of ``--repeat`` runs (the runs of the peers are interleaved with jobq's,
 so a change in the machine's load hits everyone). Drain times run from the start of the
