@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ValidationError
@@ -30,7 +30,7 @@ from ..models import (
 from .base import Store, Submitted
 from .sql_admin import SQLAdmin
 from .sql_rows import (
-    _FINISH_CHUNK,
+    _FINISH_CHUNKS,
     _INSERT_JOB,
     _SUCCESS_ROW,
     _pick_with_limits,
@@ -281,8 +281,8 @@ class SQLStore(SQLAdmin, Store):
 
         def write(conn: Any) -> list[int]:
             rejected = []
-            for start in range(0, len(succeeded), _FINISH_CHUNK):
-                rejected.extend(self._finish_succeeded(conn, owner, succeeded[start : start + _FINISH_CHUNK], now))
+            for chunk in _fixed_chunks(succeeded):
+                rejected.extend(self._finish_succeeded(conn, owner, chunk, now))
             for o in others:
                 if not self._finish_one(conn, owner, o, now):
                     rejected.append(o.job_id)
@@ -438,3 +438,13 @@ class SQLStore(SQLAdmin, Store):
             return [r[0] for r in rows]
 
         return self._write(take_back)
+
+
+def _fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Slices of a few fixed sizes only: each size is one SQL text, so the connection's
+    statement cache (and a worker's memory) stays small whatever the batch sizes."""
+    start = 0
+    for size in _FINISH_CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size

@@ -15,7 +15,7 @@ JOB_COLUMNS = (
 )
 SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
 
-_FINISH_CHUNK = 200
+_FINISH_CHUNKS = (256, 64, 16, 4, 1)  # descending; ends with 1
 _PURGE_CHUNK = 500  # rows a purge transaction deletes: keeps the write lock short
 _SUCCESS_ROW = (
     "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
