@@ -553,10 +553,11 @@ def _duration(field: str, value: Any) -> float | None:
         raise ValidationError(field, str(exc)) from None
 
 
-def _as_args(item: Any, tuple_only: bool) -> list[Any]:
+def _as_args(item: Any, tuple_only: bool) -> Any:
+    """The argument list of a map item (a tuple, or a list too unless ``tuple_only``)."""
     if isinstance(item, tuple) or (not tuple_only and isinstance(item, list)):
-        return list(item)
-    return [item]
+        return item
+    return (item,)
 
 
 __all__ = ["Group", "Job", "Queue"]

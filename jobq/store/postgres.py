@@ -210,7 +210,7 @@ class PostgresStore(SQLStore):
             if not cur.nextset():
                 return ids
 
-    def _insert_args(self, conn: _Conn, template: list[Any], args_texts: list[str], first_index: int | None) -> list[int]:
+    def _insert_args(self, conn: _Conn, template: list[Any], array: str, count: int, first_index: int | None) -> list[int]:
         rows = conn.execute(
             f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), e.value::text, "
             "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), "
@@ -219,7 +219,7 @@ class PostgresStore(SQLStore):
             "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER) + CAST(e.ord AS INTEGER) - 1, "
             "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION) "
             "FROM json_array_elements(CAST(? AS JSON)) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord RETURNING id",
-            (*template[0:2], *template[3:16], first_index, *template[17:19], "[" + ",".join(args_texts) + "]"),
+            (*template[0:2], *template[3:16], first_index, *template[17:19], array),
         ).fetchall()
         # Identity values are drawn in the SELECT's order: ascending ids follow the input.
         return sorted(r[0] for r in rows)

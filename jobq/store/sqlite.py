@@ -180,17 +180,17 @@ class SQLiteStore(SQLStore):
         return range(last - len(rows) + 1, last + 1)
 
     def _insert_args(
-        self, conn: sqlite3.Connection, template: list[Any], args_texts: list[str], first_index: int | None
+        self, conn: sqlite3.Connection, template: list[Any], array: str, count: int, first_index: int | None
     ) -> range:
         # One statement over a JSON array: SQLite unpacks it in C, far faster than binding
         # nineteen parameters per row from Python.
         conn.execute(
             f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ? FROM json_each(?) ORDER BY key",
-            (*template[0:2], *template[3:16], first_index, first_index, *template[17:19], "[" + ",".join(args_texts) + "]"),
+            (*template[0:2], *template[3:16], first_index, first_index, *template[17:19], array),
         )
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        return range(last - len(args_texts) + 1, last + 1)
+        return range(last - count + 1, last + 1)
 
     def _count_moves(self, conn: sqlite3.Connection, old: str, new: str, by_queue: Counter[str]) -> None:
         # The claim and the batched success are the two hot transitions: the count trigger
