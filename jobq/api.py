@@ -459,9 +459,17 @@ class Job:
         for delay in _backoff(0.0005, 0.05):
             if time.monotonic() - start < 0.2:
                 delay = min(delay, 0.002)  # most jobs finish within moments: look often at first
-            state = self.state
+            found = self.queue.store.outcome(self.id)  # one read a look
+            if found is None:
+                raise JobNotFound(self.id)
+            state, result, error = found
+            if state == SUCCEEDED:
+                return result
             if state in FINISHED_STATES:
-                return _result_or_raise(self.refresh())
+                error = error or {}
+                raise JobFailed(
+                    self.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=state
+                )
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -84,6 +84,10 @@ class Store(ABC):
         """The job's full record, or None."""
 
     @abstractmethod
+    def outcome(self, job_id: int) -> tuple[str, Any, dict[str, Any] | None] | None:
+        """(state, result, error) of a job in one read, or None when no such job (joins)."""
+
+    @abstractmethod
     def get_states(self, job_ids: Sequence[int]) -> dict[int, str]:
         """The state of each existing job among ``job_ids``."""
 

@@ -41,6 +41,13 @@ class SQLAdmin:
         ]
         return record
 
+    def outcome(self, job_id: int) -> tuple[str, Any, dict[str, Any] | None] | None:
+        rows = self._read("SELECT state, result, error FROM jobs WHERE id=?", (job_id,))
+        if not rows:
+            return None
+        state, result, error = rows[0]
+        return state, json.loads(result) if result is not None else None, json.loads(error) if error else None
+
     def get_states(self, job_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         ids = list(job_ids)
