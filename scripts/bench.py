@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -38,200 +35,46 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parent
-REPO = SCRIPTS.parent
-for _p in (str(REPO), str(SCRIPTS)):  # bench_tasks, and jobq from this checkout
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatever the cwd
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-sys.modules.setdefault("bench", sys.modules[__name__])  # one module for bench_pg's `import bench`
-
+import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
-import bench_tasks  # noqa: E402
+from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
+    FORK,
+    FULL,
+    QUICK,
+    REPO,
+    SCRIPTS,
+    TARGET,
+    Check,
+    Report,
+    Sizes,
+    _children,
+    _end_process,
+    _median_of,
+    _rss_mb,
+    _run_burst_supervisor,
+    _wait_until,
+    judge_targets,
+    measure_latency,
+    render,
+    say,
+    stepper,
+    stop_on_sigterm,
+)
 
 import jobq  # noqa: E402
 
-TARGET = "bench_tasks:add"
-FORK = multiprocessing.get_context("fork")
 SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres")
-SQLITE_BATCH = 32
-INSTALL_HINT = "not installed (pip install -e '.[bench]')"
-
-
-@dataclass(frozen=True)
-class Sizes:
-    drain: int  # jobs drained by jobq, Pool, bare SQLite, Huey
-    rq: int  # RQ forks a process per job: a small N
-    single: int  # one-by-one submits (jobq and Huey)
-    bulk: int  # bulk submits (jobq submit_many, the CLI, bare SQLite executemany)
-    latency: int  # submit + join round trips
-    idle_seconds: float  # how long the idle supervisor's CPU use is sampled
-    scale_jobs: int  # jobs in the "full" file
-    scale_claim: int  # new jobs drained in the empty and the full file
-    scale_submit: int  # q.submit calls in the empty and the full file
-    status_calls: int  # q.status() calls timed (median)
-    status_cli_runs: int  # `jobq status` runs timed (median)
-    mem_small: int
-    mem_large: int
-    repeat: int
-    pg_peer: int  # jobs drained by procrastinate and Celery (bench_pg.py)
-
-
-FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3, pg_peer=5000)
-QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, pg_peer=200)
-
-
-# -- reporting -------------------------------------------------------------------------------
-class Report:
-    def __init__(self) -> None:
-        self.figures: dict[str, float] = {}
-        self.units: dict[str, str] = {}
-        self.labels: dict[str, str] = {}
-        self.skipped: dict[str, str] = {}
-        self.errors: dict[str, str] = {}
-        self.targets: list[dict[str, Any]] = []
-
-    def add(self, key: str, value: float, unit: str, label: str) -> None:
-        self.figures[key] = value
-        self.units[key] = unit
-        self.labels[key] = label
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for r in runs for k in r}
-    return {k: statistics.median([r[k] for r in runs if k in r]) for k in sorted(keys)}
-
-
-def _percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
-
-
-# -- processes and /proc ---------------------------------------------------------------------
-def _signal(pid: int, sig: int, group: bool) -> None:
-    try:
-        if group:
-            try:
-                os.killpg(pid, sig)
-                return
-            except ProcessLookupError:
-                pass  # not yet its own group leader, or the group is gone
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-# SIGTERM stops the benchmark by unwinding (SystemExit), so that every `finally` ends its
-# processes and drops its files, schemas and databases; cleanups run shielded from it.
-_STOP: dict[str, int] = {"pid": 0, "shield": 0, "pending": 0}
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    if os.getpid() != _STOP["pid"]:  # a forked child that kept this handler: die as by default
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    say("SIGTERM: stopping; it was here:")
-    traceback.print_stack(frame, file=sys.stderr)
-    if _STOP["shield"]:
-        _STOP["pending"] = signum  # raised when the cleanup under way is done
-        return
-    raise SystemExit(128 + signum)
-
-
-@contextmanager
-def shielded() -> Iterator[None]:
-    """A cleanup that a SIGTERM must not cut short: the signal takes effect once it is done."""
-    _STOP["shield"] += 1
-    try:
-        yield
-    finally:
-        _STOP["shield"] -= 1
-        if not _STOP["shield"] and _STOP["pending"]:
-            signum, _STOP["pending"] = _STOP["pending"], 0
-            raise SystemExit(128 + signum)
-
-
-def _end_process(proc: Any, group: bool = False) -> None:
-    """Stop a process this script started (by its pid, or its own process group)."""
-    if proc.pid is None:
-        return
-    with shielded():
-        if proc.is_alive():
-            _signal(proc.pid, signal.SIGTERM, group)
-            proc.join(30)
-        if proc.is_alive():
-            _signal(proc.pid, signal.SIGKILL, group)
-        elif group:  # its workers, should any have outlived it
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        proc.join(10)
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out.extend(int(x) for x in fh.read().split())
-        return out
-    except OSError:
-        pass
-    for entry in os.listdir("/proc"):  # no /proc/.../children: scan the parents
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def _cpu_percent(pids: list[int], seconds: float) -> float:
-    hz = os.sysconf("SC_CLK_TCK")
-    before = {p: _cpu_ticks(p) for p in pids}
-    t0 = time.monotonic()
-    time.sleep(seconds)
-    used = sum(max(0, _cpu_ticks(p) - before[p]) for p in pids)
-    return 100.0 * used / hz / (time.monotonic() - t0)
 
 
 # -- jobq ------------------------------------------------------------------------------------
-def _run_burst_supervisor(db: str, workers: int) -> None:
-    jobq.Supervisor(jobq.Queue(db), concurrency=workers, burst=True).run()
-
-
 def _wait_succeeded(q: jobq.Queue, at_least: int, timeout: float, interval: float = 0.002) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
@@ -281,214 +124,12 @@ def _cli(db: str, *args: str, timeout: float = 300) -> float:
     return elapsed
 
 
-# -- peers: multiprocessing.Pool -------------------------------------------------------------
-def pool_apply_async(n: int, workers: int) -> float:
-    t0 = time.perf_counter()
-    with FORK.Pool(workers) as pool:
-        pending = [pool.apply_async(bench_tasks.add, (i,)) for i in range(n)]
-        for r in pending:
-            r.get(600)
-        elapsed = time.perf_counter() - t0
-    return elapsed
-
-
-def pool_map(n: int, workers: int) -> float:
-    t0 = time.perf_counter()
-    with FORK.Pool(workers) as pool:
-        results = pool.map(bench_tasks.add, range(n))
-        elapsed = time.perf_counter() - t0
-    assert results[-1] == n
-    return elapsed
-
-
-# -- peers: a bare SQLite job table ----------------------------------------------------------
-def _sqlite_connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=60)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=60000")
-    return conn
-
-
-def sqlite_insert(path: str, n: int) -> float:
-    """Create the bare job table and bulk-insert ``n`` jobs in one transaction; seconds."""
-    conn = _sqlite_connect(path)
-    conn.executescript(
-        """CREATE TABLE jobs (id INTEGER PRIMARY KEY, target TEXT NOT NULL, args TEXT NOT NULL,
-               state TEXT NOT NULL DEFAULT 'queued', owner INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
-               result TEXT, started_at REAL, finished_at REAL);
-           CREATE INDEX jobs_queued ON jobs(id) WHERE state = 'queued';"""
-    )
-    t0 = time.perf_counter()
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO jobs(target, args) VALUES (?, ?)", ((TARGET, json.dumps([i])) for i in range(n)))
-    conn.execute("COMMIT")
-    elapsed = time.perf_counter() - t0
-    conn.close()
-    return elapsed
-
-
-def _sqlite_worker(path: str, slot: int, ends: Any) -> None:
-    conn = _sqlite_connect(path)
-    functions: dict[str, Callable[..., Any]] = {}
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(
-            "UPDATE jobs SET state='running', owner=?, attempts=attempts+1, started_at=? WHERE id IN "
-            "(SELECT id FROM jobs WHERE state='queued' ORDER BY id LIMIT ?) RETURNING id, target, args",
-            (slot, time.time(), SQLITE_BATCH),
-        ).fetchall()
-        conn.execute("COMMIT")
-        if not rows:
-            break
-        done = []
-        for job_id, target, args in rows:
-            fn = functions.get(target)
-            if fn is None:
-                module, name = target.split(":")
-                fn = functions[target] = getattr(__import__(module), name)
-            done.append((json.dumps(fn(*json.loads(args))), time.time(), job_id, slot))
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "UPDATE jobs SET state='succeeded', result=?, finished_at=? WHERE id=? AND owner=? AND state='running'", done
-        )
-        conn.execute("COMMIT")
-        ends[slot] = time.monotonic()
-    conn.close()
-
-
-def sqlite_drain(path: str, n: int, workers: int) -> float:
-    ends = FORK.RawArray("d", workers)
-    procs = [FORK.Process(target=_sqlite_worker, args=(path, slot, ends)) for slot in range(workers)]
-    t0 = time.monotonic()
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(600)
-            if p.exitcode != 0:
-                raise RuntimeError(f"bare SQLite worker exited {p.exitcode}")
-    finally:
-        with shielded():
-            for p in procs:
-                _end_process(p)
-    conn = sqlite3.connect(path)
-    done = conn.execute("SELECT count(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
-    conn.close()
-    if done != n:
-        raise RuntimeError(f"bare SQLite drained {done}/{n}")
-    return max(ends) - t0
-
-
-# -- peers: Huey (SqliteHuey, process consumer) ----------------------------------------------
-def _huey_consumer(huey: Any, workers: int) -> None:
-    os.setsid()  # its own group: the consumer's workers are ended with it
-    huey.create_consumer(workers=workers, worker_type="process", periodic=False).run()
-
-
-def huey_run(path: str, n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
-    """(seconds to enqueue ``n`` tasks one by one, seconds for the consumer to drain them)."""
-    from huey import SqliteHuey
-
-    huey = SqliteHuey(name="jobq-bench", filename=path, timeout=60)
-    task = huey.task()(bench_tasks.add)
-    t0 = time.perf_counter()
-    for i in range(n):
-        task(i)
-    submit = time.perf_counter() - t0
-    huey.storage.close()
-    proc = FORK.Process(target=_huey_consumer, args=(huey, workers), name="bench-huey-consumer")
-    t0 = time.perf_counter()
-    proc.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while huey.result_count() < n:  # count(*) over its results: not polled too often
-            if time.monotonic() > deadline or not proc.is_alive():
-                raise RuntimeError(f"Huey stored {huey.result_count()}/{n} results (consumer alive: {proc.is_alive()})")
-            time.sleep(0.01)
-        drain = time.perf_counter() - t0
-    finally:
-        with shielded():
-            _end_process(proc, group=True)
-            huey.storage.close()
-    return submit, drain
-
-
-# -- peers: RQ (Redis, forking workers) ------------------------------------------------------
-def _redis_reason() -> str | None:
-    try:
-        import redis
-        import rq  # noqa: F401
-    except ImportError:
-        return INSTALL_HINT
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1, socket_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no usable Redis here
-        return f"no Redis answering on 127.0.0.1:6379 ({type(exc).__name__})"
-    return None
-
-
-def _rq_worker(name: str) -> None:
-    from redis import Redis
-    from rq import Queue, Worker
-
-    conn = Redis(host="127.0.0.1", port=6379)
-    Worker([Queue(name, connection=conn)], connection=conn).work(burst=True, logging_level="WARNING")
-
-
-def rq_run(n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
-    from redis import Redis
-    from rq import Queue
-
-    conn = Redis(host="127.0.0.1", port=6379)
-    name = f"jobq-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    q = Queue(name, connection=conn)
-    procs: list[Any] = []
-    try:
-        t0 = time.perf_counter()
-        for i in range(n):
-            q.enqueue(bench_tasks.add, i)
-        submit = time.perf_counter() - t0
-        procs = [FORK.Process(target=_rq_worker, args=(name,), name="bench-rq-worker") for _ in range(workers)]
-        t0 = time.perf_counter()
-        for p in procs:
-            p.start()
-        deadline = time.monotonic() + timeout
-        while (done := q.finished_job_registry.get_job_count(cleanup=False)) < n:
-            failed = q.failed_job_registry.get_job_count(cleanup=False)
-            if failed or time.monotonic() > deadline:
-                raise RuntimeError(f"RQ finished {done}/{n} jobs, {failed} failed")
-            time.sleep(0.005)
-        drain = time.perf_counter() - t0
-        for p in procs:
-            p.join(30)
-    finally:
-        with shielded():
-            for p in procs:
-                _end_process(p)
-            for registry in (q.finished_job_registry, q.failed_job_registry, q.started_job_registry):
-                for job_id in registry.get_job_ids():
-                    conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
-                conn.delete(registry.key)
-            q.delete(delete_jobs=True)
-            for key in conn.scan_iter(f"rq:queue:{name}:*"):  # RQ's own bookkeeping of the queue
-                conn.delete(key)
-    return submit, drain
-
-
 # -- sections --------------------------------------------------------------------------------
 def _throughput_run(
     rep: Report, s: Sizes, workers: int, d: Path, r: int, sections: set[str], huey_reason: str | None, rq_reason: str | None
 ) -> dict[str, float]:
     fig: dict[str, float] = {}
-
-    def peer(key: str, what: str, fn: Callable[[], None]) -> None:
-        say(f"  run {r + 1}/{s.repeat}: {what}")
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, the others still run
-            rep.errors[key] = f"{type(exc).__name__}: {exc}"
-            say(f"  {what} FAILED: {rep.errors[key]}")
+    peer = stepper(rep, r, s.repeat)
 
     if "drain" in sections:
         db = str(d / "drain.db")
@@ -497,20 +138,20 @@ def _throughput_run(
         fig["drain.jobq"] = s.drain / jobq_drain(db, workers, s.drain)
 
         def pool() -> None:
-            fig["drain.pool_apply_async"] = s.drain / pool_apply_async(s.drain, workers)
-            fig["drain.pool_map"] = s.drain / pool_map(s.drain, workers)
+            fig["drain.pool_apply_async"] = s.drain / bench_peers.pool_apply_async(s.drain, workers)
+            fig["drain.pool_map"] = s.drain / bench_peers.pool_map(s.drain, workers)
 
         def bare() -> None:
             path = str(d / "bare.db")
-            fig["submit.sqlite_bulk"] = s.drain / sqlite_insert(path, s.drain)
-            fig["drain.sqlite_batch"] = s.drain / sqlite_drain(path, s.drain, workers)
+            fig["submit.sqlite_bulk"] = s.drain / bench_peers.sqlite_insert(path, s.drain)
+            fig["drain.sqlite_batch"] = s.drain / bench_peers.sqlite_drain(path, s.drain, workers)
 
         peer("pool", "multiprocessing.Pool", pool)
         peer("sqlite", "bare SQLite", bare)
     if "drain" in sections and not huey_reason:
 
         def hueys() -> None:
-            submit, drain = huey_run(str(d / "huey.db"), s.drain, workers)
+            submit, drain = bench_peers.huey_run(str(d / "huey.db"), s.drain, workers)
             fig["submit.huey_single"] = s.drain / submit
             fig["drain.huey"] = s.drain / drain
 
@@ -518,7 +159,7 @@ def _throughput_run(
     if "drain" in sections and not rq_reason:
 
         def rqs() -> None:
-            submit, drain = rq_run(s.rq, workers)
+            submit, drain = bench_peers.rq_run(s.rq, workers)
             fig["submit.rq_single"] = s.rq / submit
             fig["drain.rq"] = s.rq / drain
 
@@ -541,17 +182,12 @@ def _throughput_run(
         cli_db = str(d / "cli.db")
         jobq.Queue(cli_db)
         fig["submit.jobq_cli_bulk"] = s.bulk / _cli(cli_db, "submit", TARGET, "--file", str(jsonl))
-        fig["submit.sqlite_bulk_big"] = s.bulk / sqlite_insert(str(d / "bare-bulk.db"), s.bulk)
+        fig["submit.sqlite_bulk_big"] = s.bulk / bench_peers.sqlite_insert(str(d / "bare-bulk.db"), s.bulk)
     return fig
 
 
 def section_throughput(rep: Report, s: Sizes, workers: int, tmp: Path, sections: set[str]) -> None:
-    huey_reason = None
-    try:
-        import huey  # noqa: F401
-    except ImportError:
-        huey_reason = INSTALL_HINT
-    rq_reason = _redis_reason()
+    huey_reason, rq_reason = bench_peers.huey_reason(), bench_peers.rq_reason()
     for peer, reason in (("huey", huey_reason), ("rq", rq_reason)):
         if reason:
             rep.skipped[peer] = reason
@@ -566,7 +202,7 @@ def section_throughput(rep: Report, s: Sizes, workers: int, tmp: Path, sections:
         "drain.jobq": "jobq (Supervisor, burst)",
         "drain.pool_apply_async": "multiprocessing.Pool.apply_async",
         "drain.pool_map": "multiprocessing.Pool.map",
-        "drain.sqlite_batch": f"bare SQLite, batches of {SQLITE_BATCH}",
+        "drain.sqlite_batch": f"bare SQLite, batches of {bench_peers.SQLITE_BATCH}",
         "drain.huey": "Huey (SqliteHuey, process consumer)",
         "drain.rq": f"RQ (forking Worker, Redis; {s.rq} jobs)",
         "submit.jobq_single": "jobq q.submit, one by one",
@@ -583,34 +219,7 @@ def section_throughput(rep: Report, s: Sizes, workers: int, tmp: Path, sections:
 
 def section_latency(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
     say(f"latency: {s.latency} submit+join round trips, then idle CPU over {s.idle_seconds:g}s")
-    q = jobq.Queue(str(tmp / "latency.db"))
-    sup = jobq.Supervisor(q, concurrency=workers)
-    with sup:
-        _wait_until(lambda: q.status()["supervisors"], 60, "the supervisor to register")
-        for i in range(10):  # warm up: workers started, target imported
-            q.submit(TARGET, (i,)).join(timeout=60)
-        samples = []
-        for i in range(s.latency):
-            t0 = time.perf_counter()
-            q.submit(TARGET, (i,)).join(timeout=60)
-            samples.append((time.perf_counter() - t0) * 1000)
-        time.sleep(1.0)  # let the supervisor fall back to its idle pace before sampling
-        assert sup.pid is not None
-        pids = [sup.pid, *_children(sup.pid)]
-        cpu = _cpu_percent(pids, s.idle_seconds)
-    samples.sort()
-    rep.add("latency.p50_ms", _percentile(samples, 50), "ms", "submit + join, p50")
-    rep.add("latency.p99_ms", _percentile(samples, 99), "ms", "submit + join, p99")
-    rep.add("latency.idle_cpu_percent", cpu, "% of a core", f"idle supervisor + {len(pids) - 1} workers, CPU")
-
-
-def _wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
-    return value
+    measure_latency(rep, jobq.Queue(str(tmp / "latency.db")), s, workers, "", "")
 
 
 def _scale_run(db: str, s: Sizes, workers: int, offset: int) -> dict[str, float]:
@@ -730,7 +339,7 @@ def evaluate_targets(rep: Report) -> None:
     def ratio(a: str, b: str) -> float | None:
         return f[a] / f[b] if a in f and b in f else None
 
-    checks: list[tuple[str, float | None, str, float, str]] = [
+    checks: list[Check] = [
         ("drain >= 2x Pool.apply_async", ratio("drain.jobq", "drain.pool_apply_async"), ">=", 2.0, "x"),
         ("drain >= 0.6x bare SQLite batch", ratio("drain.jobq", "drain.sqlite_batch"), ">=", 0.6, "x"),
         ("drain >= 10x Huey", ratio("drain.jobq", "drain.huey"), ">=", 10.0, "x"),
@@ -746,33 +355,11 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
-    for issue, group in ((5, checks), (6, bench_pg.target_checks(f))):
-        for name, value, op, target, unit in group:
-            if value is None:
-                rep.targets.append({"target": name, "issue": issue, "value": None, "result": "n/a"})
-                continue
-            ok = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
-            result = "PASS" if ok else "MISS"
-            rep.targets.append(
-                {"target": name, "issue": issue, "value": value, "bound": target, "op": op, "unit": unit, "result": result}
-            )
+    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f))])
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "jobs/s" or unit == "jobs":
-        return f"{value:,.0f}"
-    if unit == "x":
-        return f"{value:.2f}x"
-    return f"{value:.2f}"
-
-
-def render(rep: Report, header: str) -> str:
-    f, lines = rep.figures, [header, ""]
-
-    def row(key: str, extra: str = "") -> None:
-        if key in f:
-            unit = "" if rep.units[key] == "x" else rep.units[key]
-            lines.append(f"  {rep.labels[key]:<52} {_fmt(f[key], rep.units[key]):>12} {unit:<12} {extra}".rstrip())
+def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
+    """The SQLite rows of the table (bench_pg.render_rows adds the PostgreSQL ones)."""
 
     def vs(key: str, peer: str) -> str:
         return f"jobq/peer {f[key] / f[peer]:.2f}x" if key in f and peer in f and key != peer else ""
@@ -792,27 +379,7 @@ def render(rep: Report, header: str) -> str:
         if keys:
             lines.append(title)
             for k in keys:
-                row(k)
-    bench_pg.render_rows(f, row, lines)
-    for peer, reason in rep.skipped.items():
-        lines.append(f"  {peer}: skipped: {reason}")
-    for key, error in rep.errors.items():
-        lines.append(f"  {key}: ERROR: {error}")
-    for issue, title in ((5, "targets (issue 5)"), (6, "targets (issue 6, PostgreSQL)")):
-        targets = [t for t in rep.targets if t["issue"] == issue]
-        if targets:
-            lines.append(title)
-        for t in targets:
-            if t["value"] is None:
-                lines.append(f"  [n/a ] {t['target']}: not measured")
-                continue
-            value, bound = t["value"], t["bound"]
-            shown = f"{value:,.0f}{t['unit']}" if t["unit"] == " jobs/s" else f"{value:.2f}{t['unit']}"
-            note = ""
-            if t["result"] == "MISS":
-                note = f" ({value / bound:.0%} of the target)" if t["op"] == ">=" else f" ({value / bound:.1f}x the bound)"
-            lines.append(f"  [{t['result']}] {t['target']}: {shown}{note}")
-    return "\n".join(lines)
+                row(k, "")
 
 
 def machine(pg_url: str) -> dict[str, Any]:
@@ -859,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(opts.only.split(",")) if opts.only else set(SECTIONS)
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
-    _STOP["pid"] = os.getpid()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    stop_on_sigterm()
     tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
     rep = Report()
     started = time.monotonic()
@@ -894,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    print(render(rep, header), flush=True)
+    print(render(rep, header, [render_rows, bench_pg.render_rows]), flush=True)
     if opts.json_path:
         data = {
             "machine": info,

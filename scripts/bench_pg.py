@@ -22,15 +22,15 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import bench
+import bench_common as common
 import bench_tasks
+from bench_common import INSTALL_HINT, Check, Report, Sizes
 
 import jobq
 
 PG_DEFAULT = os.environ.get("JOBQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-PEER_INSTALL = "not installed (pip install -e '.[bench]')"
 CELERY_BROKERS = {"amqp": "RabbitMQ, rpc://", "redis": "Redis, Redis results"}
 PEER_SINGLE_MAX = 1000  # peers' one-by-one submits timed on at most this many jobs (the rest in bulk)
 
@@ -72,7 +72,7 @@ def jobq_schema(base: str) -> Iterator[str]:
     try:
         yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
     finally:
-        with bench.shielded():
+        with common.shielded():
             _admin(base, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -85,18 +85,18 @@ def scratch_database(base: str) -> Iterator[str]:
     try:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
     finally:
-        with bench.shielded():
+        with common.shielded():
             _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _end_leader(proc: Any) -> None:
     """End a worker that leads its own process group: SIGTERM to the leader (a warm shutdown
     that ends its pool), then SIGKILL to whatever is left of the group."""
-    with bench.shielded():
+    with common.shielded():
         if proc.pid is not None and proc.is_alive():
-            bench._signal(proc.pid, signal.SIGTERM, group=False)
+            common._signal(proc.pid, signal.SIGTERM, group=False)
             proc.join(30)
-        bench._end_process(proc, group=True)
+        common._end_process(proc, group=True)
 
 
 def _pause(t0: float) -> None:
@@ -112,8 +112,8 @@ def _succeeded(q: jobq.Queue) -> int:
 
 def jobq_pg_drain(url: str, n: int, workers: int, timeout: float = 600) -> float:
     q = jobq.Queue(url)
-    q.submit_many(bench.TARGET, ((i,) for i in range(n)))
-    proc = bench.FORK.Process(target=bench._run_burst_supervisor, args=(url, workers), name="bench-jobq-pg-supervisor")
+    q.submit_many(common.TARGET, ((i,) for i in range(n)))
+    proc = common.FORK.Process(target=common._run_burst_supervisor, args=(url, workers), name="bench-jobq-pg-supervisor")
     t0 = time.perf_counter()
     proc.start()
     try:
@@ -125,20 +125,20 @@ def jobq_pg_drain(url: str, n: int, workers: int, timeout: float = 600) -> float
         elapsed = time.perf_counter() - t0
         proc.join(60)
     finally:
-        bench._end_process(proc)
+        common._end_process(proc)
     return elapsed
 
 
 def jobq_pg_submits(url: str, single: int, bulk: int) -> tuple[float, float]:
     q = jobq.Queue(url)
-    q.submit(bench.TARGET, (0,))  # schema created, target imported: not timed
+    q.submit(common.TARGET, (0,))  # schema created, target imported: not timed
     t0 = time.perf_counter()
     for i in range(single):
-        q.submit(bench.TARGET, (i,))
+        q.submit(common.TARGET, (i,))
     single_rate = single / (time.perf_counter() - t0)
     args = [(i,) for i in range(bulk)]
     t0 = time.perf_counter()
-    q.submit_many(bench.TARGET, args)
+    q.submit_many(common.TARGET, args)
     return single_rate, bulk / (time.perf_counter() - t0)
 
 
@@ -173,7 +173,7 @@ def procrastinate_run(base: str, n: int, workers: int, timeout: float = 900) -> 
             if n > single:
                 task.batch_defer(*({"x": i} for i in range(single, n)))
         name = "bench-procrastinate"
-        procs = [bench.FORK.Process(target=_procrastinate_worker, args=(url,), name=name) for _ in range(workers)]
+        procs = [common.FORK.Process(target=_procrastinate_worker, args=(url,), name=name) for _ in range(workers)]
         count = (
             "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed') "
             "FROM procrastinate_jobs"
@@ -195,7 +195,7 @@ def procrastinate_run(base: str, n: int, workers: int, timeout: float = 900) -> 
                 for p in procs:
                     p.join(30)
             finally:
-                with bench.shielded():
+                with common.shielded():
                     for p in procs:
                         _end_leader(p)
     return single_rate, drain
@@ -233,7 +233,7 @@ def celery_reasons() -> dict[str, str]:
     try:
         import celery  # noqa: F401
     except ImportError:
-        return dict.fromkeys(CELERY_BROKERS, "celery " + PEER_INSTALL)
+        return dict.fromkeys(CELERY_BROKERS, "celery " + INSTALL_HINT)
     out: dict[str, str] = {}
     try:
         from kombu import Connection
@@ -243,14 +243,12 @@ def celery_reasons() -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - any failure means: no usable RabbitMQ here
         out["amqp"] = f"no RabbitMQ answering on 127.0.0.1:5672 ({type(exc).__name__})"
     try:
-        import redis
+        import redis  # noqa: F401
     except ImportError:
-        out["redis"] = "redis " + PEER_INSTALL
+        out["redis"] = "redis " + INSTALL_HINT
     else:
-        try:
-            redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1, socket_timeout=2).ping()
-        except Exception as exc:  # noqa: BLE001
-            out["redis"] = f"no Redis answering on 127.0.0.1:6379 ({type(exc).__name__})"
+        if why := common.redis_unreachable():
+            out["redis"] = why
     return out
 
 
@@ -268,7 +266,7 @@ def celery_run(broker: str, n: int, workers: int) -> tuple[float, float]:
         results = [app.send_task("bench_add", args=(i,)) for i in range(n)]
         single_rate = n / (time.perf_counter() - t0)
         ids = [r.id for r in results]
-        proc = bench.FORK.Process(target=_celery_worker, args=(broker, queue, workers), name="bench-celery-worker")
+        proc = common.FORK.Process(target=_celery_worker, args=(broker, queue, workers), name="bench-celery-worker")
         t0 = time.perf_counter()
         proc.start()
         values = ResultSet(results).join_native(timeout=60 + n / 20, interval=0.005)
@@ -276,7 +274,7 @@ def celery_run(broker: str, n: int, workers: int) -> tuple[float, float]:
         if values[-1] != n:
             raise RuntimeError(f"Celery: last result {values[-1]!r}, expected {n}")
     finally:
-        with bench.shielded():
+        with common.shielded():
             if proc is not None:
                 _end_leader(proc)
             _celery_cleanup(app, broker, queue, ids)
@@ -284,7 +282,7 @@ def celery_run(broker: str, n: int, workers: int) -> tuple[float, float]:
 
 
 def _celery_cleanup(app: Any, broker: str, queue: str, ids: list[str]) -> None:
-    with bench.shielded():
+    with common.shielded():
         if broker == "redis":
             import redis
 
@@ -301,16 +299,11 @@ def _celery_cleanup(app: Any, broker: str, queue: str, ids: list[str]) -> None:
 
 
 # -- the section -------------------------------------------------------------------------------
-def _pg_run(rep: Any, s: Any, workers: int, base: str, r: int, celery_ok: list[str], procrastinate_ok: bool) -> dict[str, float]:
+def _pg_run(
+    rep: Report, s: Sizes, workers: int, base: str, r: int, celery_ok: list[str], procrastinate_ok: bool
+) -> dict[str, float]:
     fig: dict[str, float] = {}
-
-    def step(key: str, what: str, fn: Callable[[], None]) -> None:
-        bench.say(f"  run {r + 1}/{s.repeat}: {what}")
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, the others still run
-            rep.errors[key] = f"{type(exc).__name__}: {exc}"
-            bench.say(f"  {what} FAILED: {rep.errors[key]}")
+    step = common.stepper(rep, r, s.repeat)
 
     def jobq_drain() -> None:
         with jobq_schema(base) as url:
@@ -337,35 +330,17 @@ def _pg_run(rep: Any, s: Any, workers: int, base: str, r: int, celery_ok: list[s
     return fig
 
 
-def pg_latency(rep: Any, s: Any, workers: int, base: str) -> None:
-    bench.say(f"  PostgreSQL latency: {s.latency} submit+join round trips, then idle CPU over {s.idle_seconds:g}s")
+def pg_latency(rep: Report, s: Sizes, workers: int, base: str) -> None:
+    common.say(f"  PostgreSQL latency: {s.latency} submit+join round trips, then idle CPU over {s.idle_seconds:g}s")
     with jobq_schema(base) as url:
-        q = jobq.Queue(url)
-        sup = jobq.Supervisor(q, concurrency=workers)
-        with sup:
-            bench._wait_until(lambda: q.status()["supervisors"], 60, "the supervisor to register")
-            for i in range(10):  # warm up: workers started, target imported
-                q.submit(bench.TARGET, (i,)).join(timeout=60)
-            samples = []
-            for i in range(s.latency):
-                t0 = time.perf_counter()
-                q.submit(bench.TARGET, (i,)).join(timeout=60)
-                samples.append((time.perf_counter() - t0) * 1000)
-            time.sleep(1.0)
-            assert sup.pid is not None
-            pids = [sup.pid, *bench._children(sup.pid)]
-            cpu = bench._cpu_percent(pids, s.idle_seconds)
-    samples.sort()
-    rep.add("pg.latency.p50_ms", bench._percentile(samples, 50), "ms", "jobq submit + join, p50")
-    rep.add("pg.latency.p99_ms", bench._percentile(samples, 99), "ms", "jobq submit + join, p99")
-    rep.add("pg.latency.idle_cpu_percent", cpu, "% of a core", f"jobq idle supervisor + {len(pids) - 1} workers, CPU")
+        common.measure_latency(rep, jobq.Queue(url), s, workers, "pg.", "jobq ")
 
 
-def section_postgres(rep: Any, s: Any, workers: int, base: str = PG_DEFAULT) -> None:
+def section_postgres(rep: Report, s: Sizes, workers: int, base: str = PG_DEFAULT) -> None:
     reason = postgres_reason(base)
     if reason:
         rep.skipped["postgres"] = reason
-        bench.say(f"postgres: skipped: {reason}")
+        common.say(f"postgres: skipped: {reason}")
         return
     try:
         import procrastinate  # noqa: F401
@@ -373,15 +348,15 @@ def section_postgres(rep: Any, s: Any, workers: int, base: str = PG_DEFAULT) -> 
         procrastinate_ok = True
     except ImportError:
         procrastinate_ok = False
-        rep.skipped["procrastinate"] = PEER_INSTALL
+        rep.skipped["procrastinate"] = INSTALL_HINT
     celery_no = celery_reasons()
     for broker, why in celery_no.items():
         rep.skipped[f"celery_{broker}"] = why
     celery_ok = [b for b in CELERY_BROKERS if b not in celery_no]
     for peer in ("procrastinate", "celery_amqp", "celery_redis"):
         if peer in rep.skipped:
-            bench.say(f"{peer}: skipped: {rep.skipped[peer]}")
-    bench.say(f"postgres: jobq {s.drain:,} jobs, peers {s.pg_peer:,} jobs, {workers} workers, {s.repeat} run(s)")
+            common.say(f"{peer}: skipped: {rep.skipped[peer]}")
+    common.say(f"postgres: jobq {s.drain:,} jobs, peers {s.pg_peer:,} jobs, {workers} workers, {s.repeat} run(s)")
     runs = [_pg_run(rep, s, workers, base, r, celery_ok, procrastinate_ok) for r in range(s.repeat)]
     peer_n = "" if s.pg_peer == s.drain else f"; {s.pg_peer:,} jobs"
     labels = {
@@ -395,7 +370,7 @@ def section_postgres(rep: Any, s: Any, workers: int, base: str = PG_DEFAULT) -> 
         "pg.submit.celery_redis_single": f"Celery send_task, one by one (Redis; {s.pg_peer:,})",
         "pg.submit.jobq_bulk": f"jobq on PostgreSQL, q.submit_many ({s.bulk:,} jobs)",
     }
-    for key, value in bench._median_of(runs).items():
+    for key, value in common._median_of(runs).items():
         rep.add(key, value, "jobs/s", labels[key])
     try:
         pg_latency(rep, s, workers, base)
@@ -404,7 +379,7 @@ def section_postgres(rep: Any, s: Any, workers: int, base: str = PG_DEFAULT) -> 
 
 
 # -- targets and table ---------------------------------------------------------------------------
-def target_checks(f: dict[str, float]) -> list[tuple[str, float | None, str, float, str]]:
+def target_checks(f: dict[str, float]) -> list[Check]:
     celery = [f[k] for k in ("pg.drain.celery_amqp", "pg.drain.celery_redis") if k in f]
     jobq_drain = f.get("pg.drain.jobq")
     return [
