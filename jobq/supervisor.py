@@ -33,6 +33,7 @@ from .worker import (
     SLOT_SIZE,
     SLOT_STARTED,
     WorkerConfig,
+    checkpointer_main,
     outcome_of,
     read_range,
     worker_main,
@@ -43,6 +44,8 @@ log = logging.getLogger("jobq.supervisor")
 # How far ahead of a worker's pace to claim: about this many seconds of work per batch.
 PREFETCH_SECONDS = 0.004
 MAX_BATCH = 256
+# How often the checkpointer process copies the SQLite WAL back into the database.
+CHECKPOINT_SECONDS = 0.25
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Supervisor:
         self._next_maintenance = 0.0
         self._store_fd: int | None = None
         self._info: SupervisorInfo | None = None
+        self._checkpointer: Any = None
         self._next_purge = 0.0
         self._idle_wait = 0.001
         self._avg_job_seconds = 0.0
@@ -223,6 +227,7 @@ class Supervisor:
             self._maintenance(time.time())
             for slot in range(self.concurrency):
                 self._start_worker(slot)
+            self._start_checkpointer()
             while self.tick():
                 pass
         finally:
@@ -387,6 +392,17 @@ class Supervisor:
         self.workers = [w for w in self.workers if w.slot != slot] + [worker]
         self.workers.sort(key=lambda w: w.slot)
         log.debug("worker %d started in slot %d", process.pid, slot)
+
+    def _start_checkpointer(self) -> None:
+        if not self.store.wants_checkpointer:
+            return
+        self._checkpointer = self._ctx.Process(
+            target=checkpointer_main,
+            args=(self.store.url, os.getpid(), CHECKPOINT_SECONDS),
+            name="jobq-checkpointer",
+            daemon=True,
+        )
+        self._checkpointer.start()
 
     def _reap_workers(self, now: float) -> None:
         for w in list(self.workers):
@@ -627,6 +643,9 @@ class Supervisor:
             self.store.unregister_supervisor(self.id)
         except StoreError as exc:
             log.error("supervisor %s: could not write its last results: %s", self.id, exc)
+        if self._checkpointer is not None:
+            self._checkpointer.terminate()
+            self._checkpointer.join(5)
         self._selector.close()
         if self._presence is not None:
             self._presence.release()  # the lock, the socket and the workers' output files

@@ -344,3 +344,17 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
                 last_send = now
         reporter.send(results)
     conn.send(("retire", retire_reason))
+
+
+def checkpointer_main(db_url: str, supervisor_pid: int, interval_seconds: float) -> None:
+    """Entry point of a supervisor's checkpointer process: runs the store's housekeeping
+    (a SQLite WAL checkpoint) every ``interval_seconds``, so no commit on the job path does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(supervisor_pid)
+    store = open_store(db_url)
+    while True:
+        time.sleep(interval_seconds)
+        if os.getppid() != supervisor_pid:
+            return
+        store.checkpoint()

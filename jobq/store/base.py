@@ -210,6 +210,15 @@ class Store(ABC):
         """Called once by a supervisor, and by each of its workers, before they write: backend
         session settings for writes that may be lost to a server crash and redone."""
 
+    def checkpoint(self) -> None:  # noqa: B027 - optional hook
+        """Housekeeping a backend wants done off the job path, now and then (SQLite: WAL
+        checkpoint). Run by the supervisor's checkpointer process."""
+
+    @property
+    def wants_checkpointer(self) -> bool:
+        """Whether supervisors should run :meth:`checkpoint` in a process of their own."""
+        return type(self).checkpoint is not Store.checkpoint
+
     def wait_for_change(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds, or less when jobs finish (where the backend can tell)."""
         import time

@@ -25,6 +25,9 @@ T = TypeVar("T")
 _INHERITED: list[sqlite3.Connection] = []
 
 
+AUTOCHECKPOINT_PAGES = 10000
+
+
 def _is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -39,7 +42,6 @@ class SQLiteStore(SQLStore):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.url = self.path
         self.busy_timeout_seconds = busy_timeout_seconds
-        self._autocheckpoint_pages = 10000
         self._local = threading.local()
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
@@ -54,7 +56,6 @@ class SQLiteStore(SQLStore):
         self.path = state["path"]
         self.url = self.path
         self.busy_timeout_seconds = state["busy_timeout_seconds"]
-        self._autocheckpoint_pages = 10000
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
@@ -71,9 +72,10 @@ class SQLiteStore(SQLStore):
             # From here on SQLite's own busy handler, which sleeps a millisecond or more at
             # a time, is off: writers hold the lock for far less, and _write retries sooner.
             conn.execute("PRAGMA busy_timeout = 0")
-            # Whoever commits past this many WAL pages copies them back and syncs: a
-            # submitter should seldom pay that (see tune_for_runner).
-            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint_pages}")
+            # Whoever commits past this many WAL pages copies them back and syncs. With a
+            # supervisor running, its checkpointer keeps the WAL far shorter, so no commit on
+            # the job path pays for that; this is the safety net when none runs.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         local.conn = conn
@@ -208,11 +210,13 @@ class SQLiteStore(SQLStore):
                 (queue, new, n),
             )
 
-    def tune_for_runner(self) -> None:
-        # Supervisors and workers commit all the time: they keep the WAL short (checkpoint
-        # at SQLite's usual 1,000 pages), so submitters, at 10,000, almost never stall on it.
-        self._autocheckpoint_pages = 1000
-        self._conn().execute("PRAGMA wal_autocheckpoint = 1000")
+    def checkpoint(self) -> None:
+        # PASSIVE: copies what it can without blocking writers or readers; the fsyncs happen
+        # here, in the supervisor's checkpointer process, not in a commit on the job path.
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            pass  # busy or the file went away: the next round (or any committer) catches up
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
