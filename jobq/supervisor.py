@@ -36,6 +36,7 @@ from .worker import (
     checkpointer_main,
     outcome_of,
     read_range,
+    set_process_name,
     worker_main,
 )
 
@@ -664,6 +665,7 @@ def _read_job_output(path: str, start: int, max_bytes: int) -> str:
 
 
 def _run_in_background(supervisor: Supervisor) -> None:
+    set_process_name("jobq-supervisor")
     code = 1
     try:
         code = supervisor.run()

@@ -95,6 +95,15 @@ def _die_with_parent(supervisor_pid: int) -> None:
         os._exit(1)
 
 
+def set_process_name(name: str) -> None:
+    """Name this process for ps/top (Linux ``PR_SET_NAME``; at most 15 bytes)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        except (OSError, AttributeError):
+            pass
+
+
 def resident_mb() -> float:
     """This process's resident memory in MB (Linux /proc; peak RSS elsewhere)."""
     try:
@@ -292,6 +301,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(config.supervisor_pid)
+    set_process_name("jobq-worker")
     for fd in config.inherited_fds:  # the supervisor's lock file and socket are its alone
         try:
             os.close(fd)
@@ -352,6 +362,7 @@ def checkpointer_main(db_url: str, supervisor_pid: int, interval_seconds: float)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(supervisor_pid)
+    set_process_name("jobq-checkpoint")
     store = open_store(db_url)
     while True:
         time.sleep(interval_seconds)

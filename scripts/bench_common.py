@@ -184,6 +184,19 @@ def _end_process(proc: Any, group: bool = False) -> None:
 
 
 def _children(pid: int) -> list[int]:
+    """The worker processes of a supervisor (its children but its checkpointer)."""
+    return [k for k in _all_children(pid) if _comm(k) != "jobq-checkpoint"]
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _all_children(pid: int) -> list[int]:
     out: list[int] = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
