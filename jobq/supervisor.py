@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import select
 import selectors
 import signal
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .config import Settings
-from .errors import StoreError
+from .config import QUEUE_NAME_PATTERN, Settings
+from .errors import StoreError, ValidationError
 from .local import LocalPresence, is_dead
 from .models import ClaimedJob, Outcome
 from .schedules import next_run_after, sync_schedules
@@ -112,8 +113,11 @@ class Supervisor:
         assert settings is not None
         self.settings = settings
         self.concurrency = concurrency or settings.effective_concurrency()
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ValidationError("concurrency", "must be a whole number of at least 1")
+        for name in queues or ():
+            if not isinstance(name, str) or not re.match(QUEUE_NAME_PATTERN, name):
+                raise ValidationError("queue", f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
         self.queues = list(queues) if queues else None
         self.burst = burst
         self.grace = settings.grace_seconds if grace is None else grace
