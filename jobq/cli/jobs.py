@@ -312,9 +312,14 @@ def list_(c: Context, state: str | None, queue: str | None, limit: int, as_json:
 
 @main.command()
 @click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "output": ...}.')
 @pass_ctx
-def logs(c: Context, job_id: str) -> None:
+def logs(c: Context, job_id: str, as_json: bool) -> None:
     """What JOB_ID printed (stdout and stderr, bounded)."""
     with api_errors():
-        text = c.queue.logs(job_id)
-    click.echo(text, nl=not text.endswith("\n") and bool(text))
+        job = c.queue.get(job_id)
+        text = c.queue.logs(job.id)
+    if as_json:
+        click.echo(json.dumps({"id": job.id, "output": text}))
+    else:
+        click.echo(text, nl=not text.endswith("\n") and bool(text))

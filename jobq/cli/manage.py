@@ -33,13 +33,17 @@ def cancel(c: Context, job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--failed", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", help="With --failed: only this queue.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"requeued": [ids]}.')
 @pass_ctx
-def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None) -> None:
+def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None, as_json: bool) -> None:
     """Requeue failed or cancelled jobs."""
     if bool(job_ids) == failed:
         raise CliError("give job ids or --failed", EXIT_USAGE)
     with api_errors():
         ids = c.queue.retry(*job_ids, failed=failed, queue=queue)
+    if as_json:
+        click.echo(json.dumps({"requeued": ids}))
+        return
     for job_id in ids:
         click.echo(job_id)
     click.echo(f"{len(ids)} job(s) requeued", err=True)
@@ -54,12 +58,13 @@ def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None)
     help="Only jobs in this state (repeatable; default every finished state).",
 )
 @click.option("--older-than", default="0s", show_default=True, help="Finished longer ago than this: 7d, 12h.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"purged": n}.')
 @pass_ctx
-def purge(c: Context, states: tuple[str, ...], older_than: str) -> None:
+def purge(c: Context, states: tuple[str, ...], older_than: str, as_json: bool) -> None:
     """Delete finished jobs."""
     with api_errors():
         n = c.queue.purge(states or FINISHED_STATES, older_than=older_than)
-    click.echo(f"{n} job(s) purged")
+    click.echo(json.dumps({"purged": n}) if as_json else f"{n} job(s) purged")
 
 
 @main.command()
