@@ -37,8 +37,8 @@ class SQLiteStore(SQLStore):
     """The default store: one SQLite file (created with its schema when missing)."""
 
     def __init__(self, path: str, busy_timeout_seconds: float = 60.0) -> None:
-        if path.startswith("sqlite:///"):
-            path = path[len("sqlite:///") - 1 :] if path.startswith("sqlite:////") else path[len("sqlite:///") :]
+        if path.startswith("sqlite:///"):  # sqlite:///relative/path, sqlite:////absolute/path
+            path = path[len("sqlite:///") :]
         self.path = os.path.abspath(os.path.expanduser(path))
         self.url = self.path
         self.busy_timeout_seconds = busy_timeout_seconds
