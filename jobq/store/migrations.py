@@ -99,7 +99,8 @@ _V1: list[str] = [
 # with a million jobs in the file as with none (PostgreSQL counts with an index scan: one
 # counts row updated by every transaction would serialize all its writers). The two hot
 # moves, queued -> running (claim) and running -> succeeded (finish), are counted by the
-# store once per statement instead (SQLiteStore._count_moves).
+# store once per statement instead (SQLiteStore._count_moves), and so are inserts
+# (SQLiteStore._count_inserted).
 _V1_SQLITE_COUNTS: list[str] = [
     """CREATE TABLE job_counts (
                 queue TEXT NOT NULL,
@@ -107,10 +108,6 @@ _V1_SQLITE_COUNTS: list[str] = [
                 n INTEGER NOT NULL,
                 PRIMARY KEY (queue, state)
             ) WITHOUT ROWID""",
-    """CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs BEGIN
-                INSERT INTO job_counts(queue, state, n) VALUES (new.queue, new.state, 1)
-                ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
-            END""",
     """CREATE TRIGGER jobs_counts_update AFTER UPDATE OF state, queue ON jobs
             WHEN (old.state IS NOT new.state OR old.queue IS NOT new.queue)
             AND NOT (old.queue = new.queue AND ((old.state = 'queued' AND new.state = 'running')

@@ -31,7 +31,6 @@ from .base import Store, Submitted
 from .sql_admin import SQLAdmin
 from .sql_rows import (
     _FINISH_CHUNKS,
-    _INSERT_JOB,
     _SUCCESS_ROW,
     _pick_with_limits,
     _queue_filter,
@@ -210,7 +209,7 @@ class SQLStore(SQLAdmin, Store):
             pending = sum(1 for d in deps if found[d] != SUCCEEDED)
             dead_dep = next((d for d in deps if found[d] in (FAILED, CANCELLED)), None)
         state = WAITING if pending else None
-        job_id = conn.execute(_INSERT_JOB + " RETURNING id", self._row(spec, now, group_id, index, state)).fetchone()[0]
+        job_id = self._insert_rows(conn, [self._row(spec, now, group_id, index, state)])[0]
         if deps:
             conn.executemany(
                 "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?)",

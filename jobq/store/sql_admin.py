@@ -10,7 +10,7 @@ from typing import Any
 
 from ..models import CANCELLED, FAILED, QUEUED, RUNNING, SCHEDULED, SUCCEEDED, WAITING, JobRecord, JobSpec, dumps
 from .base import Schedule, SupervisorInfo
-from .sql_rows import _INSERT_JOB, _PURGE_CHUNK, JOB_COLUMNS, SCHEDULE_COLUMNS, _group_int, _record
+from .sql_rows import _PURGE_CHUNK, JOB_COLUMNS, SCHEDULE_COLUMNS, _group_int, _record
 
 UNFINISHED_NOT_RUNNING = (QUEUED, SCHEDULED, WAITING)
 
@@ -23,6 +23,7 @@ class SQLAdmin:
     _end: Any
     _row: Any
     _notify: Any
+    _insert_rows: Any
     row_lock: str
     claim_lock: str
 
@@ -251,7 +252,7 @@ class SQLAdmin:
                 spec = JobSpec(
                     target=schedule.target, args=schedule.args, kwargs=schedule.kwargs, queue=schedule.queue, name=schedule.name
                 )
-                ids.append(conn.execute(_INSERT_JOB + " RETURNING id", self._row(spec, now, None, 0)).fetchone()[0])
+                ids.append(self._insert_rows(conn, [self._row(spec, now, None, 0)])[0])
                 conn.execute(
                     "UPDATE schedules SET next_run_at=?, last_run_at=? WHERE name=?",
                     (next_after(schedule, now), now, schedule.name),
