@@ -31,6 +31,7 @@ from .base import Store, Submitted
 from .sql_admin import SQLAdmin
 from .sql_rows import (
     _FINISH_CHUNKS,
+    _PROMOTE_DUE,
     _SUCCESS_ROW,
     _pick_with_limits,
     _queue_filter,
@@ -226,13 +227,17 @@ class SQLStore(SQLAdmin, Store):
 
     # -- claiming and finishing -----------------------------------------------------
     def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
+        return any(self._due(queues, now))
+
+    def _due(self, queues: Sequence[str] | None, now: float) -> tuple[bool, bool]:
+        """Whether queued and whether scheduled jobs of ``queues`` are due (a read)."""
         qsql, qparams = _queue_filter(queues)
-        row = self._read(
-            f"SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {qsql}) "
-            f"OR EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {qsql})",
+        queued, scheduled = self._read(
+            f"SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {qsql}), "
+            f"EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {qsql})",
             (now, *qparams, now, *qparams),
-        )
-        return bool(row[0][0])
+        )[0]
+        return bool(queued), bool(scheduled)
 
     def claim(
         self,
@@ -247,17 +252,13 @@ class SQLStore(SQLAdmin, Store):
             return []
         qsql, qparams = _queue_filter(queues)
         # A read first, so idle supervisors never queue up for the write lock.
-        queued_due, scheduled_due = self._read(
-            f"SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {qsql}), "
-            "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=?)",
-            (now, *qparams, now),
-        )[0]
+        queued_due, scheduled_due = self._due(queues, now)
         if not queued_due and not scheduled_due:
             return []
 
         def take(conn: Any) -> list[ClaimedJob]:
             if scheduled_due:
-                conn.execute("UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=?", (now,))
+                conn.execute(_PROMOTE_DUE, (now,))
             if queue_limits:
                 self._serialize_limited_claims(conn)
                 ids = _pick_with_limits(conn, qsql, qparams, limit, now, queue_limits, self.claim_lock)

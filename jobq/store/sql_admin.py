@@ -10,7 +10,7 @@ from typing import Any
 
 from ..models import CANCELLED, FAILED, QUEUED, RUNNING, SCHEDULED, SUCCEEDED, WAITING, JobRecord, JobSpec, dumps
 from .base import Schedule, SupervisorInfo
-from .sql_rows import _PURGE_CHUNK, JOB_COLUMNS, SCHEDULE_COLUMNS, _group_int, _record
+from .sql_rows import _PROMOTE_DUE, _PURGE_CHUNK, JOB_COLUMNS, SCHEDULE_COLUMNS, _group_int, _record
 
 UNFINISHED_NOT_RUNNING = (QUEUED, SCHEDULED, WAITING)
 
@@ -284,6 +284,4 @@ class SQLAdmin:
     def promote_scheduled(self, now: float) -> int:
         if not self._read("SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? LIMIT 1", (now,)):
             return 0
-        return self._write(
-            lambda c: c.execute("UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=?", (now,)).rowcount
-        )
+        return self._write(lambda c: c.execute(_PROMOTE_DUE, (now,)).rowcount)

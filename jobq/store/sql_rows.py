@@ -15,6 +15,8 @@ JOB_COLUMNS = (
 )
 SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
 
+# Scheduled jobs whose time has come become queued (by claims, and promote_scheduled).
+_PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=?"
 _FINISH_CHUNKS = (256, 64, 16, 4, 1)  # descending; ends with 1
 _PURGE_CHUNK = 500  # rows a purge transaction deletes: keeps the write lock short
 _SUCCESS_ROW = (
