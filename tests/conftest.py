@@ -29,6 +29,18 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
+def failure_of(job: jobq.Job, timeout: float = 60) -> jobq.JobFailed:
+    """The :class:`jobq.JobFailed` that joining ``job`` raises (fails the test otherwise)."""
+    with pytest.raises(jobq.JobFailed) as info:
+        job.join(timeout=timeout)
+    return info.value
+
+
+def states(q: jobq.Queue) -> dict[str, int]:
+    """The non-zero counts by state."""
+    return {k: v for k, v in q.status()["counts"].items() if v}
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "jobs.db")

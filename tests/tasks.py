@@ -55,6 +55,13 @@ def record(path, token):
     return token
 
 
+def count_call(path):
+    """Record one more call in ``path``; how many calls there have been, this one included."""
+    record(path, "call")
+    with open(path) as fh:
+        return sum(1 for _ in fh)
+
+
 def record_then_sleep(path, token, seconds):
     record(path, token)
     time.sleep(seconds)
@@ -63,9 +70,7 @@ def record_then_sleep(path, token, seconds):
 
 def flaky(path, failures):
     """Fail the first ``failures`` calls (counted in ``path``), then succeed."""
-    record(path, "call")
-    with open(path) as fh:
-        calls = sum(1 for _ in fh)
+    calls = count_call(path)
     if calls <= failures:
         raise RuntimeError(f"flaky failure {calls}")
     return calls
@@ -104,9 +109,7 @@ def record_pid_then_sleep(path, token, seconds):
 
 def crash_first(path, crashes):
     """SIGKILL this worker on the first ``crashes`` calls (counted in ``path``), then succeed."""
-    record(path, "call")
-    with open(path) as fh:
-        calls = sum(1 for _ in fh)
+    calls = count_call(path)
     if calls <= crashes:
         os.kill(os.getpid(), signal.SIGKILL)
     return calls
@@ -114,9 +117,7 @@ def crash_first(path, crashes):
 
 def hang_first(path, hangs, seconds=60):
     """Sleep ``seconds`` on the first ``hangs`` calls (counted in ``path``), then return at once."""
-    record(path, "call")
-    with open(path) as fh:
-        calls = sum(1 for _ in fh)
+    calls = count_call(path)
     if calls <= hangs:
         time.sleep(seconds)
     return calls

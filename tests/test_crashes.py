@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from tests.conftest import wait_for
+from tests.conftest import failure_of, states, wait_for
 
 
 def lines(path: Path) -> list[str]:
@@ -38,16 +38,6 @@ def pid_gone(pid: int) -> bool:
         except ProcessLookupError:
             return True
         return False
-
-
-def failure_of(job: jobq.Job, timeout: float = 60) -> jobq.JobFailed:
-    with pytest.raises(jobq.JobFailed) as info:
-        job.join(timeout=timeout)
-    return info.value
-
-
-def states(q: jobq.Queue) -> dict[str, int]:
-    return {k: v for k, v in q.status()["counts"].items() if v}
 
 
 def test_job_that_sigkills_its_worker_fails_alone(queue: jobq.Queue, processes, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from tests.conftest import run_cli, wait_for
+from tests.conftest import failure_of, run_cli, states, wait_for
 
 
 def lines(path: Path) -> list[str]:
@@ -18,16 +18,6 @@ def lines(path: Path) -> list[str]:
         return path.read_text().splitlines()
     except FileNotFoundError:
         return []
-
-
-def failure_of(job: jobq.Job, timeout: float = 60) -> jobq.JobFailed:
-    with pytest.raises(jobq.JobFailed) as info:
-        job.join(timeout=timeout)
-    return info.value
-
-
-def states(q: jobq.Queue) -> dict[str, int]:
-    return {k: v for k, v in q.status()["counts"].items() if v}
 
 
 def started(side: Path, token: str) -> bool:
