@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from .allow import check_allowed
 from .config import Settings, load_settings, parse_duration
 from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
+from .fsmodes import prepare_database_file
 from .local import Poker, is_dead
 from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, check_target, target_of, validate_spec
 from .schedules import check_cron, first_run_at, sync_schedules
@@ -67,6 +69,7 @@ class Queue:
             self.settings = config.model_copy(update={"db": str(db)}) if db is not None else config
         else:
             self.settings = load_settings(config, overrides={"db": str(db) if db is not None else None})
+        prepare_database_file(self.settings.db, self.settings.file_mode)
         self.store: Store = open_store(self.settings.db, self.settings.busy_timeout_seconds)
         self._poker = Poker(self.store.url) if not self.store.url.startswith("postgres") else None
         self._checked: set[str] = set()
@@ -154,6 +157,7 @@ class Queue:
     def _validate(self, data: dict[str, Any]) -> JobSpec:
         check = data.pop("_check", False)
         spec = validate_spec(data, self.settings.max_payload_bytes)
+        check_allowed(spec.target, self.settings.allowed_targets)
         if check:
             check_target(spec.target)
             self._checked.add(spec.target)
@@ -384,6 +388,7 @@ class Queue:
                 field = ".".join(str(p) for p in err.get("loc", ())) or "schedule"
                 raise ValidationError(field, err.get("msg", "invalid").removeprefix("Value error, ")) from None
             raise
+        check_allowed(s.target, self.settings.allowed_targets)
         validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
         if s.cron:
             check_cron(s.cron)

@@ -7,12 +7,14 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from .errors import ConfigError
+from .allow import check_allowed, parse_allowed
+from .errors import ConfigError, TargetNotAllowed
+from .fsmodes import DEFAULT_FILE_MODE, parse_file_mode
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -104,6 +106,10 @@ class Settings(_Strict):
     start_method: str | None = Field(default=None, pattern=r"^(fork|spawn|forkserver)$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     host_id: str | None = Field(default=None, min_length=1, max_length=200)
+    log_format: Literal["text", "json"] = "text"
+    file_mode: int = DEFAULT_FILE_MODE
+    allowed_targets: list[str] | None = None
+    durability: Literal["normal", "full"] = "normal"
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
 
@@ -123,6 +129,25 @@ class Settings(_Strict):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _file_mode(cls, value: Any) -> int:
+        return parse_file_mode(value)
+
+    @field_validator("allowed_targets", mode="before")
+    @classmethod
+    def _allowed(cls, value: Any) -> list[str] | None:
+        return parse_allowed(value) or None
+
+    @model_validator(mode="after")
+    def _schedules_allowed(self) -> Settings:
+        for s in self.schedules:
+            try:
+                check_allowed(s.target, self.allowed_targets)
+            except TargetNotAllowed as exc:
+                raise ValueError(f"schedule {s.name!r}: {exc.message}") from None
+        return self
 
     @field_validator("queues")
     @classmethod

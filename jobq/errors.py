@@ -20,6 +20,15 @@ class ConfigError(ValidationError):
     """A configuration value (file, environment or flag) is invalid."""
 
 
+class TargetNotAllowed(ValidationError):
+    """A target outside the allow-list (``allowed_targets``, ``JOBQ_ALLOWED_TARGETS``,
+    ``jobq worker start --allow``). Workers fail such a job with this type, unimported."""
+
+    def __init__(self, target: str, message: str | None = None) -> None:
+        self.target = target
+        super().__init__("target", message or f"{target} is not in the allowed targets")
+
+
 class JobNotFound(JobqError, LookupError):
     """No job (or group) with that id exists in the store."""
 
