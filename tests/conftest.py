@@ -58,11 +58,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(db: str, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m jobq --db DB ARGS...`` from the repository root."""
+def run_cli(
+    db: str, *args: str, timeout: float = 60, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m jobq --db DB ARGS...`` from the repository root (``env`` added)."""
     return subprocess.run(
         [sys.executable, "-m", "jobq", "--db", db, *args],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout, input=input,
+        cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout, input=input,
     )
 
 
@@ -73,12 +75,22 @@ class Processes:
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen[str]] = []
 
-    def supervisor(self, db: str, *args: str, log_name: str | None = None) -> subprocess.Popen[str]:
+    def supervisor(
+        self, db: str, *args: str, log_name: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """``jobq --db DB worker start ARGS`` in a session (process group) of its own;
+        ``env`` adds to (or, with None values, removes from) the environment."""
         log = self.tmp_path / (log_name or f"supervisor-{len(self.procs)}.log")
         fh = open(log, "w")
+        full_env = _env()
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobq", "--db", db, "worker", "start", *args],
-            cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         proc.log_path = log  # type: ignore[attr-defined]
         fh.close()
