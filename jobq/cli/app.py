@@ -40,6 +40,12 @@ def api_errors() -> Iterator[None]:
         raise CliError(str(exc), EXIT_STORE) from None
 
 
+def one_line(text: str) -> str:
+    """``text`` with every line break and control character escaped: an error is one line,
+    whatever input it quotes."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text.strip())
+
+
 def parse_arg(text: str) -> Any:
     """A JSON literal; a bare word that is not JSON is a string."""
     try:
@@ -84,7 +90,7 @@ class JobqGroup(click.Group):
             if type(exc).__name__ == "NoArgsIsHelpError":  # plain `jobq`: the help, as usual
                 click.echo(exc.format_message())
                 sys.exit(0)
-            click.echo(f"Error: {exc.format_message()}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
