@@ -25,9 +25,7 @@ from jobq.cli import main
 from jobq.config import QUEUE_NAME_PATTERN, Settings, parse_duration
 from jobq.models import TARGET_PATTERN
 
-PROPS = settings(
-    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+PROPS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 class Db:

@@ -47,6 +47,4 @@ def health(c: Context, queue: str | None, max_age: str | None, as_json: bool) ->
         for s in result.supervisors:
             queues = ",".join(s.queues) if s.queues else "*"
             age_s = time.time() - s.heartbeat_at
-            click.echo(
-                f"{s.id} pid {s.pid} on {s.host}: queues {queues}, {s.concurrency} workers, heartbeat {age_s:.1f}s ago"
-            )
+            click.echo(f"{s.id} pid {s.pid} on {s.host}: queues {queues}, {s.concurrency} workers, heartbeat {age_s:.1f}s ago")
