@@ -66,7 +66,7 @@ class Queue:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, config: str | Settings | None = None) -> None:
         if isinstance(config, Settings):
-            self.settings = config.model_copy(update={"db": str(db)}) if db is not None else config
+            self.settings = config.replace(db=str(db)) if db is not None else config
         else:
             self.settings = load_settings(config, overrides={"db": str(db) if db is not None else None})
         prepare_database_file(self.settings.db, self.settings.file_mode)
@@ -372,22 +372,15 @@ class Queue:
         queue: str = "default",
     ) -> Schedule:
         """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
-        from .config import ScheduleSettings
+        from .config import ScheduleSettings, validate
 
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
-        try:
-            s = ScheduleSettings(
-                name=name, target=target, args=list(args), kwargs=kwargs or {}, queue=queue, cron=cron, every=every
-            )
-        except Exception as exc:
-            from pydantic import ValidationError as PVE
-
-            if isinstance(exc, PVE):
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err.get("loc", ())) or "schedule"
-                raise ValidationError(field, err.get("msg", "invalid").removeprefix("Value error, ")) from None
-            raise
+        s = validate(
+            ScheduleSettings,
+            {"name": name, "target": target, "args": args, "kwargs": kwargs or {}, "queue": queue, "cron": cron, "every": every},
+            whole="schedule",
+        )
         check_allowed(s.target, self.settings.allowed_targets)
         validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
         if s.cron:

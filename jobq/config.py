@@ -1,24 +1,32 @@
-"""Settings: one pydantic model. Precedence: flag > ``JOBQ_*`` environment > TOML file > defaults."""
+"""Settings: plain dataclasses, validated by pydantic. Precedence: flag > ``JOBQ_*``
+environment > TOML file > defaults.
+
+The constraints live in the annotations (``Annotated[..., Field(...)]``), which are only
+read when there is something to validate: a command run with the defaults (and at most a
+database path) never imports pydantic, which keeps ``jobq status`` quick to start.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic import ValidationError as PydanticValidationError
-
-from .allow import check_allowed, parse_allowed
 from .errors import ConfigError, TargetNotAllowed
-from .fsmodes import DEFAULT_FILE_MODE, parse_file_mode
+
+if TYPE_CHECKING:
+    from pydantic import BeforeValidator, Field
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+DEFAULT_FILE_MODE = 0o600
+_STRICT = {"extra": "forbid"}
 
 
 def parse_duration(value: Any) -> float:
@@ -37,133 +45,108 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+def _duration(value: Any) -> Any:
+    return None if value is None else parse_duration(value)
 
 
-class QueueSettings(_Strict):
+def _file_mode(value: Any) -> int:
+    from .fsmodes import parse_file_mode
+
+    return parse_file_mode(value)
+
+
+def _allowed(value: Any) -> list[str] | None:
+    from .allow import parse_allowed
+
+    return parse_allowed(value) or None
+
+
+@dataclass
+class QueueSettings:
     """Per-queue defaults and limits (``[queues.NAME]`` in the TOML file)."""
 
-    concurrency: int | None = Field(default=None, ge=1)
-    timeout: float | None = None
-    retries: int | None = Field(default=None, ge=0)
-    priority: int | None = None
-    retry_backoff: float | None = None
-    retry_backoff_max: float | None = None
+    __pydantic_config__ = _STRICT
 
-    @field_validator("timeout", "retry_backoff", "retry_backoff_max", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
+    concurrency: Annotated[int | None, Field(ge=1)] = None
+    timeout: Annotated[float | None, BeforeValidator(_duration)] = None
+    retries: Annotated[int | None, Field(ge=0)] = None
+    priority: int | None = None
+    retry_backoff: Annotated[float | None, BeforeValidator(_duration)] = None
+    retry_backoff_max: Annotated[float | None, BeforeValidator(_duration)] = None
 
 
 _NO_QUEUE_SETTINGS = QueueSettings()
 
 
-class ScheduleSettings(_Strict):
+@dataclass
+class ScheduleSettings:
     """A periodic job declared in the configuration (``[[schedules]]``)."""
 
-    name: str = Field(min_length=1, max_length=200)
+    __pydantic_config__ = _STRICT
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     target: str
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    queue: str = Field(default="default", pattern=QUEUE_NAME_PATTERN)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: Annotated[str, Field(pattern=QUEUE_NAME_PATTERN)] = "default"
     cron: str | None = None
-    every: float | None = None
+    every: Annotated[float | None, BeforeValidator(_duration)] = None
 
-    @field_validator("every", mode="before")
-    @classmethod
-    def _every(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ScheduleSettings:
+    def __post_init__(self) -> None:
         if (self.cron is None) == (self.every is None):
             raise ValueError("give exactly one of cron or every")
-        return self
 
 
-class Settings(_Strict):
-    """Every setting jobq reads. ``config/jobq.toml`` documents each key."""
+@dataclass
+class Settings:
+    """Every setting jobq reads. ``config/jobq.toml`` documents each key.
+
+    Built by :func:`load_settings`, which validates; constructing one directly does not."""
+
+    __pydantic_config__ = _STRICT
 
     db: str = "jobq.db"
-    concurrency: int | None = Field(default=None, ge=1, le=1024)
-    lease_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_seconds: float = Field(default=1.0, gt=0)
-    grace_seconds: float = Field(default=30.0, ge=0)
-    kill_grace_seconds: float = Field(default=3.0, ge=0)
-    idle_poll_seconds: float = Field(default=0.5, gt=0)
-    busy_timeout_seconds: float = Field(default=60.0, gt=0)
-    max_output_bytes: int = Field(default=65536, ge=0)
-    max_payload_bytes: int = Field(default=1048576, ge=1)
-    max_jobs_per_worker: int | None = Field(default=None, ge=1)
-    max_memory_per_worker: int | None = Field(default=None, ge=1, description="MB")
-    timeout: float | None = None
-    retries: int = Field(default=0, ge=0)
-    retry_backoff: float = Field(default=1.0, ge=0)
-    retry_backoff_max: float = Field(default=300.0, ge=0)
-    result_ttl: float | None = None
-    start_method: str | None = Field(default=None, pattern=r"^(fork|spawn|forkserver)$")
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
-    host_id: str | None = Field(default=None, min_length=1, max_length=200)
+    concurrency: Annotated[int | None, Field(ge=1, le=1024)] = None
+    lease_seconds: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 30.0
+    heartbeat_seconds: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 1.0
+    grace_seconds: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 30.0
+    kill_grace_seconds: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 3.0
+    idle_poll_seconds: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 0.5
+    busy_timeout_seconds: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 60.0
+    max_output_bytes: Annotated[int, Field(ge=0)] = 65536
+    max_payload_bytes: Annotated[int, Field(ge=1)] = 1048576
+    max_jobs_per_worker: Annotated[int | None, Field(ge=1)] = None
+    max_memory_per_worker: Annotated[int | None, Field(ge=1, description="MB")] = None
+    timeout: Annotated[float | None, BeforeValidator(_duration)] = None
+    retries: Annotated[int, Field(ge=0)] = 0
+    retry_backoff: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 1.0
+    retry_backoff_max: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = 300.0
+    result_ttl: Annotated[float | None, BeforeValidator(_duration)] = None
+    start_method: Annotated[str | None, Field(pattern=r"^(fork|spawn|forkserver)$")] = None
+    log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")] = "INFO"
+    host_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     log_format: Literal["text", "json"] = "text"
-    file_mode: int = DEFAULT_FILE_MODE
-    allowed_targets: list[str] | None = None
+    file_mode: Annotated[int, BeforeValidator(_file_mode)] = DEFAULT_FILE_MODE
+    allowed_targets: Annotated[list[str] | None, BeforeValidator(_allowed)] = None
     durability: Literal["normal", "full"] = "normal"
-    queues: dict[str, QueueSettings] = Field(default_factory=dict)
-    schedules: list[ScheduleSettings] = Field(default_factory=list)
+    queues: dict[str, QueueSettings] = field(default_factory=dict)
+    schedules: list[ScheduleSettings] = field(default_factory=list)
 
-    @field_validator(
-        "lease_seconds",
-        "heartbeat_seconds",
-        "grace_seconds",
-        "kill_grace_seconds",
-        "idle_poll_seconds",
-        "busy_timeout_seconds",
-        "timeout",
-        "retry_backoff",
-        "retry_backoff_max",
-        "result_ttl",
-        mode="before",
-    )
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
-
-    @field_validator("file_mode", mode="before")
-    @classmethod
-    def _file_mode(cls, value: Any) -> int:
-        return parse_file_mode(value)
-
-    @field_validator("allowed_targets", mode="before")
-    @classmethod
-    def _allowed(cls, value: Any) -> list[str] | None:
-        return parse_allowed(value) or None
-
-    @model_validator(mode="after")
-    def _schedules_allowed(self) -> Settings:
-        for s in self.schedules:
-            try:
-                check_allowed(s.target, self.allowed_targets)
-            except TargetNotAllowed as exc:
-                raise ValueError(f"schedule {s.name!r}: {exc.message}") from None
-        return self
-
-    @field_validator("queues")
-    @classmethod
-    def _queue_names(cls, value: dict[str, QueueSettings]) -> dict[str, QueueSettings]:
-        for name in value:
-            if not re.match(QUEUE_NAME_PATTERN, name):
+    def __post_init__(self) -> None:
+        for name in self.queues:
+            if not isinstance(name, str) or not re.match(QUEUE_NAME_PATTERN, name):
                 raise ValueError(f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
-        return value
-
-    @field_validator("schedules")
-    @classmethod
-    def _unique_schedules(cls, value: list[ScheduleSettings]) -> list[ScheduleSettings]:
-        names = [s.name for s in value]
+        names = [s.name for s in self.schedules]
         if len(names) != len(set(names)):
             raise ValueError("schedule names must be unique")
-        return value
+        if self.allowed_targets:
+            from .allow import check_allowed
+
+            for s in self.schedules:
+                try:
+                    check_allowed(s.target, self.allowed_targets)
+                except TargetNotAllowed as exc:
+                    raise ValueError(f"schedule {s.name!r}: {exc.message}") from None
 
     def queue_settings(self, queue: str) -> QueueSettings:
         """The per-queue settings of ``queue`` (empty when none are configured)."""
@@ -177,15 +160,42 @@ class Settings(_Strict):
         """``concurrency`` or, when unset, the number of cores."""
         return self.concurrency or os.cpu_count() or 1
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (not validated)."""
+        return dataclasses.replace(self, **changes)
 
-_SCALAR_FIELDS = [n for n in Settings.model_fields if n not in ("queues", "schedules")]
+
+_SCALAR_FIELDS = [f.name for f in dataclasses.fields(Settings) if f.name not in ("queues", "schedules")]
+_ADAPTERS: dict[type, Any] = {}
 
 
-def _pydantic_error_line(exc: PydanticValidationError, prefix: str = "") -> tuple[str, str]:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
-    message = err.get("msg", "invalid value").removeprefix("Value error, ")
-    return (prefix + field) if field else prefix.rstrip("."), message
+def _adapter(cls: type) -> Any:
+    """pydantic's validator of ``cls``, built on first use (pydantic is imported then)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        import pydantic
+
+        # The annotations name these; they are resolved in this module's namespace.
+        globals().update(Field=pydantic.Field, BeforeValidator=pydantic.BeforeValidator)
+        adapter = _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
+    return adapter
+
+
+def validate(cls: type, data: dict[str, Any], prefix: str = "", whole: str = "") -> Any:
+    """``cls`` (a settings dataclass) built from ``data`` by pydantic. Raises
+    :class:`ConfigError` naming the first bad key (after ``prefix``; ``whole`` when the
+    error is about the whole record)."""
+    import pydantic
+
+    try:
+        return _adapter(cls).validate_python(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        message = err.get("msg", "invalid value").removeprefix("Value error, ")
+        if message == "Unexpected keyword argument":
+            message = "unknown setting"
+        raise ConfigError((prefix + name) if name else (whole or prefix.rstrip(".")), message) from None
 
 
 def load_settings(
@@ -220,8 +230,6 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None:
             data[name] = value
-    try:
-        return Settings.model_validate(data)
-    except PydanticValidationError as exc:
-        field, message = _pydantic_error_line(exc)
-        raise ConfigError(field, message) from None
+    if not data.keys() - {"db"} and isinstance(data.get("db", ""), str):
+        return Settings(**data)  # the defaults and a path: nothing to validate
+    return validate(Settings, data)

@@ -56,7 +56,7 @@ def check_health(
 
     settings = config if isinstance(config, Settings) else load_settings(config, overrides={"db": db})
     if db is not None and isinstance(config, Settings):
-        settings = settings.model_copy(update={"db": db})
+        settings = settings.replace(db=db)
     age_limit = settings.lease_seconds if max_age is None else max_age
     path = _sqlite_file(settings.db)
     if path is not None and not os.path.isfile(path):

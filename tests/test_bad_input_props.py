@@ -7,6 +7,7 @@ so a few hundred examples take seconds; tests/test_cli.py runs it as a subproces
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -148,7 +149,7 @@ def test_other_commands_refuse_bad_arguments(db: Db, args: tuple[str, ...]) -> N
 
 
 # -- configuration values ------------------------------------------------------------------------
-SCALARS = [n for n in Settings.model_fields if n not in ("queues", "schedules", "db")]
+SCALARS = [f.name for f in dataclasses.fields(Settings) if f.name not in ("queues", "schedules", "db")]
 toml_values = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),

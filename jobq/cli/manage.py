@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -173,7 +174,7 @@ def queues(c: Context, as_json: bool) -> None:
     names = sorted(set(data) | set(q.settings.queues))
     rows = []
     for name in names:
-        settings = q.settings.queue_settings(name).model_dump()
+        settings = dataclasses.asdict(q.settings.queue_settings(name))
         rows.append({"queue": name, "settings": settings, "counts": data.get(name, dict.fromkeys(STATES, 0))})
     if as_json:
         for row in rows:
