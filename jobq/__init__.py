@@ -8,23 +8,32 @@ with jobq.Supervisor(q, concurrency=2):
 
 from __future__ import annotations
 
-from .api import Group, Job, Queue
-from .config import Settings, load_settings
-from .errors import (
-    ConfigError,
-    GroupNotFound,
-    JobFailed,
-    JobNotFound,
-    JobqError,
-    StoreBusy,
-    StoreError,
-    ValidationError,
-)
-from .models import STATES
-from .supervisor import Supervisor
-from .worker import current_job
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names and the modules that define them. They are imported on first use, so that a
+# command such as `jobq status` loads only what it needs (``python -X importtime``).
+_EXPORTS = {
+    "STATES": "models",
+    "ConfigError": "errors",
+    "Group": "api",
+    "GroupNotFound": "errors",
+    "Job": "api",
+    "JobFailed": "errors",
+    "JobNotFound": "errors",
+    "JobqError": "errors",
+    "Queue": "api",
+    "Settings": "config",
+    "StoreBusy": "errors",
+    "StoreError": "errors",
+    "Supervisor": "supervisor",
+    "TargetNotAllowed": "errors",
+    "ValidationError": "errors",
+    "current_job": "worker",
+    "load_settings": "config",
+}
 
 __all__ = [
     "STATES",
@@ -40,7 +49,39 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "Supervisor",
+    "TargetNotAllowed",
     "ValidationError",
     "current_job",
     "load_settings",
 ]
+
+if TYPE_CHECKING:
+    from .api import Group, Job, Queue
+    from .config import Settings, load_settings
+    from .errors import (
+        ConfigError,
+        GroupNotFound,
+        JobFailed,
+        JobNotFound,
+        JobqError,
+        StoreBusy,
+        StoreError,
+        TargetNotAllowed,
+        ValidationError,
+    )
+    from .models import STATES
+    from .supervisor import Supervisor
+    from .worker import current_job
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..api import Queue
 from ..errors import ConfigError, JobNotFound, StoreError, ValidationError
+
+if TYPE_CHECKING:
+    from ..api import Queue
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_STORE = 1, 2, 3, 4
 
@@ -63,6 +65,8 @@ class Context:
     @property
     def queue(self) -> Queue:
         if self._queue is None:
+            from ..api import Queue  # imported on first use: `jobq --version` needs none of it
+
             with api_errors():
                 self._queue = Queue(self.db, config=self.config)
         return self._queue

@@ -7,13 +7,16 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..api import Job, Queue
 from ..errors import JobFailed, ValidationError
 from ..models import FINISHED_STATES, STATES, JobRecord, iso
+
+if TYPE_CHECKING:
+    from ..api import Job, Queue
+
 from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, parse_arg, pass_ctx
 
 

@@ -6,11 +6,15 @@ import dataclasses
 import json
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..api import Group, Job, Queue
 from ..models import FINISHED_STATES, STATES, iso
+
+if TYPE_CHECKING:
+    from ..api import Queue
+
 from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 
@@ -74,6 +78,8 @@ def purge(c: Context, states: tuple[str, ...], older_than: str, as_json: bool) -
 @pass_ctx
 def wait(c: Context, ident: str, timeout: float | None) -> None:
     """Wait for a group (or a job), showing progress: done / total, rate and ETA."""
+    from ..api import Group, Job
+
     q = c.queue
     with api_errors():
         if ident.startswith("g"):
@@ -114,7 +120,9 @@ def wait(c: Context, ident: str, timeout: float | None) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _progress_line(q: Queue, target: Group | Job, done: int, total: int, elapsed: float, counts: dict[str, int]) -> str:
+def _progress_line(q: Queue, target: Any, done: int, total: int, elapsed: float, counts: dict[str, int]) -> str:
+    from ..api import Job
+
     if isinstance(target, Job):
         record = q.record(target.id)
         fraction = 1.0 if record.finished else (record.progress or 0.0)
