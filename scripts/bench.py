@@ -43,8 +43,10 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatever the cwd
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_durability  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
+import bench_startup  # noqa: E402
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
     FULL,
@@ -71,7 +73,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "durability", "startup")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -355,7 +357,7 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
-    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f))])
+    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f)), (12, bench_startup.target_checks(f))])
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -402,6 +404,10 @@ def machine(pg_url: str) -> dict[str, Any]:
     }
 
 
+def _pg_or_none(url: str) -> str | None:
+    return None if bench_pg.postgres_reason(url) else url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N for every workload (well under a minute)")
@@ -437,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         ("scale", lambda: section_scale(rep, sizes, opts.workers, tmp)),
         ("memory", lambda: section_memory(rep, sizes, opts.workers, tmp)),
         ("postgres", lambda: bench_pg.section_postgres(rep, sizes, opts.workers, opts.postgres)),
+        ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
+        ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
     ]
     try:
         for name, run in runs:
@@ -460,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    print(render(rep, header, [render_rows, bench_pg.render_rows]), flush=True)
+    rows = [render_rows, bench_pg.render_rows, bench_durability.render_rows, bench_startup.render_rows]
+    print(render(rep, header, rows), flush=True)
     if opts.json_path:
         data = {
             "machine": info,

@@ -113,7 +113,8 @@ def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: lis
         return
     lines.append("CLI start-up (ms, median)")
     base = f.get("startup.python_ms")
-    for key in ("startup.python_ms", "startup.jobq_version_ms", "startup.jobq_status_ms", "startup.jobq_submit_ms", "startup.rq_ms"):
+    keys = ("python", "jobq_version", "jobq_status", "jobq_submit", "rq")
+    for key in (f"startup.{k}_ms" for k in keys):
         extra = f"{f[key] / base:.2f}x python" if key in f and base and key != "startup.python_ms" else ""
         if key == "startup.rq_ms" and "startup.jobq_status_ms" in f and key in f:
             extra += f", jobq status/RQ {f['startup.jobq_status_ms'] / f[key]:.2f}x"

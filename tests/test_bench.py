@@ -29,6 +29,9 @@ JOBQ_FIGURES = [
         for file in ("empty", "full", "ratio")
     ),
     *(f"memory.{who}_{what}" for who in ("supervisor", "worker") for what in ("small_mb", "large_mb", "ratio")),
+    # issue 12: durability modes side by side, CLI start-up beside `python -c pass`
+    *(f"durability.{what}_{mode}" for what in ("drain", "submit") for mode in ("normal", "full", "full_ratio")),
+    *(f"startup.{what}" for what in ("python_ms", "jobq_version_ms", "jobq_status_ms", "jobq_submit_ms", "status_ratio")),
 ]
 # Peers that ship with Python, or need nothing but the file system: always measured.
 BUILTIN_PEER_FIGURES = [
@@ -39,10 +42,15 @@ BUILTIN_PEER_FIGURES = [
     "submit.sqlite_bulk_big",
 ]
 # Optional peers: measured, or skipped with a reason (not installed / no Redis), never broken.
-OPTIONAL_PEER_FIGURES = {"huey": ["drain.huey", "submit.huey_single"], "rq": ["drain.rq", "submit.rq_single"]}
+OPTIONAL_PEER_FIGURES = {
+    "huey": ["drain.huey", "submit.huey_single"],
+    "rq": ["drain.rq", "submit.rq_single"],
+    "rq_cli": ["startup.rq_ms"],
+}
 # PostgreSQL rows (issue 6): jobq's are measured whenever PostgreSQL answers; the peers are
 # measured or skipped with a reason (package not installed / no broker answering).
 PG_JOBQ_FIGURES = [
+    *(f"pg.durability.{what}_{mode}" for what in ("drain", "submit") for mode in ("normal", "full", "full_ratio")),
     "pg.drain.jobq",
     "pg.submit.jobq_single",
     "pg.submit.jobq_bulk",
@@ -68,6 +76,7 @@ TARGETS = [
     "latency p50 <= 2 ms",
     "latency p99 <= 10 ms",
     "idle supervisor < 1% of a core",
+    "start-up: jobq status < 4x python -c pass",
 ]
 
 
