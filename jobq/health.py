@@ -48,10 +48,12 @@ def check_health(
     config: str | Settings | None = None,
     queue: str | None = None,
     max_age: float | None = None,
+    this_host: bool = False,
 ) -> Health:
     """Check the database's supervisors. ``max_age`` defaults to ``lease_seconds`` (past it a
     supervisor's jobs are taken back anyway). Never creates the database; a database that
-    cannot be read is unhealthy, with the reason."""
+    cannot be read is unhealthy, with the reason. ``this_host``: only supervisors registered
+    under this machine's host id count (a container's own health check)."""
     from .api import Queue
 
     settings = config if isinstance(config, Settings) else load_settings(config, overrides={"db": db})
@@ -70,6 +72,11 @@ def check_health(
     where = settings.db if path is None else path
     if not live:
         return Health(False, reason=f"no live supervisor serves {where}", max_age=age_limit, checked_at=now)
+    if this_host:
+        host = settings.host()
+        live = [s for s in live if s.host == host]
+        if not live:
+            return Health(False, reason=f"no live supervisor of {where} on host {host}", max_age=age_limit, checked_at=now)
     if queue is not None:
         live = [s for s in live if s.queues is None or queue in s.queues]
         if not live:

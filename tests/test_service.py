@@ -104,6 +104,9 @@ def test_health_with_a_supervisor_exits_0_then_1_when_it_stalls(queue: jobq.Queu
     lines = out.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(sup_id) and "queues mail" in lines[0]
     assert run_cli(queue.path, "health", "--queue", "mail").returncode == 0
+    assert run_cli(queue.path, "health", "--this-host").returncode == 0
+    elsewhere = run_cli(queue.path, "health", "--this-host", env={"JOBQ_HOST_ID": "another-host"})
+    assert elsewhere.returncode == 1 and "on host another-host" in elsewhere.stderr
     other = run_cli(queue.path, "health", "--queue", "other")
     assert other.returncode == 1 and "queue 'other'" in other.stderr
     data = json.loads(run_cli(queue.path, "health", "--json").stdout)

@@ -16,9 +16,10 @@ from .app import EXIT_USAGE, CliError, Context, main, pass_ctx
 @main.command()
 @click.option("--queue", help="Only supervisors that serve this queue count.")
 @click.option("--max-age", help="Newest heartbeat must be younger than this: 10, 10s, 1m (default: lease_seconds).")
+@click.option("--this-host", is_flag=True, help="Only supervisors of this host count (a container's own check).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_ctx
-def health(c: Context, queue: str | None, max_age: str | None, as_json: bool) -> None:
+def health(c: Context, queue: str | None, max_age: str | None, this_host: bool, as_json: bool) -> None:
     """Exit 0 and list the live supervisors serving the database (and queue) with a fresh
     heartbeat; exit 1 with the reason when there is none (or the database cannot be read)."""
     from ..health import check_health
@@ -28,7 +29,7 @@ def health(c: Context, queue: str | None, max_age: str | None, as_json: bool) ->
     except ValueError as exc:
         raise CliError(f"--max-age: {exc}", EXIT_USAGE) from None
     try:
-        result = check_health(c.db, config=c.config, queue=queue, max_age=age)
+        result = check_health(c.db, config=c.config, queue=queue, max_age=age, this_host=this_host)
     except JobqError as exc:  # a bad configuration: still 0/1 for health checkers
         result = None
         reason = str(exc)
