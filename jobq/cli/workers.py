@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -12,7 +11,7 @@ import click
 
 from ..config import parse_duration
 from ..local import is_dead
-from .app import EXIT_UNFINISHED, CliError, Context, api_errors, main, pass_ctx
+from .app import EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 
 # -- workers -----------------------------------------------------------------------------
@@ -29,6 +28,14 @@ def worker() -> None:
 @click.option("--max-jobs-per-worker", type=click.IntRange(min=1), help="Replace a worker after this many jobs.")
 @click.option("--max-memory-per-worker", type=click.IntRange(min=1), help="Replace a worker above this resident MB.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Default INFO.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default) or json: one JSON object a line.")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="PREFIX",
+    help="Run only targets under this module prefix or 'module:function' (repeatable; replaces allowed_targets).",
+)
 @pass_ctx
 def worker_start(
     c: Context,
@@ -39,14 +46,23 @@ def worker_start(
     max_jobs_per_worker: int | None,
     max_memory_per_worker: int | None,
     log_level: str | None,
+    log_format: str | None,
+    allow: tuple[str, ...],
 ) -> None:
     """Run a supervisor and its workers in the foreground."""
+    from ..allow import parse_allowed
+    from ..logformat import configure_logging
+    from ..notify import Notifier
     from ..supervisor import Supervisor
 
     q = c.queue
-    logging.basicConfig(
-        level=log_level or q.settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = q.settings
+    if allow:
+        try:
+            settings = settings.replace(allowed_targets=parse_allowed(list(allow)))
+        except ValueError as exc:
+            raise CliError(f"--allow: {exc}", EXIT_USAGE) from None
+    configure_logging(log_level or settings.log_level, log_format or settings.log_format, sys.stderr)
     with api_errors():
         grace_seconds = parse_duration(grace) if grace is not None else None
         sup = Supervisor(
@@ -57,7 +73,10 @@ def worker_start(
             grace=grace_seconds,
             max_jobs_per_worker=max_jobs_per_worker,
             max_memory_per_worker=max_memory_per_worker,
+            settings=settings,
         )
+        # systemd's NOTIFY_SOCKET is the supervisor's: workers and their jobs do not inherit it.
+        sup.notifier = Notifier.from_env(unset=True)
         code = sup.run()
     sys.exit(code)
 
