@@ -70,7 +70,7 @@ class Queue:
         else:
             self.settings = load_settings(config, overrides={"db": str(db) if db is not None else None})
         prepare_database_file(self.settings.db, self.settings.file_mode)
-        self.store: Store = open_store(self.settings.db, self.settings.busy_timeout_seconds)
+        self.store: Store = open_store(self.settings.db, self.settings.busy_timeout_seconds, self.settings.durability)
         self._poker = Poker(self.store.url) if not self.store.url.startswith("postgres") else None
         self._checked: set[str] = set()
 

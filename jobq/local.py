@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from .fsmodes import DEFAULT_FILE_MODE, make_dir, open_or_create
+
 _HAS_ABSTRACT = sys.platform.startswith("linux")
 
 
@@ -39,16 +41,17 @@ def _socket_name(db_path: str, supervisor_id: str) -> str:
 class LocalPresence:
     """The lock file and wake-up socket of one running supervisor."""
 
-    def __init__(self, db_path: str, supervisor_id: str) -> None:
+    def __init__(self, db_path: str, supervisor_id: str, file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.db_path = db_path
         self.supervisor_id = supervisor_id
+        self.file_mode = file_mode  # of the lock file and work folder, when this creates them
         self.lock_path = os.path.join(presence_dir(db_path), f"{supervisor_id}.lock")
         self._lock_fd: int | None = None
         self.sock: socket.socket | None = None
 
     def acquire(self) -> None:
-        os.makedirs(presence_dir(self.db_path), exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        make_dir(presence_dir(self.db_path), self.file_mode)
+        fd = open_or_create(self.lock_path, self.file_mode)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.set_inheritable(fd, False)
         os.write(fd, str(os.getpid()).encode())
@@ -65,7 +68,7 @@ class LocalPresence:
     def work_dir(self) -> str:
         """A directory of this supervisor's own (worker output files), removed with it."""
         path = os.path.join(presence_dir(self.db_path), self.supervisor_id)
-        os.makedirs(path, exist_ok=True)
+        make_dir(path, self.file_mode)
         return path
 
     def remove_dead_leftovers(self, keep: set[str]) -> None:

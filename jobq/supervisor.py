@@ -24,7 +24,9 @@ from typing import Any
 from .config import QUEUE_NAME_PATTERN, Settings
 from .errors import StoreError, ValidationError
 from .local import LocalPresence, is_dead
+from .logformat import set_context
 from .models import ClaimedJob, Outcome
+from .notify import NO_NOTIFIER, Notifier
 from .schedules import next_run_after, sync_schedules
 from .store import Store, SupervisorInfo, open_store
 from .worker import (
@@ -33,6 +35,7 @@ from .worker import (
     SLOT_OUTPUT_AT,
     SLOT_SIZE,
     SLOT_STARTED,
+    STOP_SIGNAL,
     WorkerConfig,
     checkpointer_main,
     outcome_of,
@@ -106,7 +109,7 @@ class Supervisor:
             from .config import load_settings
 
             settings = settings or load_settings(overrides={"db": str(queue)})
-            self.store: Store = open_store(str(queue), settings.busy_timeout_seconds)
+            self.store: Store = open_store(str(queue), settings.busy_timeout_seconds, settings.durability)
         else:
             self.store = queue.store
             settings = settings or queue.settings
@@ -125,6 +128,8 @@ class Supervisor:
         self.max_memory_per_worker = max_memory_per_worker or settings.max_memory_per_worker
         self.start_method = start_method or settings.start_method
         self.id = uuid.uuid4().hex[:12]
+        # systemd's notify protocol (READY/STOPPING/WATCHDOG); `jobq worker start` sets it.
+        self.notifier: Notifier = NO_NOTIFIER
         self._background: Any = None
         self._reset_state()
 
@@ -192,8 +197,9 @@ class Supervisor:
         self._reset_state()
         # A store of our own: its session settings (tune_for_runner) must not reach the
         # connection the embedding application submits on.
-        self.store = open_store(self.store.url, self.settings.busy_timeout_seconds)
-        presence = LocalPresence(self.store.url, self.id)
+        self.store = open_store(self.store.url, self.settings.busy_timeout_seconds, self.settings.durability)
+        set_context(supervisor=self.id)
+        presence = LocalPresence(self.store.url, self.id, self.settings.file_mode)
         presence.acquire()
         self._presence = presence
         now = time.time()
@@ -228,17 +234,19 @@ class Supervisor:
                 self.concurrency,
                 ",".join(self.queues) if self.queues else "*",
                 self.store.url,
+                extra={"event": "supervisor_started"},
             )
             self._maintenance(time.time())
             for slot in range(self.concurrency):
                 self._start_worker(slot)
             self._start_checkpointer()
+            self.notifier.ready(f"serving {self.concurrency} workers")
             while self.tick():
                 pass
         finally:
             self._shutdown()
             self._restore_signals(old_handlers)
-        log.info("supervisor %s stopped after %d jobs", self.id, self._jobs_done)
+        log.info("supervisor %s stopped after %d jobs", self.id, self._jobs_done, extra={"event": "supervisor_stopped"})
         return 0
 
     def tick(self) -> bool:
@@ -344,23 +352,25 @@ class Supervisor:
         self, w: _Worker, job_id: int, output: str | None, started: float, finished: float, failure: tuple[str, str] | None
     ) -> bool:
         """Book a job a worker reports finished; False when it is no longer the worker's."""
-        if w.tasks.pop(job_id, None) is None:
+        task = w.tasks.pop(job_id, None)
+        if task is None:
             return False
         self._jobs_done += 1
         duration = finished - started
         self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
         self._log_output(job_id, output)
         if failure is not None:
-            log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1])
+            fields = _job_fields(task, "job_failed", duration)
+            log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1], extra=fields)
         elif log.isEnabledFor(logging.DEBUG):
-            log.debug("job %d succeeded in %.3fs", job_id, duration)
+            log.debug("job %d succeeded in %.3fs", job_id, duration, extra=_job_fields(task, "job_succeeded", duration))
         return True
 
     @staticmethod
     def _log_output(job_id: int, output: str | None) -> None:
         if output and log.isEnabledFor(logging.INFO):
             for line in output.splitlines():
-                log.info("[job %d] %s", job_id, line)
+                log.info("[job %d] %s", job_id, line, extra={"event": "job_output", "job_id": job_id})
 
     # -- workers --------------------------------------------------------------------
     def _start_worker(self, slot: int) -> None:
@@ -374,6 +384,9 @@ class Supervisor:
             max_jobs=self.max_jobs_per_worker,
             max_memory_mb=self.max_memory_per_worker,
             sys_path=[os.getcwd(), *[p for p in sys.path if p]],
+            allowed_targets=self.settings.allowed_targets,
+            file_mode=self.settings.file_mode,
+            durability=self.settings.durability,
             inherited_fds=self._presence.fds() if self._presence is not None and self._ctx.get_start_method() == "fork" else [],
             db_url=self.store.url,
             owner=self.id,
@@ -440,7 +453,8 @@ class Supervisor:
         self._log_output(task.id, output)
         if w.kill_reason is not None:
             kind, error, retriable = w.kill_reason
-            log.warning("job %d %s: %s", task.id, kind, error["message"])
+            fields = _job_fields(task, f"job_{error['type'].lower()}", now - self._slots[w.slot * SLOT_SIZE + SLOT_STARTED])
+            log.warning("job %d %s: %s", task.id, kind, error["message"], extra=fields)
             return Outcome(
                 task.id, task.attempts, kind, error=error, retriable=retriable, worker=w.pid, output=output, finished_at=now
             )
@@ -449,7 +463,8 @@ class Supervisor:
             "message": f"worker {w.pid} died while running the job: {_signal_name(exitcode)}",
             "traceback": "",
         }
-        log.warning("job %d failed: %s", task.id, error["message"])
+        fields = _job_fields(task, "job_worker_died", now - self._slots[w.slot * SLOT_SIZE + SLOT_STARTED])
+        log.warning("job %d failed: %s", task.id, error["message"], extra=fields)
         return Outcome(task.id, task.attempts, "failed", error=error, worker=w.pid, output=output, finished_at=now)
 
     def _kill(self, w: _Worker, kind: str, error: dict[str, Any], retriable: bool, now: float) -> None:
@@ -458,7 +473,7 @@ class Supervisor:
         w.kill_reason = (kind, error, retriable)
         w.kill_deadline = now + self.settings.kill_grace_seconds
         try:
-            os.kill(w.pid, signal.SIGTERM)
+            os.kill(w.pid, STOP_SIGNAL)  # workers ignore SIGTERM: it may be meant for the group
         except ProcessLookupError:
             pass
 
@@ -548,6 +563,7 @@ class Supervisor:
         self._next_maintenance = now + self.settings.heartbeat_seconds
         lease_until = now + self.settings.lease_seconds
         cancel_ids = set(self.store.heartbeat(self.id, now, lease_until))
+        self.notifier.watchdog()
         if cancel_ids:
             for w in self.workers:
                 task, _ = self._current_task(w)
@@ -617,8 +633,13 @@ class Supervisor:
                 self._draining.value = 1
                 self._drain_deadline = now + self.grace
                 log.info(
-                    "supervisor %s draining (%s): up to %gs for running jobs", self.id, signal.Signals(signum).name, self.grace
+                    "supervisor %s draining (%s): up to %gs for running jobs",
+                    self.id,
+                    signal.Signals(signum).name,
+                    self.grace,
+                    extra={"event": "supervisor_draining"},
                 )
+                self.notifier.stopping(f"draining: up to {self.grace:g}s for running jobs")
             elif signum == signal.SIGINT and not self.stop_now:
                 self.stop_now = True
                 self._drain_deadline = now
@@ -649,11 +670,16 @@ class Supervisor:
         except StoreError as exc:
             log.error("supervisor %s: could not write its last results: %s", self.id, exc)
         if self._checkpointer is not None:
-            self._checkpointer.terminate()
+            self._checkpointer.kill()  # it ignores SIGTERM like the workers; a checkpoint is safe to cut
             self._checkpointer.join(5)
         self._selector.close()
         if self._presence is not None:
             self._presence.release()  # the lock, the socket and the workers' output files
+
+
+def _job_fields(task: ClaimedJob, event: str, duration: float | None = None) -> dict[str, Any]:
+    """The ``extra`` of a log record about one job (see :mod:`jobq.logformat`)."""
+    return {"event": event, "job_id": task.id, "queue": task.queue, "target": task.target, "duration": duration}
 
 
 def _read_job_output(path: str, start: int, max_bytes: int) -> str:

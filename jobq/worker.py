@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .allow import resolve_allowed
 from .errors import StoreError
+from .fsmodes import open_or_create
 from .models import Outcome, dumps, resolve_target
 from .store import open_store
 
@@ -24,6 +26,11 @@ from .store import open_store
 # reads it to time jobs out and to know which job a dead worker was running.
 SLOT_JOB, SLOT_ATTEMPT, SLOT_STARTED, SLOT_OUTPUT_AT = 0, 1, 2, 3
 SLOT_SIZE = 4
+
+# How a supervisor ends one of its workers (timeout, cancel, drain past the grace): a signal no
+# service manager sends to a process group. Its default action ends the process; a job that
+# wants to clean up first installs a handler for it. SIGKILL follows after kill_grace_seconds.
+STOP_SIGNAL = signal.SIGUSR1
 
 
 @dataclass
@@ -44,6 +51,11 @@ class WorkerConfig:
     db_url: str | None = None
     owner: str = ""
     busy_timeout_seconds: float = 60.0
+    # issue 12: the allow-list of targets (None: any), the mode of the capture file, and the
+    # durability of the worker's own result writes.
+    allowed_targets: list[str] | None = None
+    file_mode: int = 0o600
+    durability: str = "normal"
 
 
 class CurrentJob:
@@ -95,6 +107,20 @@ def _die_with_parent(supervisor_pid: int) -> None:
         os._exit(1)
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """A group's SIGTERM/SIGINT reaches workers too: they are the supervisor's to act on."""
+
+
+def take_orders_from_supervisor_only() -> None:
+    """SIGTERM and SIGINT sent to the whole process group (systemd, ``tini -g``, Ctrl-C) do
+    nothing here: the supervisor drains and ends workers itself, with :data:`STOP_SIGNAL`
+    (default action: end the process) then SIGKILL. A handler rather than SIG_IGN, so the
+    programs a job starts get the default dispositions back when they exec."""
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(STOP_SIGNAL, signal.SIG_DFL)
+
+
 def set_process_name(name: str) -> None:
     """Name this process for ps/top (Linux ``PR_SET_NAME``; at most 15 bytes)."""
     if sys.platform.startswith("linux"):
@@ -123,9 +149,9 @@ class OutputCapture:
     # Start the file afresh once it grows past this, between jobs.
     ROLLOVER_BYTES = 8 * 2**20
 
-    def __init__(self, path: str, max_bytes: int) -> None:
+    def __init__(self, path: str, max_bytes: int, file_mode: int = 0o600) -> None:
         self.max_bytes = max_bytes
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self.fd = open_or_create(path, file_mode, os.O_RDWR | os.O_TRUNC | os.O_APPEND)
         _flush_std()
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
@@ -207,7 +233,10 @@ def run_job(
     try:
         fn = cache.get(target)
         if fn is None:
-            fn = cache[target] = resolve_target(target)
+            if config.allowed_targets:  # checked on the text, before anything is imported
+                fn = cache[target] = resolve_allowed(target, config.allowed_targets)
+            else:
+                fn = cache[target] = resolve_target(target)
         value = fn(*json.loads(args_json), **json.loads(kwargs_json))
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         return False, error_dict(exc)
@@ -249,7 +278,15 @@ def outcome_of(result: tuple[Any, ...], worker_pid: int) -> Outcome:
             started_at=started,
         )
     return Outcome(
-        job_id, attempt, "failed", error=payload, worker=worker_pid, output=output, finished_at=finished, started_at=started
+        job_id,
+        attempt,
+        "failed",
+        error=payload,
+        retriable=payload.get("type") != "TargetNotAllowed",  # refused again on every attempt
+        worker=worker_pid,
+        output=output,
+        finished_at=finished,
+        started_at=started,
     )
 
 
@@ -263,7 +300,7 @@ class _Reporter:
         self.store: Any = None
         if config.db_url:
             try:
-                self.store = open_store(config.db_url, config.busy_timeout_seconds)
+                self.store = open_store(config.db_url, config.busy_timeout_seconds, config.durability)
                 self.store.tune_for_runner()
             except StoreError:
                 self.store = None
@@ -298,8 +335,7 @@ class _Reporter:
 
 def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: WorkerConfig) -> None:
     """Entry point of a worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    take_orders_from_supervisor_only()
     _die_with_parent(config.supervisor_pid)
     set_process_name("jobq-worker")
     for fd in config.inherited_fds:  # the supervisor's lock file and socket are its alone
@@ -312,7 +348,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
             sys.path.insert(0, entry)
     base = slot * SLOT_SIZE
     reporter = _Reporter(conn, config)
-    capture = OutputCapture(config.capture_path, config.max_output_bytes)
+    capture = OutputCapture(config.capture_path, config.max_output_bytes, config.file_mode)
     cache: dict[str, Any] = {}
     jobs_done = 0
     retire_reason = ""
@@ -359,8 +395,7 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
 def checkpointer_main(db_url: str, supervisor_pid: int, interval_seconds: float) -> None:
     """Entry point of a supervisor's checkpointer process: runs the store's housekeeping
     (a SQLite WAL checkpoint) every ``interval_seconds``, so no commit on the job path does."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    take_orders_from_supervisor_only()
     _die_with_parent(supervisor_pid)
     set_process_name("jobq-checkpoint")
     store = open_store(db_url)

@@ -83,9 +83,10 @@ class PostgresStore(SQLStore):
     row_lock = " FOR UPDATE"
     share_lock = " FOR SHARE"
 
-    def __init__(self, url: str, busy_timeout_seconds: float = 60.0) -> None:
+    def __init__(self, url: str, busy_timeout_seconds: float = 60.0, durability: str = "normal") -> None:
         if psycopg is None:
             raise StoreError(INSTALL_HINT)
+        self.durability = durability
         self.conninfo, self.schema = split_url(url)
         self.url = url
         self.busy_timeout_seconds = busy_timeout_seconds
@@ -94,15 +95,18 @@ class PostgresStore(SQLStore):
         self._migrate()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "busy_timeout_seconds": self.busy_timeout_seconds}
+        return {"url": self.url, "busy_timeout_seconds": self.busy_timeout_seconds, "durability": self.durability}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["busy_timeout_seconds"])  # type: ignore[misc]
+        self.__init__(state["url"], state["busy_timeout_seconds"], state.get("durability", "normal"))  # type: ignore[misc]
 
     # -- connections ----------------------------------------------------------------
     def _connect(self) -> Any:
         try:
-            raw = psycopg.connect(self.conninfo, autocommit=True, options=f"-c search_path={self.schema}")
+            options = f"-c search_path={self.schema}"
+            if self.durability == "full":  # whatever the server's default: every commit waits for the WAL flush
+                options += " -c synchronous_commit=on"
+            raw = psycopg.connect(self.conninfo, autocommit=True, options=options)
         except psycopg.Error as exc:
             raise StoreError(f"{self._where()}: cannot connect: {str(exc).strip().splitlines()[0]}") from None
         return raw
@@ -233,8 +237,10 @@ class PostgresStore(SQLStore):
     def tune_for_runner(self) -> None:
         # The writes of supervisors and workers (claims, results, heartbeats) need not wait
         # for the WAL flush: one lost to a server crash only hands work back to be done
-        # again (at least once). Submits, on other connections, stay fully durable.
-        self._conn().execute("SET synchronous_commit = off")
+        # again (at least once). Submits, on other connections, stay fully durable. With
+        # durability "full" every connection keeps synchronous_commit=on (set at connect).
+        if self.durability != "full":
+            self._conn().execute("SET synchronous_commit = off")
 
     def _serialize_limited_claims(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"jobq-limits-{self.schema}",))

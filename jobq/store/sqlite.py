@@ -11,8 +11,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from ..errors import StoreBusy, StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .sql import SQLStore
@@ -36,7 +34,9 @@ def _is_busy(exc: BaseException) -> bool:
 class SQLiteStore(SQLStore):
     """The default store: one SQLite file (created with its schema when missing)."""
 
-    def __init__(self, path: str, busy_timeout_seconds: float = 60.0) -> None:
+    def __init__(self, path: str, busy_timeout_seconds: float = 60.0, durability: str = "normal") -> None:
+        # durability "full": the WAL is synced at every commit (survives a power loss).
+        self.synchronous = "FULL" if durability == "full" else "NORMAL"
         if path.startswith("sqlite:///"):  # sqlite:///relative/path, sqlite:////absolute/path
             path = path[len("sqlite:///") :]
         self.path = os.path.abspath(os.path.expanduser(path))
@@ -50,9 +50,10 @@ class SQLiteStore(SQLStore):
 
     # -- connections ----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "busy_timeout_seconds": self.busy_timeout_seconds}
+        return {"path": self.path, "busy_timeout_seconds": self.busy_timeout_seconds, "synchronous": self.synchronous}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.synchronous = state.get("synchronous", "NORMAL")
         self.path = state["path"]
         self.url = self.path
         self.busy_timeout_seconds = state["busy_timeout_seconds"]
@@ -67,7 +68,7 @@ class SQLiteStore(SQLStore):
             _INHERITED.append(conn)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_seconds, check_same_thread=False)
-            conn.execute("PRAGMA synchronous = NORMAL")  # may wait: the schema is read here
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # may wait: the schema is read here
             conn.execute("PRAGMA foreign_keys = ON")
             # From here on SQLite's own busy handler, which sleeps a millisecond or more at
             # a time, is off: writers hold the lock for far less, and _write retries sooner.
@@ -148,9 +149,10 @@ class SQLiteStore(SQLStore):
                 # Switching to WAL needs the file to itself: wait for other first users here.
                 # SQLite can answer BUSY at once for this switch, so retry it as well.
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
-                db = sqlite_utils.Database(conn)
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    db.enable_wal()
+                    import sqlite_utils  # a new file only: `jobq status` starts without it
+
+                    sqlite_utils.Database(conn).enable_wal()
                 conn.execute("PRAGMA busy_timeout = 0")
                 break
             except sqlite3.Error as exc:
@@ -160,6 +162,8 @@ class SQLiteStore(SQLStore):
                 raise self._translate(exc) from None
 
         def apply(conn: sqlite3.Connection) -> None:
+            import sqlite_utils
+
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = set(sqlite_utils.Database(conn).table_names()) - {"sqlite_sequence"}
             if version == 0 and tables:
