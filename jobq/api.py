@@ -6,16 +6,17 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .allow import check_allowed
 from .config import Settings, load_settings, parse_duration
 from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
 from .fsmodes import prepare_database_file
 from .local import Poker, is_dead
-from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, check_target, target_of, validate_spec
-from .schedules import check_cron, first_run_at, sync_schedules
+from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, check_target, target_of
 from .store import Schedule, Store, open_store
+
+if TYPE_CHECKING:
+    from .spec import JobSpec
 
 _SUBMIT_OPTIONS = frozenset(
     {
@@ -155,9 +156,14 @@ class Queue:
         return ids
 
     def _validate(self, data: dict[str, Any]) -> JobSpec:
+        from .spec import validate_spec  # pydantic, on the first submit: reads need none of it
+
         check = data.pop("_check", False)
         spec = validate_spec(data, self.settings.max_payload_bytes)
-        check_allowed(spec.target, self.settings.allowed_targets)
+        if self.settings.allowed_targets:
+            from .allow import check_allowed
+
+            check_allowed(spec.target, self.settings.allowed_targets)
         if check:
             check_target(spec.target)
             self._checked.add(spec.target)
@@ -372,7 +378,9 @@ class Queue:
         queue: str = "default",
     ) -> Schedule:
         """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
+        from .allow import check_allowed
         from .config import ScheduleSettings, validate
+        from .schedules import check_cron, first_run_at
 
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
@@ -382,6 +390,8 @@ class Queue:
             whole="schedule",
         )
         check_allowed(s.target, self.settings.allowed_targets)
+        from .spec import validate_spec
+
         validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
         if s.cron:
             check_cron(s.cron)
@@ -393,6 +403,8 @@ class Queue:
 
     def schedules(self) -> list[Schedule]:
         """Every schedule: those of the configuration (stored on first sight) and of :meth:`schedule`."""
+        from .schedules import sync_schedules
+
         sync_schedules(self.store, self.settings, time.time())
         return self.store.schedules()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +153,11 @@ class Settings:
 
     def host(self) -> str:
         """The name supervisors register under: ``host_id``, else the machine's host name."""
-        return self.host_id or socket.gethostname()
+        if self.host_id:
+            return self.host_id
+        import socket
+
+        return socket.gethostname()
 
     def effective_concurrency(self) -> int:
         """``concurrency`` or, when unset, the number of cores."""

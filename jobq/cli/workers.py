@@ -10,7 +10,6 @@ import time
 import click
 
 from ..config import parse_duration
-from ..local import is_dead
 from .app import EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 
@@ -101,6 +100,8 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     start = time.monotonic()
     hurried = False
     while True:
+        from ..local import is_dead
+
         alive = [s for s in sups if is_dead(s.lock_path) is False or _pid_running(s.pid)]
         if not alive:
             click.echo("stopped", err=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import ClaimedJob, JobRecord, JobSpec, Outcome
+from ..models import ClaimedJob, JobRecord, Outcome
+
+if TYPE_CHECKING:
+    from ..spec import JobSpec
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ValidationError
 from ..models import (
@@ -22,12 +22,14 @@ from ..models import (
     SUCCEEDED,
     WAITING,
     ClaimedJob,
-    JobSpec,
     Outcome,
     dumps,
     retry_delay_seconds,
 )
 from .base import Store, Submitted
+
+if TYPE_CHECKING:
+    from ..spec import JobSpec
 from .sql_admin import SQLAdmin
 from .sql_rows import (
     _FINISH_CHUNKS,

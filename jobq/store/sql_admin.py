@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import CANCELLED, FAILED, QUEUED, RUNNING, SCHEDULED, SUCCEEDED, WAITING, JobRecord, JobSpec, dumps
+from ..models import CANCELLED, FAILED, QUEUED, RUNNING, SCHEDULED, SUCCEEDED, WAITING, JobRecord, dumps
 from .base import Schedule, SupervisorInfo
 from .sql_rows import _PROMOTE_DUE, _PURGE_CHUNK, JOB_COLUMNS, SCHEDULE_COLUMNS, _group_int, _record
 
@@ -249,6 +249,8 @@ class SQLAdmin:
             ids = []
             for r in rows:
                 schedule = Schedule(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8])
+                from ..spec import JobSpec  # pydantic: only when a schedule is due
+
                 spec = JobSpec(
                     target=schedule.target, args=schedule.args, kwargs=schedule.kwargs, queue=schedule.queue, name=schedule.name
                 )
