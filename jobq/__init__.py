@@ -19,13 +19,17 @@ _EXPORTS = {
     "STATES": "models",
     "ConfigError": "errors",
     "Group": "api",
+    "GroupIncomplete": "errors",
     "GroupNotFound": "errors",
     "Job": "api",
+    "JobError": "models",
     "JobFailed": "errors",
     "JobNotFound": "errors",
     "JobqError": "errors",
+    "OutcomeKind": "models",
     "Queue": "api",
     "Settings": "config",
+    "State": "models",
     "StoreBusy": "errors",
     "StoreError": "errors",
     "Supervisor": "supervisor",
@@ -39,13 +43,17 @@ __all__ = [
     "STATES",
     "ConfigError",
     "Group",
+    "GroupIncomplete",
     "GroupNotFound",
     "Job",
+    "JobError",
     "JobFailed",
     "JobNotFound",
     "JobqError",
+    "OutcomeKind",
     "Queue",
     "Settings",
+    "State",
     "StoreBusy",
     "StoreError",
     "Supervisor",
@@ -60,6 +68,7 @@ if TYPE_CHECKING:
     from .config import Settings, load_settings
     from .errors import (
         ConfigError,
+        GroupIncomplete,
         GroupNotFound,
         JobFailed,
         JobNotFound,
@@ -69,7 +78,7 @@ if TYPE_CHECKING:
         TargetNotAllowed,
         ValidationError,
     )
-    from .models import STATES
+    from .models import STATES, JobError, OutcomeKind, State
     from .supervisor import Supervisor
     from .worker import current_job
 

@@ -60,6 +60,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+def job_fields(task: Any, event: str, duration: float | None = None) -> dict[str, Any]:
+    """The ``extra`` of a record about one job: ``task`` has ``id``, ``queue`` and ``target``
+    (a claimed job; None when unknown)."""
+    if task is None:
+        return {"event": event, "duration": duration}
+    return {"event": event, "job_id": task.id, "queue": task.queue, "target": task.target, "duration": duration}
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text", stream: TextIO | None = None) -> logging.Handler:
     """Send jobq's logs (the root logger's) to ``stream`` (stderr) in ``log_format``."""
     if log_format not in LOG_FORMATS:

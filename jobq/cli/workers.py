@@ -100,9 +100,9 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     start = time.monotonic()
     hurried = False
     while True:
-        from ..local import is_dead
+        from ..local import LockState, lock_state
 
-        alive = [s for s in sups if is_dead(s.lock_path) is False or _pid_running(s.pid)]
+        alive = [s for s in sups if lock_state(s.lock_path) == LockState.HELD or _pid_running(s.pid)]
         if not alive:
             click.echo("stopped", err=True)
             return
