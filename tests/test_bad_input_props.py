@@ -160,7 +160,9 @@ toml_values = st.one_of(
 
 
 def _toml(key: str, value: Any) -> str:
-    return f"{key} = {json.dumps(value, ensure_ascii=False)}\n"
+    # JSON's literals are TOML's, but for DEL, which TOML wants escaped as well
+    text = json.dumps(value, ensure_ascii=False).replace(chr(0x7F), "\\u007f")
+    return f"{key} = {text}\n"
 
 
 @PROPS
