@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import __version__
 from ..errors import ConfigError, JobNotFound, StoreError, ValidationError
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class JobqGroup(click.Group):
     type=click.Path(dir_okay=False),
     help="TOML configuration file (env JOBQ_CONFIG, else ./jobq.toml when present).",
 )
-@click.version_option(package_name="jobq")
+@click.version_option(version=__version__)  # not package metadata: reading it costs start-up time
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     """jobq: a durable job queue on one SQLite file."""
