@@ -76,8 +76,9 @@ def wait(c: Context, ident: str, timeout: float | None) -> None:
     q = c.queue
     with api_errors():
         if ident.startswith("g"):
-            target: Group | Job = q.group(ident)
-            total = len(target)
+            group = q.group(ident)
+            target: Group | Job = group
+            total = len(group)
         else:
             target = q.get(ident)
             total = 1
@@ -169,7 +170,9 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     """Queues with their settings, cap, paused flag and counts; `limit`, `pause`, `resume`."""
     if ctx.invoked_subcommand is not None:
         return
-    q = ctx.find_object(Context).queue
+    found = ctx.find_object(Context)
+    assert found is not None
+    q = found.queue
     with api_errors():
         data = q.status()["queues"]
         controls = {info.name: info for info in q.queues()}
