@@ -224,9 +224,9 @@ def test_future_run_at_is_not_claimed_until_due(store: Store) -> None:
     assert c.id == job_id and c.attempts == 1
     # A claim moves due scheduled jobs to queued first, and only due ones.
     x, y = submit(store, spec(run_at=T + 200, queue="later"), spec(run_at=T + 300, queue="later"))
-    assert store.claim("s", ["other"], 10, T + 250, T + 280) == []
-    assert (state(store, x), state(store, y)) == ("queued", "scheduled")
-    assert store.counts()["later"] == {"queued": 1, "scheduled": 1}
+    assert [c.id for c in store.claim("s", None, 10, T + 250, T + 280)] == [x]
+    assert (state(store, x), state(store, y)) == ("running", "scheduled")
+    assert store.counts()["later"] == {"running": 1, "scheduled": 1}
 
 
 def test_two_claimers_never_get_the_same_job(opened: Callable[[], Store]) -> None:
