@@ -38,8 +38,10 @@ INSERT_DEP = "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?
 SET_DEPS_PENDING = "UPDATE jobs SET deps_pending=? WHERE id=?"
 
 # -- claiming -------------------------------------------------------------------------------
+# Paused queues do not count: a burst supervisor with only paused work left exits.
 DUE = (
-    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues}), "
+    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues} "
+    "AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)), "
     "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {queues})"
 )
 QUEUE_CONTROLS = "SELECT name, concurrency, paused FROM queues WHERE paused<>0 OR concurrency IS NOT NULL"
