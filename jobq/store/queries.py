@@ -171,7 +171,7 @@ UPSERT_SCHEDULE = (
 DELETE_ROWS = "DELETE FROM {table} WHERE {column} IN ({marks})"
 JOBS_WHERE = f"SELECT {JOB_COLUMNS} FROM jobs {{where}}"
 STATES_OF = "SELECT id, state FROM jobs WHERE id IN ({marks})"
-GROUP_UNSTARTED = "SELECT id, queue, state FROM jobs WHERE group_id=? AND state IN ('waiting','queued','scheduled'){lock}"
+UNSTARTED_AMONG = "SELECT id, queue, state FROM jobs WHERE id IN ({marks}) AND state IN ('waiting','queued','scheduled'){lock}"
 
 
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
