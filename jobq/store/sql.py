@@ -7,6 +7,7 @@ schema, bulk inserts, counts and its row-locking clauses."""
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -166,7 +167,7 @@ class SQLStore(SQLAdmin, Transitions, Store):
         try:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                self._write(lambda conn, chunk=chunk: abort(conn, chunk))
+                self._write(functools.partial(abort, chunk=chunk))
             if group_id is not None:
                 gid = group_id
 
