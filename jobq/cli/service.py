@@ -22,19 +22,18 @@ from .app import EXIT_USAGE, CliError, Context, main, pass_ctx
 def health(c: Context, queue: str | None, max_age: str | None, this_host: bool, as_json: bool) -> None:
     """Exit 0 and list the live supervisors serving the database (and queue) with a fresh
     heartbeat; exit 1 with the reason when there is none (or the database cannot be read)."""
-    from ..health import check_health
+    from ..health import Health, check_health
 
     try:
         age = parse_duration(max_age) if max_age is not None else None
     except ValueError as exc:
         raise CliError(f"--max-age: {exc}", EXIT_USAGE) from None
+    result: Health | None = None
     try:
         result = check_health(c.db, config=c.config, queue=queue, max_age=age, this_host=this_host)
-    except JobqError as exc:  # a bad configuration: still 0/1 for health checkers
-        result = None
-        reason = str(exc)
-    else:
         reason = result.reason or ""
+    except JobqError as exc:  # a bad configuration: still 0/1 for health checkers
+        reason = str(exc)
     if as_json:
         if result is None:
             click.echo(json.dumps({"healthy": False, "reason": reason, "supervisors": []}))
