@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import jobq
+from jobq.allow import ENTRY_PATTERN
 from jobq.cli import main
 from jobq.config import QUEUE_NAME_PATTERN, Settings, parse_duration
 from jobq.models import TARGET_PATTERN
@@ -146,6 +147,13 @@ def test_other_commands_refuse_bad_arguments(db: Db, args: tuple[str, ...]) -> N
     if command == "health":
         assert result.exit_code == 2, result.output
     assert_refused(db, result)
+
+
+@PROPS
+@given(entry=texts.filter(lambda t: not ENTRY_PATTERN.match(t) and "," not in t and not t.isspace()))
+def test_worker_start_refuses_bad_allow_entries(db: Db, entry: str) -> None:
+    # Refused before the supervisor starts (a valid entry would start one: not generated).
+    assert_refused(db, cli(db, "worker", "start", f"--allow={entry}"), "--allow")
 
 
 # -- configuration values ------------------------------------------------------------------------

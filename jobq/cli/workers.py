@@ -54,13 +54,12 @@ def worker_start(
     from ..notify import Notifier
     from ..supervisor import Supervisor
 
+    try:  # checked before the database is opened (or created)
+        allowed = parse_allowed(list(allow)) if allow else None
+    except ValueError as exc:
+        raise CliError(f"--allow: {exc}", EXIT_USAGE) from None
     q = c.queue
-    settings = q.settings
-    if allow:
-        try:
-            settings = settings.replace(allowed_targets=parse_allowed(list(allow)))
-        except ValueError as exc:
-            raise CliError(f"--allow: {exc}", EXIT_USAGE) from None
+    settings = q.settings if allowed is None else q.settings.replace(allowed_targets=allowed)
     configure_logging(log_level or settings.log_level, log_format or settings.log_format, sys.stderr)
     with api_errors():
         grace_seconds = parse_duration(grace) if grace is not None else None
