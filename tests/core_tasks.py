@@ -36,6 +36,9 @@ def progress_then_wait(started: str, release: str) -> str:
 
 
 def ignore_term_then_sleep(seconds: float) -> str:
+    # The supervisor ends a worker with SIGUSR1 (workers ignore SIGTERM, which may be meant for
+    # the whole process group): a job that ignores both leaves only the SIGKILL escalation.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     time.sleep(seconds)
     return "slept"

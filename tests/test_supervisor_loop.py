@@ -51,17 +51,17 @@ def running_task(sup: jobq.Supervisor) -> tuple[object, float]:
     return sup.pool.current(sup.pool.workers[0])
 
 
-def test_a_timeout_sends_sigterm_then_sigkill_after_the_kill_grace(sup: jobq.Supervisor, queue: jobq.Queue) -> None:
+def test_a_timeout_sends_the_stop_signal_then_sigkill_after_the_kill_grace(sup: jobq.Supervisor, queue: jobq.Queue) -> None:
     job = queue.submit("tests.core_tasks:ignore_term_then_sleep", args=(60,), timeout=5)
     tick_until(sup, lambda: running_task(sup)[0] is not None, "the job to start")
     _, started = running_task(sup)
     worker = sup.pool.workers[0]
-    time.sleep(0.2)  # let the job install its SIGTERM handler (it ignores SIGTERM)
+    time.sleep(0.2)  # let the job ignore the stop signal (SIGUSR1) and SIGTERM
     sup.tick(started + 5.5)
     assert worker.kill is not None and worker.kill.kind == OutcomeKind.FAILED
     assert worker.kill.error.type == "JobTimeout"
     time.sleep(0.2)
-    assert worker.process.is_alive()  # SIGTERM was ignored; the kill grace has not passed
+    assert worker.process.is_alive()  # the stop signal was ignored; the kill grace has not passed
     sup.tick(started + 5.5 + sup.settings.kill_grace_seconds + 0.1)
     tick_until(sup, lambda: job.state == "failed", "the job to be failed")
     record = job.refresh()
