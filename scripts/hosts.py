@@ -101,10 +101,17 @@ class Run:
         """Live supervisors by host name."""
         return {s.host: s for s in self.q.store.supervisors()}
 
-    def start_host(self, host: Host) -> None:
-        host.create()
+    def start_host(self, host: Host, restart: bool = False) -> None:
+        if not restart:
+            host.create()
         host.start_supervisor(self.db.url_via(host.root_addr), self.args.concurrency, self.env(), HERE)
-        sup = wait_for(lambda: self.live().get(host.name), 60, f"the supervisor on {host.name} to register")
+        old = host.sup_id
+
+        def registered() -> Any:
+            sup = self.live().get(host.name)
+            return sup if sup is not None and sup.id != old else None
+
+        sup = wait_for(registered, 60, f"the supervisor on {host.name} to register")
         host.sup_id = sup.id
         print(
             f"{host.name}: netns {host.netns}, {host.host_addr} -> forwarder {host.root_addr}, supervisor {host.sup_id} "
@@ -127,6 +134,7 @@ class Run:
         args, victim = self.args, self.hosts[-1]
         jobs = self.q.submit_many("hosts_tasks:record", [(args.job_seconds,) for _ in range(args.jobs)], queue="main")
         self.summary["jobs"] = len(jobs)
+        self.summary["job_ids"] = [int(j.id) for j in jobs]
         started = time.monotonic()
 
         def busy() -> bool:  # in the middle of its jobs: every worker on one, a tenth of the work done
@@ -135,6 +143,7 @@ class Run:
         wait_for(busy, 60, f"{victim.name} to be busy", 0.02)
         victim.cut()
         cut_at = time.monotonic()
+        self.summary["cut_at"] = time.time()
         done_at_cut = self.succeeded("main")
         # Nothing of the victim's reaches the server any more; let what was already on its way land.
         time.sleep(0.3)
@@ -212,7 +221,7 @@ class Run:
         if others:
             self.problem(f"{len(others)} jobs that were not in flight at the cut were attempted again: {others[:10]}")
         fenced = victim.fenced()
-        self.summary["fenced"] = len(fenced)
+        self.summary["fenced"] = sorted(fenced)
         if not fenced:
             self.problem(f"{victim.name} logged no refused (fenced) late finish")
         if fenced - in_flight:
@@ -239,22 +248,46 @@ class Run:
 
     # -- 4. throughput -----------------------------------------------------------------------
     def throughput(self) -> None:
-        """No-op jobs on K, K-1, ... 1 hosts: after each measurement one host drains and stops."""
-        n = self.args.throughput_jobs
+        """With K, K-1, ... 1 hosts up (one drains and stops after each step): the median rate
+        of ``--throughput-repeats`` runs of ``--throughput-jobs`` no-op jobs, and of one run of
+        ``--throughput-work-jobs`` jobs of ``--job-seconds`` each (the scaling of real work)."""
+        args = self.args
         for k in range(len(self.hosts), 0, -1):
-            if n > 0:
-                queue = f"throughput{k}"
-                self.q.submit_many("hosts_tasks:noop", [() for _ in range(n)], queue=queue)
-                start = time.monotonic()  # claims begin once the submit commits
-                wait_for(lambda q=queue: self.succeeded(q) >= n, 120, f"{n} jobs on {k} hosts", 0.01)
-                rate = n / (time.monotonic() - start)
-                self.summary["throughput"][k] = round(rate, 1)
+            hosts = f"{k} host{'s' if k > 1 else ''}"
+            if args.throughput_work_jobs > 0:
+                if k < len(self.hosts) and args.throughput_jobs > 0:
+                    for host in self.hosts[:k]:  # fresh supervisors: none still sizes its batches by no-op jobs
+                        self.stop_host(host)
+                        self.start_host(host, restart=True)
+                rate = self.rate(f"work{k}", "hosts_tasks:record", [(args.job_seconds,)] * args.throughput_work_jobs)
+                ideal = k * args.concurrency / args.job_seconds if args.job_seconds else float("inf")
+                self.summary.setdefault("work_throughput", {})[k] = round(rate, 1)
                 print(
-                    f"throughput: {k} host{'s' if k > 1 else ''}: {rate:.0f} jobs/s "
-                    f"({n} no-op jobs, {self.args.concurrency} workers per host)",
+                    f"throughput: {hosts}: {rate:.0f} jobs/s of {args.job_seconds * 1000:g} ms each "
+                    f"({rate / ideal:.0%} of the {ideal:.0f}/s its {k * args.concurrency} workers could do)",
+                    flush=True,
+                )
+            if args.throughput_jobs > 0:
+                rates = sorted(
+                    self.rate(f"noop{k}_{i}", "hosts_tasks:noop", [()] * args.throughput_jobs)
+                    for i in range(args.throughput_repeats)
+                )
+                median = rates[len(rates) // 2]
+                self.summary["throughput"][k] = round(median, 1)
+                print(
+                    f"throughput: {hosts}: {median:.0f} no-op jobs/s (median of {', '.join(f'{r:.0f}' for r in rates)}; "
+                    f"{args.throughput_jobs} jobs, {args.concurrency} workers per host)",
                     flush=True,
                 )
             self.stop_host(self.hosts[k - 1])
+
+    def rate(self, queue: str, target: str, args_list: list[tuple[Any, ...]]) -> float:
+        """Jobs per second from the submit's commit until the last one succeeded."""
+        n = len(args_list)
+        self.q.submit_many(target, args_list, queue=queue)
+        start = time.monotonic()  # claims begin once the submit commits
+        wait_for(lambda: self.succeeded(queue) >= n, 300, f"{n} jobs in queue {queue}", 0.01)
+        return n / (time.monotonic() - start)
 
     def stop_host(self, host: Host) -> None:
         """Drain the host's supervisor (SIGTERM); it must exit 0."""
@@ -272,6 +305,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--job-seconds", type=float, default=0.03)
     p.add_argument("--throughput-jobs", type=int, default=5000)
+    p.add_argument("--throughput-repeats", type=int, default=3)
+    p.add_argument("--throughput-work-jobs", type=int, default=1000)
     p.add_argument("--lease", type=float, default=2.0)
     p.add_argument("--heartbeat", type=float, default=0.5)
     p.add_argument("--cut-seconds", type=float, default=5.0)
@@ -282,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--json", type=Path, help="write the summary here")
+    p.add_argument("--clean", action="store_true", help="only remove a crashed run's leftovers, then exit")
     args = p.parse_args(argv)
     if args.session_timeout is None:
         args.session_timeout = args.lease / 2
@@ -296,6 +332,12 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.clean:
+        with run_lock():
+            clean_leftovers()
+            drop_leftovers(args.db)
+        print("hosts: leftovers removed", flush=True)
+        return 0
     reason = unavailable()
     if reason:
         print(f"hosts: cannot make namespace-hosts here: {reason}", file=sys.stderr)
@@ -322,11 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             run.cut()
             run.check()
             run.throughput()
-        except (TimeoutError, jobq.JobqError) as exc:
+        except (TimeoutError, jobq.JobqError, KeyboardInterrupt) as exc:
             if run is None:
                 raise
-            run.problem(f"{type(exc).__name__}: {exc}")
+            run.problem(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: a second signal must not cut it short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             if run is not None:
                 for host in run.hosts:
                     host.destroy()

@@ -100,6 +100,7 @@ class Database:
 def _drop_role(conn: Any, role: str) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     if exists:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
         conn.execute(f'DROP OWNED BY "{role}" CASCADE')
         conn.execute(f'DROP ROLE "{role}"')
 
@@ -108,9 +109,6 @@ def drop_leftovers(url: str) -> None:
     """Drop every schema and role a crashed run left (``jobq_hosts_*``)."""
     with _connect(url) as conn:
         for role in [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (PREFIX,))]:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()", (role,)
-            )
             _drop_role(conn, role)
         for schema in [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (PREFIX,))]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
