@@ -1,8 +1,10 @@
 """Several hosts, for real: jobq supervisors on three Linux namespace-hosts, one link cut.
 
-    sudo python scripts/hosts.py [--db URL] [--jobs N] [--hosts K] [--concurrency C]
-                                 [--job-seconds T] [--throughput-jobs M] [--lease S]
-                                 [--heartbeat S] [--cut-seconds S] [--run-dir DIR] [--json FILE]
+    python scripts/hosts.py [--db URL] [--jobs N] [--hosts K] [--concurrency C] [--job-seconds T]
+                            [--lease S] [--heartbeat S] [--cut-seconds S] [--session-timeout S]
+                            [--throughput-jobs M] [--throughput-repeats R] [--throughput-work-jobs W]
+                            [--run-dir DIR] [--json FILE]
+    python scripts/hosts.py --clean      # only remove a crashed run's leftovers
 
 Needs root on Linux (``ip``, ``unshare``, ``socat``) and a PostgreSQL server (``--db``, by
 default ``$JOBQ_TEST_POSTGRES`` or ``postgresql://postgres@127.0.0.1:5432/test``; a fresh
@@ -13,41 +15,44 @@ Each host is a network namespace ``jobq-host-<i>`` reached through a veth pair (
 own (UTS namespace: ``host-a``, ``host-b``, ...) and a ``/tmp`` of its own (mount namespace;
 a bind mount of ``<run dir>/<host>/tmp``). PostgreSQL listens on loopback only, so a
 ``socat`` forwarder per host listens on the root side of its veth and forwards to the
-server: no server setting changes, and traffic stays on addresses this script made. Every
-host runs one ``jobq worker start`` against the same schema; nothing tells them apart but
-their host names.
+server: the server's configuration is not touched, and traffic stays on addresses this
+script made. Every host runs one ``jobq worker start`` against the same schema, as a role
+made for the run (``hosts_db.py``: ``idle_in_transaction_session_timeout`` of
+``--session-timeout``, by default half the lease; 0 for none, which shows why it is needed).
+Leases and heartbeats are short (``--lease 2 --heartbeat 0.5`` by default, through
+``JOBQ_LEASE_SECONDS``/``JOBQ_HEARTBEAT_SECONDS``).
 
 What it does:
 
 1. Starts the K hosts and their supervisors.
 2. The cut: submits ``--jobs`` jobs ``hosts_tasks:record(T)`` (each logs ``job id, attempt,
-   host, time`` to its host's own /tmp). Once the last host is running some, its link goes
-   down (``ip link set jqh<i>r down``: its connections stall, nothing is killed). The jobs it
-   held at that moment are its *in-flight* jobs. After its lease the others take them back
-   and run them; after ``--cut-seconds`` (and the take-over) the link comes back: its late
-   finishes must be refused by the fence ("result dropped" in its log), and it must go on
-   claiming and running new jobs.
+   host, time`` to its host's own /tmp). Once the last host has a job on every worker and a
+   tenth of the jobs are done, its link goes down (``ip link set jqh<i>r down``: its
+   connections stall, nothing is killed). The jobs it held then are its *in-flight* jobs.
+   The others must take them back within two leases; after ``--cut-seconds`` the link comes
+   back: its late finishes must be refused by the fence ("result dropped" in its log), and
+   it must be listed live again and go on claiming and running new jobs.
 3. Checks, and exits 1 on any problem: every job succeeded and ran at least once; the only
    jobs that ran twice are in-flight ones; every in-flight job was taken back (a
-   ``LeaseExpired`` error on its first attempt); every refused finish is an in-flight job;
-   the cut host was listed live again and ran new jobs after the link returned; no host took
-   another's jobs as "dead" (a same-host check that must not fire across hosts); each host
-   logged only its own name.
-4. Throughput: with K, then K-1, ... 1 hosts up (one drains and stops after each), runs
-   ``--throughput-jobs`` no-op jobs and prints ``throughput: K hosts: X jobs/s``. (After the
-   cut, not before: a supervisor that has just run thousands of no-op jobs prefetches them in
-   batches of hundreds, and would hoard the 30 ms jobs of the cut.) Each supervisor must exit
-   0 on SIGTERM.
+   ``LeaseExpired`` error) and no other job was attempted twice; every refused finish is an
+   in-flight job; the cut host ran new jobs after the link returned; no host took another's
+   jobs as "dead"; each host logged only its own host name.
+4. Throughput: with K, then K-1, ... 1 hosts up (one drains and stops after each step; each
+   must exit 0 on SIGTERM): one run of ``--throughput-work-jobs`` jobs of T seconds each
+   (against the ideal, workers / T), on fresh supervisors, and the median of
+   ``--throughput-repeats`` runs of ``--throughput-jobs`` no-op jobs. Printed as
+   ``throughput: K hosts: X ...``.
 
-Everything made is removed on exit, by pid and by name, also on errors and Ctrl-C; leftovers
-of a crashed run (namespaces ``jobq-host-*``, links ``jqh*``, forwarders on 10.231.*,
-schemas ``jobq_hosts_*``) are removed first. One run at a time (a lock on
-/run/jobq-hosts.lock). The last line of output is ``hosts: ok`` or ``hosts: FAILED``.
+Everything made is removed on exit, by pid and by name, also on errors, SIGTERM and Ctrl-C;
+leftovers of a crashed run (namespaces ``jobq-host-*`` and what runs in them, links ``jqh*``,
+forwarders on 10.231.*, schemas and roles ``jobq_hosts_*``) are removed first. One run at a
+time (a lock on /run/jobq-hosts.lock). The last line is ``hosts: ok`` or ``hosts: FAILED``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -101,30 +106,43 @@ class Run:
         """Live supervisors by host name."""
         return {s.host: s for s in self.q.store.supervisors()}
 
-    def start_host(self, host: Host, restart: bool = False) -> None:
-        if not restart:
-            host.create()
-        host.start_supervisor(self.db.url_via(host.root_addr), self.args.concurrency, self.env(), HERE)
-        old = host.sup_id
+    def launch(self, hosts: list[Host]) -> None:
+        """Start a supervisor on each host, and wait until each has registered."""
+        old = {h.name: h.sup_id for h in hosts}
+        for host in hosts:
+            host.start_supervisor(self.db.url_via(host.root_addr), self.args.concurrency, self.env(), HERE)
 
-        def registered() -> Any:
-            sup = self.live().get(host.name)
-            return sup if sup is not None and sup.id != old else None
+        def registered() -> bool:
+            live = self.live()
+            return all(h.name in live and live[h.name].id != old[h.name] for h in hosts)
 
-        sup = wait_for(registered, 60, f"the supervisor on {host.name} to register")
-        host.sup_id = sup.id
-        print(
-            f"{host.name}: netns {host.netns}, {host.host_addr} -> forwarder {host.root_addr}, supervisor {host.sup_id} "
-            f"(pid {host.supervisor.pid})",
-            flush=True,
-        )
+        wait_for(registered, 60, f"the supervisors on {', '.join(h.name for h in hosts)} to register")
+        live = self.live()
+        for host in hosts:
+            host.sup_id = live[host.name].id
+            assert host.supervisor is not None
+            print(
+                f"{host.name}: netns {host.netns}, {host.host_addr} -> forwarder {host.root_addr}, "
+                f"supervisor {host.sup_id} (pid {host.supervisor.pid})",
+                flush=True,
+            )
+
+    def fresh(self, hosts: list[Host]) -> None:
+        """New supervisors on these hosts (the old ones drain): measurements start alike,
+        with no supervisor still sizing its claims by the jobs it ran before."""
+        for host in hosts:
+            host.terminate()
+        for host in hosts:
+            self.check_exit(host)
+        self.launch(hosts)
 
     def succeeded(self, queue: str) -> int:
         return self.q.status()["queues"].get(queue, {}).get("succeeded", 0)
 
     def start(self) -> None:
         for host in self.hosts:
-            self.start_host(host)
+            host.create()
+        self.launch(self.hosts)
 
     # -- 2. the cut --------------------------------------------------------------------------
     def in_flight_of(self, sup_id: str) -> set[int]:
@@ -158,15 +176,21 @@ class Run:
         def taken_over() -> bool:
             return not (self.in_flight_of(victim.sup_id) & in_flight)
 
+        # The lease runs out at most one lease after the cut; another host's next heartbeat takes it back.
+        due = args.lease * 2 + 1
         try:
-            wait_for(taken_over, args.lease * 4 + 20, "the other hosts to take the in-flight jobs back", 0.1)
-            print(
-                f"cut: the others took its {len(in_flight)} jobs back {time.monotonic() - cut_at:.1f}s after the cut", flush=True
-            )
+            wait_for(taken_over, due, "the other hosts to take the in-flight jobs back", 0.05)
         except TimeoutError:
-            self.problem(f"the in-flight jobs of {victim.name} were not taken back within {args.lease * 4 + 20:g}s")
+            self.problem(
+                f"the in-flight jobs of {victim.name} were not taken back within {due:g}s of the cut (lease {args.lease:g}s)"
+            )
             for line in self.db.blocked():
                 self.problem(f"blocked: {line}")
+            with contextlib.suppress(TimeoutError):
+                wait_for(taken_over, args.lease * 4 + 20, "the other hosts to take the in-flight jobs back", 0.1)
+        took = time.monotonic() - cut_at
+        self.summary["taken_back_after_s"] = round(took, 2)
+        print(f"cut: the others took its {len(in_flight)} jobs back {took:.1f}s after the cut", flush=True)
         wait_for(lambda: time.monotonic() >= cut_at + args.cut_seconds, args.cut_seconds + 1, "the cut to last", 0.05)
         victim.restore()
         restored_at, restored_wall = time.monotonic(), time.time()
@@ -255,10 +279,7 @@ class Run:
         for k in range(len(self.hosts), 0, -1):
             hosts = f"{k} host{'s' if k > 1 else ''}"
             if args.throughput_work_jobs > 0:
-                if k < len(self.hosts) and args.throughput_jobs > 0:
-                    for host in self.hosts[:k]:  # fresh supervisors: none still sizes its batches by no-op jobs
-                        self.stop_host(host)
-                        self.start_host(host, restart=True)
+                self.fresh(self.hosts[:k])
                 rate = self.rate(f"work{k}", "hosts_tasks:record", [(args.job_seconds,)] * args.throughput_work_jobs)
                 ideal = k * args.concurrency / args.job_seconds if args.job_seconds else float("inf")
                 self.summary.setdefault("work_throughput", {})[k] = round(rate, 1)
@@ -268,6 +289,7 @@ class Run:
                     flush=True,
                 )
             if args.throughput_jobs > 0:
+                self.fresh(self.hosts[:k])
                 rates = sorted(
                     self.rate(f"noop{k}_{i}", "hosts_tasks:noop", [()] * args.throughput_jobs)
                     for i in range(args.throughput_repeats)
@@ -279,7 +301,8 @@ class Run:
                     f"{args.throughput_jobs} jobs, {args.concurrency} workers per host)",
                     flush=True,
                 )
-            self.stop_host(self.hosts[k - 1])
+            self.hosts[k - 1].terminate()
+            self.check_exit(self.hosts[k - 1])
 
     def rate(self, queue: str, target: str, args_list: list[tuple[Any, ...]]) -> float:
         """Jobs per second from the submit's commit until the last one succeeded."""
@@ -289,9 +312,8 @@ class Run:
         wait_for(lambda: self.succeeded(queue) >= n, 300, f"{n} jobs in queue {queue}", 0.01)
         return n / (time.monotonic() - start)
 
-    def stop_host(self, host: Host) -> None:
-        """Drain the host's supervisor (SIGTERM); it must exit 0."""
-        host.terminate()
+    def check_exit(self, host: Host) -> None:
+        """The host's supervisor, told to drain (SIGTERM), must exit 0."""
         code = host.wait_supervisor(30)
         if code != 0:
             self.problem(f"the supervisor on {host.name} exited with {code} on SIGTERM: see {host.log}")
