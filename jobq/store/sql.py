@@ -156,11 +156,7 @@ class SQLStore(SQLAdmin, Transitions, Store):
         error = JobError("GroupAborted", f"submitting the group stopped at item {index}: {type(exc).__name__}: {exc}")
 
         def abort(conn: Any) -> None:
-            rows = conn.execute(
-                "SELECT id, queue, state FROM jobs WHERE group_id=? AND state IN ('waiting','queued','scheduled')"
-                f"{self.row_lock}",
-                (group_id,),
-            ).fetchall()
+            rows = conn.execute(Q.GROUP_UNSTARTED.format(lock=self.row_lock), (group_id,)).fetchall()
             self._end_unstarted(conn, rows, State.CANCELLED, error, time.time())
             conn.execute(Q.ABORT_GROUP, (time.time(), group_id))
 
