@@ -73,6 +73,7 @@ from hosts_db import DEFAULT_DB, Database, drop_leftovers  # noqa: E402
 from hosts_net import Host, clean_leftovers, run_lock, unavailable, wait_for  # noqa: E402
 
 import jobq  # noqa: E402
+from jobq.store.base import SupervisorInfo  # noqa: E402
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class Run:
         env["JOBQ_IDLE_POLL_SECONDS"] = "0.2"
         return env
 
-    def live(self) -> dict[str, dict[str, Any]]:
+    def live(self) -> dict[str, SupervisorInfo]:
         """Live supervisors by host name."""
         return {s.host: s for s in self.q.store.supervisors()}
 

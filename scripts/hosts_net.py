@@ -30,7 +30,7 @@ T = TypeVar("T")
 NETNS_PREFIX = "jobq-host-"
 VETH_PREFIX = "jqh"
 SUBNET = "10.231"
-LOCK_PATH = "/run/jobq-hosts.lock"
+LOCK_PATH = "/run/jobq-hosts.lock" if os.path.isdir("/run") else "/tmp/jobq-hosts.lock"
 # TCP retransmissions over a host's link back off to at most this (the least Linux allows;
 # the default is 120 s), so the host and its forwarder notice within a second that the link is
 # back. Set in the host's own namespace and on the forwarder's sockets only, where the kernel
@@ -130,8 +130,8 @@ def clean_leftovers() -> None:
     names = [line.split()[0] for line in sh("ip", "netns", "list").stdout.splitlines() if line.strip()]
     for ns in names:
         if ns.startswith(NETNS_PREFIX):
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                _kill(int(pid))
+            for found in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                _kill(int(found))
             sh("ip", "netns", "del", ns, check=False)
     for pid in _forwarder_pids():
         _kill(pid)
@@ -171,7 +171,9 @@ class Host:
         sh("ip", "-n", self.netns, "addr", "add", f"{self.host_addr}/30", "dev", self.veth_host)
         sh("ip", "-n", self.netns, "link", "set", self.veth_host, "up")
         sh("ip", "-n", self.netns, "link", "set", "lo", "up")
-        sh("ip", "netns", "exec", self.netns, "sysctl", "-qw", f"net.ipv4.tcp_rto_max_ms={RTO_MAX_MS}", check=False)
+        if _rto_max_settable():  # /proc/sys/net is the namespace's own
+            cmd = f"echo {RTO_MAX_MS} > /proc/sys/net/ipv4/tcp_rto_max_ms"
+            sh("ip", "netns", "exec", self.netns, "sh", "-c", cmd)
         port = self.server[1]
         rto = f",setsockopt-int={socket.IPPROTO_TCP}:{TCP_RTO_MAX_MS}:{RTO_MAX_MS}" if _rto_max_settable() else ""
         with open(self.dir / "forwarder.log", "ab") as fh:

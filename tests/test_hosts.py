@@ -157,7 +157,7 @@ def test_an_interrupted_run_leaves_nothing_behind(sig: str, namespaces: None, pg
     ``--clean``, removes the leftovers by name, and kills what still runs there by pid."""
     proc, out = start_script(tmp_path, "--db", PG_URL, "--run-dir", str(tmp_path / "run"), "--throughput-jobs", "0")
     try:
-        pids = wait_for(
+        pids: list[str] = wait_for(  # type: ignore[assignment]
             lambda: len(p := re.findall(r"supervisor \w+ \(pid (\d+)\)", out.read_text())) == 3 and p,
             timeout=60,
             what="three hosts up",
