@@ -85,7 +85,7 @@ class Run:
         self.db = db
         self.run_dir = run_dir
         self.q = jobq.Queue(db.url)
-        self.hosts = [Host(i, run_dir, db.server) for i in range(args.hosts)]
+        self.hosts = [Host(i, run_dir, db.server, args.hostname) for i in range(args.hosts)]
         self.problems: list[str] = []
         self.summary: dict[str, Any] = {"hosts": [h.name for h in self.hosts], "throughput": {}}
 
@@ -104,8 +104,9 @@ class Run:
         return env
 
     def live(self) -> dict[str, SupervisorInfo]:
-        """Live supervisors by host name."""
-        return {s.host: s for s in self.q.store.supervisors()}
+        """Live supervisors by host (told apart by pid: they may share a host name)."""
+        pids = {h.supervisor.pid: h.name for h in self.hosts if h.supervisor is not None}
+        return {pids[s.pid]: s for s in self.q.store.supervisors() if s.pid in pids}
 
     def launch(self, hosts: list[Host]) -> None:
         """Start a supervisor on each host, and wait until each has registered."""
@@ -121,9 +122,11 @@ class Run:
         live = self.live()
         for host in hosts:
             host.sup_id = live[host.name].id
+            if live[host.name].host != host.hostname:
+                self.problem(f"the supervisor on {host.name} registered as host {live[host.name].host!r}, not {host.hostname!r}")
             assert host.supervisor is not None
             print(
-                f"{host.name}: netns {host.netns}, {host.host_addr} -> forwarder {host.root_addr}, "
+                f"{host.name}: host name {host.hostname}, netns {host.netns}, {host.host_addr} -> forwarder {host.root_addr}, "
                 f"supervisor {host.sup_id} (pid {host.supervisor.pid})",
                 flush=True,
             )
@@ -219,9 +222,9 @@ class Run:
         runs: dict[int, list[tuple[int, str, float]]] = {}
         for host in self.hosts:
             for job_id, attempt, name, at in host.runs():
-                if name != host.name:
-                    self.problem(f"{host.name}'s /tmp holds a run logged by host name {name}")
-                runs.setdefault(job_id, []).append((attempt, name, at))
+                if name != host.hostname:
+                    self.problem(f"{host.name}'s /tmp holds a run logged by host name {name}, not {host.hostname}")
+                runs.setdefault(job_id, []).append((attempt, host.name, at))
         records = self.q.store.list_jobs(None, "main", 100_000)
         states: dict[str, int] = {}
         for r in records:
@@ -337,6 +340,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--session-timeout",
         type=float,
         help="idle_in_transaction_session_timeout of the run's role (default: half the lease; 0: none, the server's default)",
+    )
+    p.add_argument(
+        "--hostname",
+        help="one host name for every host (default: host-a, host-b, ...); with their own "
+        "/tmp, they must still not take each other for dead",
     )
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--json", type=Path, help="write the summary here")

@@ -144,9 +144,10 @@ def clean_leftovers() -> None:
 class Host:
     """One namespace-host: its namespaces, veth pair, forwarder and supervisor."""
 
-    def __init__(self, index: int, run_dir: Path, server: tuple[str, int]) -> None:
+    def __init__(self, index: int, run_dir: Path, server: tuple[str, int], hostname: str | None = None) -> None:
         self.index = index
         self.name = f"host-{string.ascii_lowercase[index]}"
+        self.hostname = hostname or self.name
         self.netns = f"{NETNS_PREFIX}{index}"
         self.veth_root = f"{VETH_PREFIX}{index}r"
         self.veth_host = f"{VETH_PREFIX}{index}h"
@@ -213,7 +214,7 @@ class Host:
             inner,
             "sh",
             str(self.tmp),
-            self.name,
+            self.hostname,
             sys.executable,
             "-m",
             "jobq",

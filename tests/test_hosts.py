@@ -100,7 +100,12 @@ def runs_of(run_dir: Path, host: str) -> list[tuple[int, int, str, float]]:
 
 
 @pytest.mark.timeout(150)
-def test_three_hosts_run_3000_jobs_exactly_once_across_a_link_cut(namespaces: None, pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hostname", [None, "jobq-host"], ids=["own host names", "one host name"])
+def test_three_hosts_run_3000_jobs_exactly_once_across_a_link_cut(
+    hostname: str | None, namespaces: None, pg_url: str, tmp_path: Path
+) -> None:
+    """One host name for all three (containers often have that) but each its own /tmp: they
+    must still not take each other's supervisors for dead (issue 9, fault 5)."""
     run_dir, summary_path = tmp_path / "run", tmp_path / "summary.json"
     proc, out = start_script(
         tmp_path,
@@ -116,6 +121,7 @@ def test_three_hosts_run_3000_jobs_exactly_once_across_a_link_cut(namespaces: No
         "1",
         "--throughput-work-jobs",
         "0",
+        *(["--hostname", hostname] if hostname else []),
     )
     try:
         code = proc.wait(timeout=130)
@@ -131,7 +137,9 @@ def test_three_hosts_run_3000_jobs_exactly_once_across_a_link_cut(namespaces: No
     runs = {host: runs_of(run_dir, host) for host in HOSTS}
     for host, lines in runs.items():
         assert lines, f"{host} ran nothing"
-        assert {name for _, _, name, _ in lines} == {host}  # its own host name (UTS namespace)
+        assert {name for _, _, name, _ in lines} == {hostname or host}  # the host name it was given (UTS namespace)
+    for host in HOSTS:  # nobody took a supervisor on another host for dead
+        assert "is dead" not in (run_dir / host / "supervisor.log").read_text()
     executions = Counter(job_id for lines in runs.values() for job_id, *_ in lines)
     job_ids = summary["job_ids"]
     assert len(job_ids) == 3000 and set(executions) == set(job_ids)  # every job ran; nothing else did
