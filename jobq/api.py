@@ -236,14 +236,16 @@ class Queue:
 
     def submit_many(self, target: str | Callable[..., Any], args_list: Iterable[Any], **options: Any) -> builtins.list[Job]:
         """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a
-        single argument) in one transaction. ``options`` are those of :meth:`submit`."""
+        single argument), streamed in short transactions as :meth:`map` does. ``options`` are
+        those of :meth:`submit`."""
         group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
         return group.jobs
 
     def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
-        """One job per item, in one transaction, as a :class:`Group`. A tuple item is the
-        argument list; any other value (a list too) is the single argument. Streams the
-        iterable: it is never held in memory whole. ``options`` are those of :meth:`submit`."""
+        """One job per item, as a :class:`Group`. A tuple item is the argument list; any other
+        value (a list too) is the single argument. Streams the iterable in chunks, each stored
+        in a short transaction of its own; it is never held in memory whole, and no caller
+        code runs inside a transaction. ``options`` are those of :meth:`submit`."""
         return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
 
     def _map(

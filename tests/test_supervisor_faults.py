@@ -143,3 +143,12 @@ def test_the_latest_progress_reaches_the_store_while_the_job_runs_on(any_db: str
         release.touch()
     assert job.join(timeout=30) == "released"
     assert states(q) == {"succeeded": 1}
+
+
+def test_a_burst_supervisor_leaves_a_paused_queue_waiting_and_exits(queue: jobq.Queue, db_path: str, processes) -> None:
+    queue.pause_queue("held")
+    held = queue.submit("tests.core_tasks:noop", args=(1,), queue="held")
+    done = queue.submit("tests.core_tasks:noop", args=(2,))
+    sup = processes.supervisor(db_path, "-c", "1", "--burst")
+    assert sup.wait(timeout=60) == 0
+    assert (done.state, held.state) == ("succeeded", "queued")

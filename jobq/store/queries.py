@@ -38,8 +38,10 @@ INSERT_DEP = "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?
 SET_DEPS_PENDING = "UPDATE jobs SET deps_pending=? WHERE id=?"
 
 # -- claiming -------------------------------------------------------------------------------
+# Paused queues do not count: a burst supervisor with only paused work left exits.
 DUE = (
-    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues}), "
+    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues} "
+    "AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)), "
     "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {queues})"
 )
 QUEUE_CONTROLS = "SELECT name, concurrency, paused FROM queues WHERE paused<>0 OR concurrency IS NOT NULL"
@@ -153,8 +155,6 @@ UNREGISTER_SUPERVISOR = "DELETE FROM supervisors WHERE id=?"
 SUPERVISORS = f"SELECT {SUPERVISOR_COLUMNS} FROM supervisors ORDER BY started_at"
 ANY_STALE_SUPERVISOR = "SELECT 1 FROM supervisors WHERE heartbeat_at<? LIMIT 1"
 PRUNE_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at<? RETURNING id"
-ANY_SCHEDULED_DUE = "SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? LIMIT 1"
-RUNNING_IN_QUEUE = "SELECT count(*) FROM jobs WHERE state='running' AND queue=?"
 SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
 ANY_SCHEDULE_DUE = "SELECT 1 FROM schedules WHERE next_run_at<=? LIMIT 1"
 DUE_SCHEDULES = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE next_run_at<=?{lock}"
@@ -171,7 +171,7 @@ UPSERT_SCHEDULE = (
 DELETE_ROWS = "DELETE FROM {table} WHERE {column} IN ({marks})"
 JOBS_WHERE = f"SELECT {JOB_COLUMNS} FROM jobs {{where}}"
 STATES_OF = "SELECT id, state FROM jobs WHERE id IN ({marks})"
-GROUP_UNSTARTED = "SELECT id, queue, state FROM jobs WHERE group_id=? AND state IN ('waiting','queued','scheduled'){lock}"
+UNSTARTED_AMONG = "SELECT id, queue, state FROM jobs WHERE id IN ({marks}) AND state IN ('waiting','queued','scheduled'){lock}"
 
 
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:

@@ -55,7 +55,6 @@ class SQLAdmin:
     _insert_rows: Any
     _cancel: Any
     _retry: Any
-    _promote_due: Any
     _count_moves: Any
     row_lock: str
     claim_lock: str
@@ -187,11 +186,6 @@ class SQLAdmin:
 
         return self._write(do)
 
-    def promote_scheduled(self, now: float) -> int:
-        if not self._read(Q.ANY_SCHEDULED_DUE, (now,)):
-            return 0
-        return self._write(lambda c: self._promote_due(c, now))
-
     def purge(self, now: float, states: Sequence[str], older_than: float | None, default_ttl: float | None = None) -> int:
         states = [s for s in states if s in FINISHED_STATES]
         if not states:
@@ -233,9 +227,6 @@ class SQLAdmin:
 
     def queue_controls(self) -> list[QueueInfo]:
         return [QueueInfo(name, cap, bool(paused)) for name, cap, paused in self._read(Q.QUEUE_ROWS)]
-
-    def running_count(self, queue: str) -> int:
-        return self._read(Q.RUNNING_IN_QUEUE, (queue,))[0][0]
 
     # -- schedules ------------------------------------------------------------------
     def upsert_schedule(self, schedule: Schedule) -> None:
