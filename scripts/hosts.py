@@ -171,6 +171,8 @@ class Run:
         time.sleep(0.3)
         in_flight = self.in_flight_of(victim.sup_id)
         self.summary["in_flight"] = sorted(in_flight)
+        if not in_flight:
+            self.problem(f"{victim.name} held no job just after the cut (taken from it while it was still connected?)")
         print(
             f"cut: {victim.name}'s link down {cut_at - started:.1f}s in, {done_at_cut}/{args.jobs} done, "
             f"{len(in_flight)} jobs in flight on it",
