@@ -56,6 +56,7 @@ class WorkerConfig:
     db_url: str | None = None
     owner: str = ""
     busy_timeout_seconds: float = 60.0
+    lease_seconds: float | None = None
     # issue 12: the allow-list of targets (None: any), the mode of the capture file, and the
     # durability of the worker's own result writes.
     allowed_targets: list[str] | None = None
@@ -297,7 +298,7 @@ class _Reporter:
         if config.db_url:
             try:
                 self.store = open_store(config.db_url, config.busy_timeout_seconds, config.durability)
-                self.store.tune_for_runner()
+                self.store.tune_for_runner(config.lease_seconds)
             except StoreError as exc:
                 self.store = None
                 self.unusable = f"cannot open the database: {exc}"
