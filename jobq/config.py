@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -217,6 +216,8 @@ def load_settings(
     if path is None and Path("jobq.toml").is_file():
         path = "jobq.toml"
     if path is not None:
+        import tomllib
+
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import glob
-import hashlib
 import os
-import shutil
-import socket
 import sys
-import tempfile
 import time
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
+
+# hashlib, socket, shutil, tempfile and glob are imported where they are used: `jobq status`
+# only reads lock files and starts faster without them.
 
 from .fsmodes import DEFAULT_FILE_MODE, make_dir
 
@@ -36,12 +37,17 @@ def presence_dir(db_path: str) -> str:
     """The directory of lock files: ``<db>-jobq`` beside a database file; for a server URL,
     one per URL in the temporary directory."""
     if "://" in db_path:
+        import hashlib
+        import tempfile
+
         digest = hashlib.sha1(db_path.encode()).hexdigest()[:16]
         return os.path.join(tempfile.gettempdir(), f"jobq-{digest}")
     return db_path + "-jobq"
 
 
 def _socket_name(db_path: str, supervisor_id: str) -> str:
+    import hashlib
+
     digest = hashlib.sha1(db_path.encode()).hexdigest()[:16]
     return f"\0jobq-{digest}-{supervisor_id}"
 
@@ -105,6 +111,8 @@ class LocalPresence:
         os.set_inheritable(fd, False)
         self._lock_fd = fd
         if _HAS_ABSTRACT:
+            import socket
+
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             try:
@@ -136,6 +144,8 @@ class LocalPresence:
             if name.endswith(".lock"):
                 lock_state(lock, remove_free=True)  # not a registered supervisor
             elif os.path.isdir(os.path.join(base, name)) and not os.path.exists(lock):
+                import shutil
+
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
     def fds(self) -> list[int]:
@@ -156,6 +166,8 @@ class LocalPresence:
                 return
 
     def release(self) -> None:
+        import shutil
+
         shutil.rmtree(os.path.join(presence_dir(self.db_path), self.supervisor_id), ignore_errors=True)
         if self.sock is not None:
             self.sock.close()
@@ -231,12 +243,16 @@ class Poker:
             return
         now = time.monotonic()
         if now - self._listed_at > 1.0:
+            import glob
+
             ids = [os.path.basename(p)[: -len(".lock")] for p in glob.glob(os.path.join(presence_dir(self.db_path), "*.lock"))]
             self._names = [_socket_name(self.db_path, i) for i in ids]
             self._listed_at = now
         if not self._names:
             return
         if self._sock is None or self._pid != os.getpid():
+            import socket
+
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.setblocking(False)
             self._pid = os.getpid()
