@@ -200,8 +200,12 @@ def test_jobs_do_not_inherit_notify_socket(queue: jobq.Queue, processes, tmp_pat
 
 
 # -- JSON logs -----------------------------------------------------------------------------------
-def test_json_log_lines_parse(queue: jobq.Queue, processes) -> None:
-    sup = processes.supervisor(queue.path, "-c", "1", "--log-format", "json")
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_json_log_lines_parse(queue: jobq.Queue, processes, how: str) -> None:
+    if how == "flag":
+        sup = processes.supervisor(queue.path, "-c", "1", "--log-format", "json")
+    else:
+        sup = processes.supervisor(queue.path, "-c", "1", env={"JOBQ_LOG_FORMAT": "json"})
     bad = queue.submit("tests.tasks:fail", args=("kaboom",), queue="mail")
     loud = queue.submit("tests.tasks:shout", args=(2,))
     with pytest.raises(jobq.JobFailed):
