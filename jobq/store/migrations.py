@@ -130,7 +130,75 @@ def _render(statements: list[str], dialect: str) -> list[str]:
 # (SQLite's would prefer it and sort), and `jobq status` counts through it.
 _V1_POSTGRES_EXTRA = ["CREATE INDEX jobs_state_queue ON jobs(state, queue)"]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS)]
-PG_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA)]
+# Version 2 (dashboard, issue 10): indexes for the jobs list's filters (newest first by id),
+# per-minute figures of finished attempts written once per finish statement (histograms
+# and the overview's chart), and totals of deleted and retried jobs kept by triggers on
+# paths off the job path (purge, delete, retry), from which the Prometheus counters follow.
+_HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
+_V2: list[str] = [
+    "CREATE INDEX jobs_queue_id ON jobs(queue, id)",
+    "CREATE INDEX jobs_target_id ON jobs(target, id)",
+    "CREATE INDEX jobs_name_id ON jobs(name, id) WHERE name IS NOT NULL",
+    "CREATE INDEX jobs_failed_id ON jobs(id) WHERE state = 'failed'",
+    "CREATE INDEX jobs_cancelled_id ON jobs(id) WHERE state = 'cancelled'",
+    f"""CREATE TABLE job_minutes (
+                minute {{BIGINT}} NOT NULL,
+                queue TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                shard {{BIGINT}} NOT NULL,
+                n {{BIGINT}} NOT NULL,
+                duration_sum {{REAL}} NOT NULL,
+                wait_sum {{REAL}} NOT NULL,
+                {_HIST},
+                PRIMARY KEY (minute, queue, kind, shard)
+            )""",
+    """CREATE TABLE job_totals (
+                queue TEXT NOT NULL,
+                state TEXT NOT NULL,
+                deleted {BIGINT} NOT NULL DEFAULT 0,
+                retried {BIGINT} NOT NULL DEFAULT 0,
+                PRIMARY KEY (queue, state)
+            )""",
+]
+_V2_SQLITE_TRIGGERS: list[str] = [
+    """CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs BEGIN
+                INSERT INTO job_totals(queue, state, deleted) VALUES (old.queue, old.state, 1)
+                ON CONFLICT(queue, state) DO UPDATE SET deleted = deleted + 1;
+            END""",
+    """CREATE TRIGGER jobs_totals_retry AFTER UPDATE OF state ON jobs
+            WHEN old.state IN ('succeeded', 'failed', 'cancelled') AND new.state NOT IN ('succeeded', 'failed', 'cancelled')
+            BEGIN
+                INSERT INTO job_totals(queue, state, retried) VALUES (old.queue, old.state, 1)
+                ON CONFLICT(queue, state) DO UPDATE SET retried = retried + 1;
+            END""",
+]
+# PostgreSQL: deletes counted once per statement (a transition table), retries per row; the
+# WHEN clause is evaluated without calling the function, so other updates pay next to nothing.
+_V2_POSTGRES_TRIGGERS: list[str] = [
+    """CREATE FUNCTION jobq_totals_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                INSERT INTO job_totals(queue, state, deleted) SELECT queue, state, count(*) FROM gone GROUP BY queue, state
+                ON CONFLICT (queue, state) DO UPDATE SET deleted = job_totals.deleted + excluded.deleted;
+                RETURN NULL;
+            END $$""",
+    "CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS gone "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobq_totals_deleted()",
+    """CREATE FUNCTION jobq_totals_retried() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                INSERT INTO job_totals(queue, state, retried) VALUES (OLD.queue, OLD.state, 1)
+                ON CONFLICT (queue, state) DO UPDATE SET retried = job_totals.retried + 1;
+                RETURN NULL;
+            END $$""",
+    "CREATE TRIGGER jobs_totals_retry AFTER UPDATE OF state ON jobs FOR EACH ROW "
+    "WHEN (OLD.state IN ('succeeded', 'failed', 'cancelled') AND NEW.state NOT IN ('succeeded', 'failed', 'cancelled')) "
+    "EXECUTE FUNCTION jobq_totals_retried()",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
+    (2, _render(_V2, "sqlite") + _V2_SQLITE_TRIGGERS),
+]
+PG_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
+    (2, _render(_V2, "postgres") + _V2_POSTGRES_TRIGGERS),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -29,6 +29,7 @@ from ..models import (
 )
 from .base import Store, Submitted
 from .sql_admin import SQLAdmin
+from .sql_dashboard import SQLDashboard
 from .sql_rows import (
     _FINISH_CHUNKS,
     _PROMOTE_DUE,
@@ -40,7 +41,7 @@ from .sql_rows import (
 T = TypeVar("T")
 
 
-class SQLStore(SQLAdmin, Store):
+class SQLStore(SQLDashboard, SQLAdmin, Store):
     """The job semantics over SQL; subclasses bind them to one database engine."""
 
     #: appended to the claim's SELECT: row locks that other claimers skip (PostgreSQL)
@@ -305,6 +306,7 @@ class SQLStore(SQLAdmin, Store):
         others = [o for o in outcomes if o.kind != "succeeded"]
 
         def write(conn: Any) -> list[int]:
+            self._observe_finishes(conn, owner, outcomes, now)  # dashboard: per-minute figures, before the updates
             rejected = []
             for chunk in _fixed_chunks(succeeded):
                 rejected.extend(self._finish_succeeded(conn, owner, chunk, now))

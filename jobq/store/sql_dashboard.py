@@ -1,0 +1,199 @@
+"""The SQL stores' reads for the dashboard and its metrics: the jobs list paged by id, the
+oldest queued job per queue, busy workers, per-minute figures of finished attempts and the
+totals the Prometheus counters are derived from. Mixed into :class:`~jobq.store.sql.SQLStore`.
+
+Every query here is served by an index (see migration 2) or reads a small table whose size
+follows time (minutes x queues), never the number of jobs."""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from ..models import CANCELLED, FAILED, SUCCEEDED, JobRecord, Outcome
+from .sql_rows import _FINISH_CHUNKS, JOB_COLUMNS, _record
+
+#: upper bounds (seconds) of the histogram buckets kept per minute; +Inf is the total
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_D = ", ".join(f"d{i}" for i in range(len(BUCKETS)))
+_W = ", ".join(f"w{i}" for i in range(len(BUCKETS)))
+_MINUTE_COLUMNS = f"minute, queue, kind, shard, n, duration_sum, wait_sum, {_D}, {_W}"
+_UPSERT_MINUTE = (
+    f"INSERT INTO job_minutes({_MINUTE_COLUMNS}) VALUES ({', '.join(['?'] * (7 + 2 * len(BUCKETS)))}) "
+    "ON CONFLICT(minute, queue, kind, shard) DO UPDATE SET n = job_minutes.n + excluded.n, "
+    "duration_sum = job_minutes.duration_sum + excluded.duration_sum, wait_sum = job_minutes.wait_sum + excluded.wait_sum, "
+    + ", ".join(f"{c} = job_minutes.{c} + excluded.{c}" for c in (*_D.split(", "), *_W.split(", ")))
+)
+_SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
+_ENDED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class SQLDashboard:
+    """Dashboard reads and finish statistics of the SQL stores (a mixin)."""
+
+    _write: Any
+    _read: Any
+    row_lock: str
+
+    # -- the jobs list ----------------------------------------------------------------
+    def jobs_page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        target: str | None = None,
+        name: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        where, params = [], []
+        for column, value in (("state", state), ("queue", queue), ("target", target), ("name", name)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        if before is not None:
+            where.append("id<?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [_record(r) for r in rows]
+
+    def dependents(self, job_id: int) -> list[int]:
+        return [r[0] for r in self._read("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (job_id,))]
+
+    def groups_page(self, before: int | None, limit: int) -> list[tuple[str, int, float]]:
+        where, params = ("WHERE id<?", (before,)) if before is not None else ("", ())
+        rows = self._read(f"SELECT id, size, created_at FROM job_groups {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [(f"g{r[0]}", r[1], r[2]) for r in rows]
+
+    def group_failed(self, group_id: str, limit: int) -> list[JobRecord]:
+        if not (group_id.startswith("g") and group_id[1:].isdigit()):
+            return []
+        rows = self._read(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE group_id=? AND state IN ('failed','cancelled') ORDER BY group_index LIMIT ?",
+            (int(group_id[1:]), limit),
+        )
+        return [_record(r) for r in rows]
+
+    def delete_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        """Delete finished jobs among ``job_ids`` (with their output, errors and edges)."""
+        ids = list(dict.fromkeys(int(i) for i in job_ids))
+        if not ids:
+            return []
+
+        def do(conn: Any) -> list[int]:
+            done: list[int] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found = [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN ('succeeded','failed','cancelled'){self.row_lock}",
+                        chunk,
+                    )
+                ]
+                if not found:
+                    continue
+                m = ",".join("?" * len(found))
+                for table, column in (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id")):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({m})", found)
+                done.extend(found)
+            return sorted(done)
+
+        return self._write(do)
+
+    # -- overview and metrics ---------------------------------------------------------
+    def oldest_queued(self, queues: Sequence[str]) -> dict[str, float]:
+        out = {}
+        for queue in queues:  # each a range of the partial claim index
+            (value,) = self._read("SELECT min(run_at) FROM jobs WHERE state='queued' AND queue=?", (queue,))[0]
+            if value is not None:
+                out[queue] = value
+        return out
+
+    def busy_workers(self) -> dict[str, int]:
+        return dict(self._read("SELECT owner, count(*) FROM jobs WHERE state='running' GROUP BY owner"))
+
+    def job_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(q, s): (d, r) for q, s, d, r in self._read("SELECT queue, state, deleted, retried FROM job_totals")}
+
+    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+        return [
+            (m, k, int(n))
+            for m, k, n in self._read(
+                "SELECT minute, kind, sum(n) FROM job_minutes WHERE minute>=? GROUP BY minute, kind ORDER BY minute",
+                (since_minute,),
+            )
+        ]
+
+    def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:
+        out = {}
+        k = len(BUCKETS)
+        for r in self._read(f"SELECT queue, {_SUMS} FROM job_minutes GROUP BY queue ORDER BY queue"):
+            out[r[0]] = (int(r[1]), float(r[2]), float(r[3]), [int(x) for x in r[4 : 4 + k]], [int(x) for x in r[4 + k :]])
+        return out
+
+    def compact_stats(self, before_minute: int) -> int:
+        """Fold the per-minute rows older than ``before_minute`` into one row per queue and kind
+        (minute 0): the table stays as small as the chart's hour."""
+        if not self._read("SELECT 1 FROM job_minutes WHERE minute>0 AND minute<? LIMIT 1", (before_minute,)):
+            return 0
+
+        def do(conn: Any) -> int:
+            rows = conn.execute(
+                f"SELECT queue, kind, {_SUMS} FROM job_minutes WHERE minute<? GROUP BY queue, kind", (before_minute,)
+            ).fetchall()
+            n = conn.execute("DELETE FROM job_minutes WHERE minute<?", (before_minute,)).rowcount
+            conn.executemany(_UPSERT_MINUTE, [(0, r[0], r[1], 0, *r[2:]) for r in rows])
+            return n
+
+        return self._write(do)
+
+    def _observe_finishes(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
+        """Per-minute figures of the attempts ``outcomes`` end, written in the finish's own
+        transaction before its fenced updates (one read by id, one upsert per minute, queue and
+        kind). Rows are keyed by this process too, so writers never share a row."""
+        ended = [o for o in outcomes if o.kind in _ENDED]
+        if not ended:
+            return
+        by_id = {o.job_id: o for o in ended}
+        ids = list(by_id)
+        found: list[tuple[Any, ...]] = []
+        start = 0
+        for size in _FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
+            while len(ids) - start >= size:
+                chunk = ids[start : start + size]
+                found += conn.execute(
+                    "SELECT id, queue, state, owner, attempts, started_at, run_at, cancel_requested FROM jobs "
+                    f"WHERE id IN ({','.join('?' * size)}){self.row_lock}",
+                    chunk,
+                ).fetchall()
+                start += size
+        k = len(BUCKETS)
+        acc: dict[tuple[int, str, str], list[Any]] = {}
+        for job_id, queue, state, job_owner, attempts, started_at, run_at, cancel in found:
+            o = by_id[job_id]
+            if state != "running" or job_owner != owner or attempts != o.attempts or started_at is None:
+                continue  # the fence will drop this outcome
+            finished = o.finished_at or now
+            duration = max(0.0, finished - started_at)
+            wait = max(0.0, started_at - run_at)
+            kind = CANCELLED if cancel else o.kind
+            row = acc.get((int(finished // 60), queue, kind))
+            if row is None:
+                row = acc[(int(finished // 60), queue, kind)] = [0, 0.0, 0.0] + [0] * (2 * k)
+            row[0] += 1
+            row[1] += duration
+            row[2] += wait
+            d, w = bisect_left(BUCKETS, duration), bisect_left(BUCKETS, wait)
+            if d < k:
+                row[3 + d] += 1
+            if w < k:
+                row[3 + k + w] += 1
+        if acc:
+            shard = os.getpid()
+            conn.executemany(
+                _UPSERT_MINUTE, [(minute, queue, kind, shard, *row) for (minute, queue, kind), row in sorted(acc.items())]
+            )
