@@ -42,7 +42,9 @@ class Filters:
     name: str | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {k: v for k, v in (("state", self.state), ("queue", self.queue), ("target", self.target), ("name", self.name)) if v}
+        return {
+            k: v for k, v in (("state", self.state), ("queue", self.queue), ("target", self.target), ("name", self.name)) if v
+        }
 
 
 def filters(state: str | None = None, queue: str | None = None, target: str | None = None, name: str | None = None) -> Filters:
@@ -128,7 +130,10 @@ def group_detail(q: Queue, group_id: str, failed_limit: int = 100) -> dict[str, 
         raise GroupNotFound(group_id)
     total = sum(summary.values())
     done = sum(summary.get(s, 0) for s in FINISHED_STATES)
-    failed = [{"id": r.id, "index": r.group_index, "state": r.state, "error": r.error} for r in q.store.group_failed(group_id, failed_limit)]
+    failed = [
+        {"id": r.id, "index": r.group_index, "state": r.state, "error": r.error}
+        for r in q.store.group_failed(group_id, failed_limit)
+    ]
     return {"id": str(group_id), "total": total, "done": done, "counts": {s: summary.get(s, 0) for s in STATES}, "failed": failed}
 
 

@@ -50,7 +50,9 @@ class StoreCollector(Collector):
             wait.add_metric([queue], _cumulative(s.buckets, wcounts, n), wsum)
         yield duration
         yield wait
-        oldest = GaugeMetricFamily("jobq_queue_oldest_age_seconds", "Age of the oldest queued job since it was due.", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "jobq_queue_oldest_age_seconds", "Age of the oldest queued job since it was due.", labels=["queue"]
+        )
         for queue in sorted(s.paused):
             oldest.add_metric([queue], s.oldest.get(queue, 0.0))
         yield oldest
@@ -59,7 +61,9 @@ class StoreCollector(Collector):
             paused.add_metric([queue], 1.0 if flag else 0.0)
         yield paused
         beat = GaugeMetricFamily(
-            "jobq_supervisor_heartbeat_timestamp_seconds", "Last heartbeat of each live supervisor.", labels=["supervisor", "host"]
+            "jobq_supervisor_heartbeat_timestamp_seconds",
+            "Last heartbeat of each live supervisor.",
+            labels=["supervisor", "host"],
         )
         busy = GaugeMetricFamily("jobq_workers_busy", "Workers running a job, per live supervisor.", labels=["supervisor"])
         for sup in s.supervisors:

@@ -16,7 +16,21 @@ from .deps import queue_of, writer
 router = APIRouter()
 
 #: the fields of a job definition POST /jobs takes (as q.submit's arguments)
-SUBMIT_FIELDS = ("target", "args", "kwargs", "queue", "priority", "name", "delay", "run_at", "key", "depends_on", "retries", "timeout", "check")
+SUBMIT_FIELDS = (
+    "target",
+    "args",
+    "kwargs",
+    "queue",
+    "priority",
+    "name",
+    "delay",
+    "run_at",
+    "key",
+    "depends_on",
+    "retries",
+    "timeout",
+    "check",
+)
 
 
 @router.get("/status")

@@ -28,6 +28,7 @@ _UPSERT_MINUTE = (
 )
 _SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
 _ENDED = (SUCCEEDED, FAILED, CANCELLED)
+_ENDED_SQL = "('succeeded','failed','cancelled')"
 
 
 class SQLDashboard:
@@ -90,7 +91,7 @@ class SQLDashboard:
                 found = [
                     r[0]
                     for r in conn.execute(
-                        f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN ('succeeded','failed','cancelled'){self.row_lock}",
+                        f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN {_ENDED_SQL}{self.row_lock}",
                         chunk,
                     )
                 ]
