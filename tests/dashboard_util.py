@@ -35,7 +35,12 @@ class DashboardServer:
         fh = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobq", "--db", db, "dashboard", "--port", "0", *args],
-            cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=REPO,
+            env=_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         fh.close()
         found = wait_for(self._url, timeout=30, what=f"the dashboard to listen (log {log})")

@@ -77,10 +77,7 @@ class StoreCollector(Collector):
 
 
 def _cumulative(bounds: tuple[float, ...], counts: list[int], total: int) -> list[tuple[str, float]]:
-    out, running = [], 0
-    for bound, n in zip(bounds, counts, strict=True):
-        running += n
-        out.append((repr(float(bound)), running))
+    out = [(repr(float(bound)), n) for bound, n in zip(bounds, counts, strict=True)]
     out.append(("+Inf", total))
     return out
 

@@ -255,8 +255,8 @@ class Store(ABC):
 
     @abstractmethod
     def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:
-        """Per queue: (attempts, duration sum, wait sum, duration and wait counts per bucket of
-        :data:`jobq.store.sql_dashboard.BUCKETS`, not cumulative), ever."""
+        """Per queue: (attempts, duration sum, wait sum, cumulative duration and wait counts
+        per bucket of :data:`jobq.store.sql_dashboard.BUCKETS`), ever."""
 
     @abstractmethod
     def compact_stats(self, before_minute: int) -> int:

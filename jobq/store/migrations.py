@@ -151,7 +151,7 @@ _V2: list[str] = [
                 wait_sum {{REAL}} NOT NULL,
                 {_HIST},
                 PRIMARY KEY (minute, queue, kind, shard)
-            )""",
+            ){{WITHOUT_ROWID}}""",
     """CREATE TABLE job_totals (
                 queue TEXT NOT NULL,
                 state TEXT NOT NULL,

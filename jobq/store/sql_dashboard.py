@@ -8,14 +8,14 @@ follows time (minutes x queues), never the number of jobs."""
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
 from ..models import CANCELLED, FAILED, SUCCEEDED, JobRecord, Outcome
 from .sql_rows import _FINISH_CHUNKS, JOB_COLUMNS, _record
 
-#: upper bounds (seconds) of the histogram buckets kept per minute; +Inf is the total
+#: upper bounds (seconds) of the histogram buckets kept per minute, counted cumulatively
+#: (observations <= bound) as Prometheus exposes them; +Inf is the total
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _D = ", ".join(f"d{i}" for i in range(len(BUCKETS)))
 _W = ", ".join(f"w{i}" for i in range(len(BUCKETS)))
@@ -154,47 +154,44 @@ class SQLDashboard:
 
     def _observe_finishes(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
         """Per-minute figures of the attempts ``outcomes`` end, written in the finish's own
-        transaction before its fenced updates (one read by id, one upsert per minute, queue and
-        kind). Rows are keyed by this process too, so writers never share a row."""
-        ended = [o for o in outcomes if o.kind in _ENDED]
-        if not ended:
-            return
-        by_id = {o.job_id: o for o in ended}
-        ids = list(by_id)
-        found: list[tuple[Any, ...]] = []
+        transaction before its fenced updates: one statement per chunk that reads the jobs by
+        id and adds to one row per minute, queue and kind (buckets counted in SQL, cumulative).
+        Rows are keyed by this process too, so concurrent writers never share a row."""
+        params: list[Any] = []
+        for o in outcomes:
+            if o.kind in _ENDED:
+                finished = o.finished_at or now
+                params.append((o.job_id, o.attempts, finished, int(finished // 60), o.kind))
         start = 0
+        shard = os.getpid()
         for size in _FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
-            while len(ids) - start >= size:
-                chunk = ids[start : start + size]
-                found += conn.execute(
-                    "SELECT id, queue, state, owner, attempts, started_at, run_at, cancel_requested FROM jobs "
-                    f"WHERE id IN ({','.join('?' * size)}){self.row_lock}",
-                    chunk,
-                ).fetchall()
+            while len(params) - start >= size:
+                flat = [x for row in params[start : start + size] for x in row]
+                conn.execute(_observe_sql(size), (*flat, shard, owner))
                 start += size
-        k = len(BUCKETS)
-        acc: dict[tuple[int, str, str], list[Any]] = {}
-        for job_id, queue, state, job_owner, attempts, started_at, run_at, cancel in found:
-            o = by_id[job_id]
-            if state != "running" or job_owner != owner or attempts != o.attempts or started_at is None:
-                continue  # the fence will drop this outcome
-            finished = o.finished_at or now
-            duration = max(0.0, finished - started_at)
-            wait = max(0.0, started_at - run_at)
-            kind = CANCELLED if cancel else o.kind
-            row = acc.get((int(finished // 60), queue, kind))
-            if row is None:
-                row = acc[(int(finished // 60), queue, kind)] = [0, 0.0, 0.0] + [0] * (2 * k)
-            row[0] += 1
-            row[1] += duration
-            row[2] += wait
-            d, w = bisect_left(BUCKETS, duration), bisect_left(BUCKETS, wait)
-            if d < k:
-                row[3 + d] += 1
-            if w < k:
-                row[3 + k + w] += 1
-        if acc:
-            shard = os.getpid()
-            conn.executemany(
-                _UPSERT_MINUTE, [(minute, queue, kind, shard, *row) for (minute, queue, kind), row in sorted(acc.items())]
-            )
+
+
+def _observe_sql(size: int) -> str:
+    text = _OBSERVE.get(size)
+    if text is None:
+        row = "(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS TEXT))"
+        d = "(v.fin - j.started_at)"
+        w = "(j.started_at - j.run_at)"
+        text = _OBSERVE[size] = (
+            f"WITH v(id, attempts, fin, minute, kind) AS (VALUES {','.join([row] * size)}) "
+            f"INSERT INTO job_minutes({_MINUTE_COLUMNS}) "
+            "SELECT v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END, "
+            f"CAST(? AS BIGINT), count(*), sum(CASE WHEN {d} > 0 THEN {d} ELSE 0 END), "
+            f"sum(CASE WHEN {w} > 0 THEN {w} ELSE 0 END), "
+            + ", ".join(f"sum(CASE WHEN {d} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
+            + ", "
+            + ", ".join(f"sum(CASE WHEN {w} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
+            + " FROM v JOIN jobs j ON j.id = v.id "
+            "WHERE j.state = 'running' AND j.owner = ? AND j.attempts = v.attempts AND j.started_at IS NOT NULL "
+            "GROUP BY v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END "
+            + _UPSERT_MINUTE[_UPSERT_MINUTE.index("ON CONFLICT") :]
+        )
+    return text
+
+
+_OBSERVE: dict[int, str] = {}
