@@ -12,6 +12,7 @@ from .api import Group, Job, Queue
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
+    GroupIncomplete,
     GroupNotFound,
     JobFailed,
     JobNotFound,
@@ -20,7 +21,7 @@ from .errors import (
     StoreError,
     ValidationError,
 )
-from .models import STATES
+from .models import STATES, JobError, OutcomeKind, State
 from .supervisor import Supervisor
 from .worker import current_job
 
@@ -30,13 +31,17 @@ __all__ = [
     "STATES",
     "ConfigError",
     "Group",
+    "GroupIncomplete",
     "GroupNotFound",
     "Job",
+    "JobError",
     "JobFailed",
     "JobNotFound",
     "JobqError",
+    "OutcomeKind",
     "Queue",
     "Settings",
+    "State",
     "StoreBusy",
     "StoreError",
     "Supervisor",

@@ -149,22 +149,13 @@ def groups(q: Queue, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def queues(q: Queue) -> list[dict[str, Any]]:
-    """Every known queue: counts, concurrency cap and paused flag."""
+    """Every known queue: counts, concurrency cap (stored, else configured) and paused flag."""
     status = q.status()["queues"]
-    infos = {i.name: i for i in q.queues()} if hasattr(q, "queues") else {}
-    names = sorted(set(status) | set(q.settings.queues) | set(infos))
     out = []
-    for name in names:
-        info = infos.get(name)
-        cap = getattr(info, "concurrency", None) if info is not None else q.settings.queue_settings(name).concurrency
-        out.append(
-            {
-                "name": name,
-                "counts": status.get(name, dict.fromkeys(STATES, 0)),
-                "concurrency": cap,
-                "paused": bool(getattr(info, "paused", False)),
-            }
-        )
+    for info in q.queues():
+        cap = info.concurrency if info.concurrency is not None else q.settings.queue_settings(info.name).concurrency
+        counts = status.get(info.name, dict.fromkeys(STATES, 0))
+        out.append({"name": info.name, "counts": counts, "concurrency": cap, "paused": info.paused})
     return out
 
 
@@ -227,10 +218,8 @@ def overview(q: Queue, now: float | None = None) -> dict[str, Any]:
 
 
 def queues_paused(q: Queue) -> list[dict[str, Any]]:
-    """The paused queues (none until the store keeps a paused flag)."""
-    if not hasattr(q, "queues"):
-        return []
-    return [{"name": i.name} for i in q.queues() if getattr(i, "paused", False)]
+    """The paused queues."""
+    return [{"name": c.name} for c in q.store.queue_controls() if c.paused]
 
 
 @dataclass
@@ -266,7 +255,7 @@ def snapshot(q: Queue, now: float | None = None) -> Snapshot:
         submitted[queue] = submitted.get(queue, 0) + deleted
         if state in FINISHED_STATES:
             finished[(queue, state)] = finished.get((queue, state), 0) + deleted + retried
-    queue_names = sorted(set(counts) | set(q.settings.queues))
+    queue_names = sorted(set(counts) | set(q.settings.queues) | {c.name for c in q.store.queue_controls()})
     paused = dict.fromkeys(queue_names, False)
     for row in queues_paused(q):
         paused[row["name"]] = True

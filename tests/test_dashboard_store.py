@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 import jobq
-from jobq.models import Outcome
+from jobq.models import JobError, Outcome, OutcomeKind
 from jobq.store.sql_dashboard import BUCKETS
 
 
@@ -17,12 +17,12 @@ def _run(q: jobq.Queue, owner: str, kinds: list[str], queue: str = "default") ->
     assert len(claimed) == len(kinds)
     outcomes = []
     for job, kind in zip(claimed, kinds, strict=True):
-        error = None if kind == "succeeded" else {"type": "E", "message": "m", "traceback": ""}
+        error = None if kind == "succeeded" else JobError("E", "m")
         outcomes.append(
             Outcome(
                 job.id,
                 job.attempts,
-                kind,
+                OutcomeKind(kind),
                 result_json="1" if kind == "succeeded" else None,
                 error=error,
                 retriable=False,
@@ -73,7 +73,7 @@ def test_fenced_out_finishes_are_not_counted(any_db: str) -> None:
     job = q.submit("tests.tasks:add", (1,))
     now = time.time()
     (claimed,) = q.store.claim("sup-a", None, 1, now, now + 60)
-    late = Outcome(claimed.id, claimed.attempts, "succeeded", result_json="2", finished_at=now)
+    late = Outcome(claimed.id, claimed.attempts, OutcomeKind.SUCCEEDED, result_json="2", finished_at=now)
     assert q.store.finish("sup-b", [late], now) == [job.id]
     assert q.store.histograms() == {}
 

@@ -130,12 +130,36 @@ def _render(statements: list[str], dialect: str) -> list[str]:
 # (SQLite's would prefer it and sort), and `jobq status` counts through it.
 _V1_POSTGRES_EXTRA = ["CREATE INDEX jobs_state_queue ON jobs(state, queue)"]
 
-# Version 2 (dashboard, issue 10): indexes for the jobs list's filters (newest first by id),
+# Version 2: queue controls kept in the database (a cap across every supervisor, pausing);
+# groups that are open while a streamed map is still being submitted; the supervisor's
+# presence (which lock directory it can be checked in).
+_V2: list[str] = [
+    """CREATE TABLE queues (
+                name TEXT PRIMARY KEY,
+                concurrency INTEGER,
+                paused INTEGER NOT NULL DEFAULT 0,
+                updated_at {REAL}
+            )""",
+    "ALTER TABLE job_groups ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE job_groups ADD COLUMN updated_at {REAL}",
+    "ALTER TABLE supervisors ADD COLUMN presence TEXT",
+]
+
+# SQLite: every move is now counted by the store's transitions (jobq/store/transitions.py),
+# none by triggers; the counts are rebuilt once from the rows.
+_V2_SQLITE_COUNTS: list[str] = [
+    "DROP TRIGGER IF EXISTS jobs_counts_update",
+    "DROP TRIGGER IF EXISTS jobs_counts_delete",
+    "DELETE FROM job_counts",
+    "INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
+]
+
+# Version 3 (dashboard, issue 10): indexes for the jobs list's filters (newest first by id),
 # per-minute figures of finished attempts written once per finish statement (histograms
 # and the overview's chart), and totals of deleted and retried jobs kept by triggers on
 # paths off the job path (purge, delete, retry), from which the Prometheus counters follow.
 _HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
-_V2: list[str] = [
+_V3: list[str] = [
     "CREATE INDEX jobs_queue_id ON jobs(queue, id)",
     "CREATE INDEX jobs_target_id ON jobs(target, id)",
     "CREATE INDEX jobs_name_id ON jobs(name, id) WHERE name IS NOT NULL",
@@ -160,7 +184,7 @@ _V2: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
-_V2_SQLITE_TRIGGERS: list[str] = [
+_V3_SQLITE_TRIGGERS: list[str] = [
     """CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs BEGIN
                 INSERT INTO job_totals(queue, state, deleted) VALUES (old.queue, old.state, 1)
                 ON CONFLICT(queue, state) DO UPDATE SET deleted = deleted + 1;
@@ -174,7 +198,7 @@ _V2_SQLITE_TRIGGERS: list[str] = [
 ]
 # PostgreSQL: deletes counted once per statement (a transition table), retries per row; the
 # WHEN clause is evaluated without calling the function, so other updates pay next to nothing.
-_V2_POSTGRES_TRIGGERS: list[str] = [
+_V3_POSTGRES_TRIGGERS: list[str] = [
     """CREATE FUNCTION jobq_totals_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                 INSERT INTO job_totals(queue, state, deleted) SELECT queue, state, count(*) FROM gone GROUP BY queue, state
                 ON CONFLICT (queue, state) DO UPDATE SET deleted = job_totals.deleted + excluded.deleted;
@@ -194,11 +218,13 @@ _V2_POSTGRES_TRIGGERS: list[str] = [
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
-    (2, _render(_V2, "sqlite") + _V2_SQLITE_TRIGGERS),
+    (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
+    (3, _render(_V3, "sqlite") + _V3_SQLITE_TRIGGERS),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
-    (2, _render(_V2, "postgres") + _V2_POSTGRES_TRIGGERS),
+    (2, _render(_V2, "postgres")),
+    (3, _render(_V3, "postgres") + _V3_POSTGRES_TRIGGERS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import CANCELLED, FAILED, SUCCEEDED, JobRecord, Outcome
-from .sql_rows import _FINISH_CHUNKS, JOB_COLUMNS, _record
+from ..models import FINISHED_STATES, JobRecord, Outcome
+from . import queries as Q
 
 #: upper bounds (seconds) of the histogram buckets kept per minute, counted cumulatively
 #: (observations <= bound) as Prometheus exposes them; +Inf is the total
@@ -27,7 +27,7 @@ _UPSERT_MINUTE = (
     + ", ".join(f"{c} = job_minutes.{c} + excluded.{c}" for c in (*_D.split(", "), *_W.split(", ")))
 )
 _SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
-_ENDED = (SUCCEEDED, FAILED, CANCELLED)
+_ENDED = FINISHED_STATES
 _ENDED_SQL = "('succeeded','failed','cancelled')"
 
 
@@ -36,6 +36,8 @@ class SQLDashboard:
 
     _write: Any
     _read: Any
+    _records: Any
+    _delete_jobs: Any
     row_lock: str
 
     # -- the jobs list ----------------------------------------------------------------
@@ -57,8 +59,7 @@ class SQLDashboard:
             where.append("id<?")
             params.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [_record(r) for r in rows]
+        return self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
 
     def dependents(self, job_id: int) -> list[int]:
         return [r[0] for r in self._read("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (job_id,))]
@@ -71,11 +72,9 @@ class SQLDashboard:
     def group_failed(self, group_id: str, limit: int) -> list[JobRecord]:
         if not (group_id.startswith("g") and group_id[1:].isdigit()):
             return []
-        rows = self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE group_id=? AND state IN ('failed','cancelled') ORDER BY group_index LIMIT ?",
-            (int(group_id[1:]), limit),
+        return self._records(
+            "WHERE group_id=? AND state IN ('failed','cancelled') ORDER BY group_index LIMIT ?", (int(group_id[1:]), limit)
         )
-        return [_record(r) for r in rows]
 
     def delete_jobs(self, job_ids: Sequence[int]) -> list[int]:
         """Delete finished jobs among ``job_ids`` (with their output, errors and edges)."""
@@ -85,22 +84,13 @@ class SQLDashboard:
 
         def do(conn: Any) -> list[int]:
             done: list[int] = []
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found = [
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN {_ENDED_SQL}{self.row_lock}",
-                        chunk,
-                    )
-                ]
-                if not found:
-                    continue
-                m = ",".join("?" * len(found))
-                for table, column in (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id")):
-                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({m})", found)
-                done.extend(found)
+            for start in range(0, len(ids), Q.PURGE_CHUNK):
+                chunk = ids[start : start + Q.PURGE_CHUNK]
+                where = f"id IN ({Q.marks(len(chunk))}) AND state IN {_ENDED_SQL}"
+                ended = [r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE {where}{self.row_lock}", chunk)]
+                if ended:  # the purge's own deletion: output, errors, edges and counts too
+                    self._delete_jobs(conn, f"id IN ({Q.marks(len(ended))})", ended, len(ended))
+                    done.extend(ended)
             return sorted(done)
 
         return self._write(do)
@@ -159,12 +149,12 @@ class SQLDashboard:
         Rows are keyed by this process too, so concurrent writers never share a row."""
         params: list[Any] = []
         for o in outcomes:
-            if o.kind in _ENDED:
+            if o.kind.value in _ENDED:
                 finished = o.finished_at or now
-                params.append((o.job_id, o.attempts, finished, int(finished // 60), o.kind))
+                params.append((o.job_id, o.attempts, finished, int(finished // 60), str(o.kind.value)))
         start = 0
         shard = os.getpid()
-        for size in _FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
+        for size in Q.FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
             while len(params) - start >= size:
                 flat = [x for row in params[start : start + size] for x in row]
                 conn.execute(_observe_sql(size), (*flat, shard, owner))
