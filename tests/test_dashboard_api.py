@@ -290,3 +290,41 @@ def test_non_loopback_bind_without_a_token_is_refused(tmp_path: Path) -> None:
     proc = run_cli(str(tmp_path / "x.db"), "dashboard", "--host", "0.0.0.0", "--port", "0")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "without a token" in proc.stderr
+
+
+def test_pause_and_resume_a_queue(env: dict[str, Any]) -> None:
+    client, q = env["client"], env["q"]
+    r = client.post("/api/v1/queues/held/pause", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"queue": "held", "paused": True}
+    jobs = [q.submit("tests.tasks:add", (i,), queue="held") for i in range(3)]
+    assert q.submit("tests.tasks:add", (9,), queue="api").join(timeout=30) == 10  # another queue runs
+    assert {j.state for j in jobs} == {"queued"}
+    rows = {row["name"]: row for row in client.get("/api/v1/queues").json()["queues"]}
+    assert rows["held"]["paused"] is True and rows["held"]["counts"]["queued"] == 3
+    assert _metrics(client)[("jobq_queue_paused", (("queue", "held"),))] == 1
+    assert client.post("/api/v1/queues/bad name/pause", headers=AUTH).json()["field"] == "queue"
+    assert client.post("/api/v1/queues/held/resume", headers=AUTH).json()["paused"] is False
+    assert [j.join(timeout=30) for j in jobs] == [1, 2, 3]
+
+
+def test_worker_start_serves_the_dashboard_from_a_child(tmp_path: Path, processes: Processes) -> None:
+    import os
+    import re
+    import signal
+
+    import httpx
+
+    db = str(tmp_path / "jobs.db")
+    sup = processes.supervisor(db, "-c", "1", "--dashboard", "127.0.0.1:0")
+    log = sup.log_path  # type: ignore[attr-defined]
+    url = wait_for(lambda: (m := re.search(r"jobq dashboard: (http://\S+)", log.read_text())) and m.group(1), what="the URL")
+    job = jobq.Queue(db).submit("tests.tasks:add", (1, 2))
+    assert job.join(timeout=30) == 3
+    status = httpx.get(f"{url}api/v1/status", timeout=10).json()
+    assert [s["pid"] for s in status["supervisors"]] == [sup.pid]
+    children = [int(p) for p in open(f"/proc/{sup.pid}/task/{sup.pid}/children").read().split()]
+    dash = [p for p in children if "jobq-dashboard" in open(f"/proc/{p}/comm").read()]
+    assert len(dash) == 1
+    os.kill(sup.pid, signal.SIGTERM)
+    assert sup.wait(timeout=30) == 0
+    wait_for(lambda: not os.path.exists(f"/proc/{dash[0]}"), what="the dashboard child to end")

@@ -149,9 +149,10 @@ class SQLDashboard:
         Rows are keyed by this process too, so concurrent writers never share a row."""
         params: list[Any] = []
         for o in outcomes:
-            if o.kind.value in _ENDED:
+            kind = str(o.kind)  # a StrEnum's value
+            if kind in _ENDED:
                 finished = o.finished_at or now
-                params.append((o.job_id, o.attempts, finished, int(finished // 60), str(o.kind.value)))
+                params.append((o.job_id, o.attempts, finished, int(finished // 60), kind))
         start = 0
         shard = os.getpid()
         for size in Q.FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
