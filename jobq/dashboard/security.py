@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -93,7 +94,8 @@ def session_cookie(response: Response, value: str, secure: bool) -> None:
 
 
 class SecurityHeaders:
-    """ASGI middleware adding the CSP and friends to every HTTP response."""
+    """ASGI middleware adding the CSP and friends to every HTTP response, and a
+    ``Server-Timing: app;dur=MS`` header: the server's time up to the response's start."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -103,11 +105,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = time.perf_counter()
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
                 headers.extend((k, v) for k, v in _HEADERS if k not in have)
+                headers.append((b"server-timing", f"app;dur={(time.perf_counter() - started) * 1000:.3f}".encode()))
                 message["headers"] = headers
             await send(message)
 

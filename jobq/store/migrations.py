@@ -160,9 +160,11 @@ _V2_SQLITE_COUNTS: list[str] = [
 # paths off the job path (purge, delete, retry), from which the Prometheus counters follow.
 _HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
 _V3: list[str] = [
-    "CREATE INDEX jobs_queue_id ON jobs(queue, id)",
-    "CREATE INDEX jobs_target_id ON jobs(target, id)",
-    "CREATE INDEX jobs_name_id ON jobs(name, id) WHERE name IS NOT NULL",
+    # Partial on "id > 0", a term only the list's queries state: no other query (a claim of
+    # `-q NAME`, a count of running jobs by queue) can be planned through these indexes.
+    "CREATE INDEX jobs_list_queue ON jobs(queue, id) WHERE id > 0",
+    "CREATE INDEX jobs_list_target ON jobs(target, id) WHERE id > 0",
+    "CREATE INDEX jobs_list_name ON jobs(name, id) WHERE name IS NOT NULL AND id > 0",
     "CREATE INDEX jobs_failed_id ON jobs(id) WHERE state = 'failed'",
     "CREATE INDEX jobs_cancelled_id ON jobs(id) WHERE state = 'cancelled'",
     f"""CREATE TABLE job_minutes (

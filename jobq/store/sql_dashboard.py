@@ -50,7 +50,7 @@ class SQLDashboard:
         before: int | None = None,
         limit: int = 50,
     ) -> list[JobRecord]:
-        where, params = [], []
+        where, params = ["id > 0"], []  # the term that admits the jobs_list_* indexes
         for column, value in (("state", state), ("queue", queue), ("target", target), ("name", name)):
             if value is not None:
                 where.append(f"{column}=?")
@@ -58,7 +58,7 @@ class SQLDashboard:
         if before is not None:
             where.append("id<?")
             params.append(before)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause = f"WHERE {' AND '.join(where)}"
         return self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
 
     def dependents(self, job_id: int) -> list[int]:
