@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api import Queue, _job_id
-from .errors import GroupNotFound, JobNotFound, ValidationError
+from .errors import GroupNotFound, JobNotFound, StoreError, ValidationError
 from .models import FINISHED_STATES, STATES, iso
 from .store.sql_dashboard import BUCKETS
 
@@ -188,7 +188,10 @@ def _maybe_compact(q: Queue, now: float) -> None:
     last = _last_compact.get(q.path, 0.0)
     if now - last >= _COMPACT_EVERY:
         _last_compact[q.path] = now
-        q.store.compact_stats(int(now // 60) - CHART_MINUTES - 1)
+        try:
+            q.store.compact_stats(int(now // 60) - CHART_MINUTES - 1)
+        except StoreError:
+            pass  # a read-only or busy database: the rows wait for the next time
 
 
 def overview(q: Queue, now: float | None = None) -> dict[str, Any]:

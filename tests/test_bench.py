@@ -29,6 +29,7 @@ JOBQ_FIGURES = [
         for file in ("empty", "full", "ratio")
     ),
     *(f"memory.{who}_{what}" for who in ("supervisor", "worker") for what in ("small_mb", "large_mb", "ratio")),
+    *(f"scale.dash_{p}_ms_{file}" for p in ("overview", "jobs", "failed", "metrics") for file in ("empty", "full", "ratio")),
 ]
 # Peers that ship with Python, or need nothing but the file system: always measured.
 BUILTIN_PEER_FIGURES = [
