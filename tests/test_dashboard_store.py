@@ -60,6 +60,9 @@ def test_counters_survive_purge_retry_and_delete(any_db: str) -> None:
     assert s.busy_workers() == {}
     q.retry(ids[4])
     assert s.job_totals()[("default", "failed")] == (0, 1)
+    q.submit("tests.tasks:add", (9,), queue="other")
+    _run(q, "sup-1", ["failed"], queue="other")
+    assert q.retry(failed=True, queue="other") and s.job_totals()[("other", "failed")] == (0, 1)
     assert s.delete_jobs([ids[0], ids[4]]) == [ids[0]]  # the retried one is queued again: kept
     assert q.purge(older_than=0) == 4
     totals = s.job_totals()

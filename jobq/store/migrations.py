@@ -156,8 +156,8 @@ _V2_SQLITE_COUNTS: list[str] = [
 
 # Version 3 (dashboard, issue 10): indexes for the jobs list's filters (newest first by id),
 # per-minute figures of finished attempts written once per finish statement (histograms
-# and the overview's chart), and totals of deleted and retried jobs kept by triggers on
-# paths off the job path (purge, delete, retry), from which the Prometheus counters follow.
+# and the overview's chart), and totals of deleted jobs (kept by a trigger on deletes, which
+# only purges make) and of retried ones (by the retry), from which the Prometheus counters follow.
 _HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
 _V3: list[str] = [
     # Partial on "id > 0", a term only the list's queries state: no other query (a claim of
@@ -191,15 +191,8 @@ _V3_SQLITE_TRIGGERS: list[str] = [
                 INSERT INTO job_totals(queue, state, deleted) VALUES (old.queue, old.state, 1)
                 ON CONFLICT(queue, state) DO UPDATE SET deleted = deleted + 1;
             END""",
-    """CREATE TRIGGER jobs_totals_retry AFTER UPDATE OF state ON jobs
-            WHEN old.state IN ('succeeded', 'failed', 'cancelled') AND new.state NOT IN ('succeeded', 'failed', 'cancelled')
-            BEGIN
-                INSERT INTO job_totals(queue, state, retried) VALUES (old.queue, old.state, 1)
-                ON CONFLICT(queue, state) DO UPDATE SET retried = retried + 1;
-            END""",
 ]
-# PostgreSQL: deletes counted once per statement (a transition table), retries per row; the
-# WHEN clause is evaluated without calling the function, so other updates pay next to nothing.
+# PostgreSQL: deletes counted once per statement (a transition table).
 _V3_POSTGRES_TRIGGERS: list[str] = [
     """CREATE FUNCTION jobq_totals_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                 INSERT INTO job_totals(queue, state, deleted) SELECT queue, state, count(*) FROM gone GROUP BY queue, state
@@ -208,14 +201,6 @@ _V3_POSTGRES_TRIGGERS: list[str] = [
             END $$""",
     "CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS gone "
     "FOR EACH STATEMENT EXECUTE FUNCTION jobq_totals_deleted()",
-    """CREATE FUNCTION jobq_totals_retried() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                INSERT INTO job_totals(queue, state, retried) VALUES (OLD.queue, OLD.state, 1)
-                ON CONFLICT (queue, state) DO UPDATE SET retried = job_totals.retried + 1;
-                RETURN NULL;
-            END $$""",
-    "CREATE TRIGGER jobs_totals_retry AFTER UPDATE OF state ON jobs FOR EACH ROW "
-    "WHEN (OLD.state IN ('succeeded', 'failed', 'cancelled') AND NEW.state NOT IN ('succeeded', 'failed', 'cancelled')) "
-    "EXECUTE FUNCTION jobq_totals_retried()",
 ]
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
