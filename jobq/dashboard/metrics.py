@@ -77,7 +77,7 @@ class StoreCollector(Collector):
 
 
 def _cumulative(bounds: tuple[float, ...], counts: list[int], total: int) -> list[tuple[str, float]]:
-    out = [(repr(float(bound)), n) for bound, n in zip(bounds, counts, strict=True)]
+    out: list[tuple[str, float]] = [(repr(float(bound)), float(n)) for bound, n in zip(bounds, counts, strict=True)]
     out.append(("+Inf", total))
     return out
 

@@ -137,9 +137,10 @@ def bulk(request: Request, body: Any = Body(default=None)) -> dict[str, Any]:
             raise ValidationError(bad[0], "unexpected filter")
         ids: list[Any] = monitor.matching_ids(q, monitor.filters(**flt))
     else:
-        ids = body.get("ids")
-        if not isinstance(ids, list) or not ids:
+        given = body.get("ids")
+        if not isinstance(given, list) or not given:
             raise ValidationError("ids", "expected a non-empty list of job ids")
+        ids = given
     if not ids:
         return {"action": action, "done": []}
     if action == "retry":

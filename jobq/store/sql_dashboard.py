@@ -51,7 +51,8 @@ class SQLDashboard:
         before: int | None = None,
         limit: int = 50,
     ) -> list[JobRecord]:
-        where, params = ["id > 0"], []  # the term that admits the jobs_list_* indexes
+        where: list[str] = ["id > 0"]  # the term that admits the jobs_list_* indexes
+        params: list[Any] = []
         for column, value in (("state", state), ("queue", queue), ("target", target), ("name", name)):
             if value is not None:
                 where.append(f"{column}=?")
