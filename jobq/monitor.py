@@ -12,6 +12,7 @@ from typing import Any
 from .api import Queue, _job_id
 from .errors import GroupNotFound, JobNotFound, StoreError, ValidationError
 from .models import FINISHED_STATES, STATES, iso
+from .schedules import first_run_at
 from .store.sql_dashboard import BUCKETS
 
 #: most jobs one page may hold
@@ -160,7 +161,9 @@ def queues(q: Queue) -> list[dict[str, Any]]:
 
 
 def schedules(q: Queue) -> list[dict[str, Any]]:
-    """Every schedule as ``jobq schedules --json`` prints it."""
+    """Every schedule as ``jobq schedules --json`` prints it, with ``paused`` (a paused one has
+    no next run)."""
+    paused = q.store.paused_schedules()
     return [
         {
             "name": s.name,
@@ -169,11 +172,27 @@ def schedules(q: Queue) -> list[dict[str, Any]]:
             "queue": s.queue,
             "cron": s.cron,
             "every": s.every,
-            "next_run_at": iso(s.next_run_at),
+            "next_run_at": None if s.name in paused else iso(s.next_run_at),
             "last_run_at": iso(s.last_run_at),
+            "paused": s.name in paused,
         }
         for s in q.schedules()
     ]
+
+
+def pause_schedule(q: Queue, name: str) -> None:
+    """Stop enqueueing the schedule ``name`` until :func:`resume_schedule`."""
+    if not q.store.pause_schedule(name, time.time()):
+        raise JobNotFound(f"schedule {name}")
+
+
+def resume_schedule(q: Queue, name: str) -> None:
+    """Enqueue the schedule ``name`` again, from one period after now."""
+    found = [s for s in q.store.schedules() if s.name == name]
+    if not found:
+        raise JobNotFound(f"schedule {name}")
+    s = found[0]
+    q.store.resume_schedule(name, first_run_at(s.cron, s.every, time.time()))
 
 
 def run_schedule(q: Queue, name: str) -> int:

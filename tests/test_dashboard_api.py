@@ -328,3 +328,27 @@ def test_worker_start_serves_the_dashboard_from_a_child(tmp_path: Path, processe
     os.kill(sup.pid, signal.SIGTERM)
     assert sup.wait(timeout=30) == 0
     wait_for(lambda: not os.path.exists(f"/proc/{dash[0]}"), what="the dashboard child to end")
+
+
+def test_pause_and_resume_a_schedule(env: dict[str, Any]) -> None:
+    import time
+
+    client, q = env["client"], env["q"]
+    q.schedule("every-second", "tests.tasks:add", (1, 1), every="1s", queue="sched")
+
+    def runs() -> int:
+        return len(client.get("/api/v1/jobs", params={"name": "every-second", "limit": "500"}).json()["jobs"])
+
+    wait_for(lambda: runs() >= 1, what="the schedule's first run")
+    r = client.post("/api/v1/schedules/every-second/pause", headers=AUTH)
+    assert r.status_code == 200 and r.json()["paused"] is True
+    row = next(s for s in client.get("/api/v1/schedules").json()["schedules"] if s["name"] == "every-second")
+    assert row["paused"] is True and row["next_run_at"] is None
+    q.schedule("every-second", "tests.tasks:add", (1, 2), every="1s", queue="sched")  # a changed definition stays paused
+    paused_at = runs()
+    time.sleep(2.5)  # two and a half periods: a running schedule would have enqueued twice
+    assert runs() == paused_at
+    assert client.post("/api/v1/schedules/every-second/resume", headers=AUTH).json()["paused"] is False
+    wait_for(lambda: runs() > paused_at, what="a run after resume")
+    assert client.post("/api/v1/schedules/nope/pause", headers=AUTH).status_code == 404
+    assert client.post("/api/v1/schedules/every-second/pause").status_code == 401

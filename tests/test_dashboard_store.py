@@ -107,3 +107,14 @@ def test_dashboard_queries_use_indexes_and_leave_the_claim_alone(tmp_path) -> No
     for sql, params, index in queries:
         plan = _plan(conn, sql, params)
         assert any(index in step for step in plan), (sql, plan)
+
+
+def test_a_paused_schedule_is_never_due_until_resumed(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    q.schedule("tick", "tests.tasks:add", (1,), every="1s")
+    s = q.store
+    assert s.pause_schedule("tick", time.time()) and not s.pause_schedule("nope", time.time())
+    assert s.paused_schedules() == {"tick"}
+    assert s.enqueue_due_schedules(time.time() + 3600, lambda sched, now: now + 1) == []
+    assert s.resume_schedule("tick", time.time() - 1) and not s.resume_schedule("tick", 0)
+    assert len(s.enqueue_due_schedules(time.time(), lambda sched, now: now + 1)) == 1

@@ -176,6 +176,20 @@ def run_schedule(request: Request, name: str) -> dict[str, Any]:
     return {"id": monitor.run_schedule(queue_of(request), name)}
 
 
+@router.post("/schedules/{name}/pause", dependencies=[Depends(writer)])
+def pause_schedule(request: Request, name: str) -> dict[str, Any]:
+    """Stop enqueueing the schedule (its definition stays)."""
+    monitor.pause_schedule(queue_of(request), name)
+    return {"schedule": name, "paused": True}
+
+
+@router.post("/schedules/{name}/resume", dependencies=[Depends(writer)])
+def resume_schedule(request: Request, name: str) -> dict[str, Any]:
+    """Enqueue the schedule again, from one period after now."""
+    monitor.resume_schedule(queue_of(request), name)
+    return {"schedule": name, "paused": False}
+
+
 @router.get("/queues")
 def queues(request: Request) -> dict[str, Any]:
     """Every queue: counts, concurrency cap, paused."""

@@ -314,6 +314,18 @@ class Store(ABC):
         per bucket of :data:`jobq.store.sql_dashboard.BUCKETS`), ever."""
 
     @abstractmethod
+    def pause_schedule(self, name: str, now: float) -> bool:
+        """Stop enqueueing the schedule ``name`` (False when no such schedule)."""
+
+    @abstractmethod
+    def resume_schedule(self, name: str, next_run_at: float) -> bool:
+        """Enqueue the paused schedule ``name`` again from ``next_run_at`` (False unless paused)."""
+
+    @abstractmethod
+    def paused_schedules(self) -> set[str]:
+        """Names of the paused schedules."""
+
+    @abstractmethod
     def compact_stats(self, before_minute: int) -> int:
         """Fold per-minute figures older than ``before_minute`` into all-time rows."""
 

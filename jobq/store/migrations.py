@@ -178,6 +178,8 @@ _V3: list[str] = [
                 {_HIST},
                 PRIMARY KEY (minute, queue, kind, shard)
             ){{WITHOUT_ROWID}}""",
+    # A paused schedule's row keeps its definition; its next run is parked far ahead.
+    "CREATE TABLE schedule_pauses (name TEXT PRIMARY KEY, paused_at {REAL} NOT NULL)",
     """CREATE TABLE job_totals (
                 queue TEXT NOT NULL,
                 state TEXT NOT NULL,

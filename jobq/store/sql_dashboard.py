@@ -14,6 +14,7 @@ from typing import Any
 
 from ..models import FINISHED_STATES, JobRecord, Outcome
 from . import queries as Q
+from .base import Schedule
 
 #: upper bounds (seconds) of the histogram buckets kept per minute, counted cumulatively
 #: (observations <= bound) as Prometheus exposes them; +Inf is the total
@@ -29,6 +30,8 @@ _UPSERT_MINUTE = (
 )
 _SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
 _ENDED = FINISHED_STATES
+#: where a paused schedule's next run is parked: 9999-12-31T23:59:59Z, never due
+PAUSED_UNTIL = 253402300799.0
 _ENDED_SQL = "('succeeded','failed','cancelled')"
 
 
@@ -119,6 +122,35 @@ class SQLDashboard:
                 [(q, str(s), n) for (q, s), n in sorted(left.items())],
             )
         return retried
+
+    # -- schedules: pause and resume ------------------------------------------------------
+    def pause_schedule(self, name: str, now: float) -> bool:
+        def do(conn: Any) -> bool:
+            if conn.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (PAUSED_UNTIL, name)).rowcount != 1:
+                return False
+            conn.execute("INSERT INTO schedule_pauses(name, paused_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, now))
+            return True
+
+        return self._write(do)
+
+    def resume_schedule(self, name: str, next_run_at: float) -> bool:
+        def do(conn: Any) -> bool:
+            if conn.execute("DELETE FROM schedule_pauses WHERE name=?", (name,)).rowcount != 1:
+                return False
+            conn.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (next_run_at, name))
+            return True
+
+        return self._write(do)
+
+    def paused_schedules(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT name FROM schedule_pauses")}
+
+    def upsert_schedule(self, schedule: Schedule) -> None:
+        """The configuration's upsert (which gives a changed schedule a new next run), then a
+        paused schedule parked again."""
+        super().upsert_schedule(schedule)  # type: ignore[misc]
+        if self._read("SELECT 1 FROM schedule_pauses WHERE name=?", (schedule.name,)):
+            self._write(lambda c: c.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (PAUSED_UNTIL, schedule.name)))
 
     # -- overview and metrics ---------------------------------------------------------
     def oldest_queued(self, queues: Sequence[str]) -> dict[str, float]:
