@@ -24,10 +24,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = {
-    "overview": ("/", "overview page"),
-    "jobs": ("/jobs", "first page of jobs"),
-    "failed": ("/jobs?state=failed", "filtered page (failed jobs)"),
-    "metrics": ("/metrics", "/metrics scrape"),
+    "overview": ("/", "overview"),
+    "jobs": ("/jobs", "jobs, 1st page"),
+    "failed": ("/jobs?state=failed", "jobs, failed"),
+    "metrics": ("/metrics", "/metrics"),
 }
 TARGET_MS = 100.0
 TARGET_RATIO = 1.2
@@ -121,8 +121,8 @@ def measure(rep: Any, full_db: str, empty_db: str, requests: int = 30) -> None:
     for page, (_path, label) in PAGES.items():
         empty = statistics.median(times[("empty", page)])
         full = statistics.median(times[("full", page)])
-        rep.add(f"scale.dash_{page}_ms_empty", empty, "ms", f"dashboard {label}, server time, empty file")
-        rep.add(f"scale.dash_{page}_ms_full", full, "ms", f"dashboard {label}, server time, full file")
+        rep.add(f"scale.dash_{page}_ms_empty", empty, "ms", f"dashboard {label} (server), empty file")
+        rep.add(f"scale.dash_{page}_ms_full", full, "ms", f"dashboard {label} (server), full file")
         rep.add(f"scale.dash_{page}_ms_ratio", full / empty, "x", f"dashboard {label}, full/empty")
 
 
