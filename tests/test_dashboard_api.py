@@ -190,9 +190,15 @@ def test_cancel_and_retry_through_the_api(env: dict[str, Any]) -> None:
     flaky = submit(client, target="tests.tasks:flaky", args=[str(tmp / "flaky"), 1], queue="api")
     assert done(client, flaky)["state"] == "failed"
     assert client.post(f"/api/v1/jobs/{flaky}/retry", headers=AUTH).json() == {"requeued": [flaky]}
-    assert done(client, flaky)["state"] == "succeeded"
-    bulk = client.post("/api/v1/jobs/bulk", json={"action": "delete", "ids": [flaky, running]}, headers=AUTH)
-    assert bulk.status_code == 200 and sorted(bulk.json()["done"]) == sorted([flaky, running])
+    record = done(client, flaky)
+    assert record["state"] == "succeeded" and [e["attempt"] for e in record["errors"]] == [1]
+    after = submit(client, target="tests.tasks:add", args=[1], depends_on=[flaky], queue="api")
+    assert done(client, after)["depends_on"] == [flaky]
+    listed = client.get("/api/v1/jobs", params={"queue": "api", "limit": "500"}).json()["jobs"]
+    by_id = {r["id"]: r for r in listed}
+    assert by_id[flaky] == record and by_id[after] == client.get(f"/api/v1/jobs/{after}").json()
+    bulk = client.post("/api/v1/jobs/bulk", json={"action": "delete", "ids": [flaky, running, after]}, headers=AUTH)
+    assert bulk.status_code == 200 and sorted(bulk.json()["done"]) == sorted([flaky, running, after])
     assert client.get(f"/api/v1/jobs/{flaky}").status_code == 404
 
 

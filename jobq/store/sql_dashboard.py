@@ -7,6 +7,7 @@ follows time (minutes x queues), never the number of jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -64,7 +65,19 @@ class SQLDashboard:
             where.append("id<?")
             params.append(before)
         clause = f"WHERE {' AND '.join(where)}"
-        return self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+        records: list[JobRecord] = self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+        if records:  # dependencies and earlier errors too, as get() gives them: two reads by key
+            by_id = {r.id: r for r in records}
+            marks = Q.marks(len(by_id))
+            for job_id, dep in self._read(
+                f"SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({marks}) ORDER BY job_id, position", list(by_id)
+            ):
+                by_id[job_id].depends_on.append(dep)
+            for job_id, attempt, error in self._read(
+                f"SELECT job_id, attempt, error FROM job_errors WHERE job_id IN ({marks}) ORDER BY job_id, attempt", list(by_id)
+            ):
+                by_id[job_id].errors.append({"attempt": attempt, **json.loads(error)})
+        return records
 
     def dependents(self, job_id: int) -> list[int]:
         return [r[0] for r in self._read("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (job_id,))]
