@@ -203,12 +203,20 @@ class SQLDashboard:
             return 0
 
         def do(conn: Any) -> int:
-            rows = conn.execute(
-                f"SELECT queue, kind, {_SUMS} FROM job_minutes WHERE minute<? GROUP BY queue, kind", (before_minute,)
+            # The rows this transaction deleted, and only those, are folded: a second compaction
+            # running at once deletes (and adds) nothing.
+            gone = conn.execute(
+                f"DELETE FROM job_minutes WHERE minute>0 AND minute<? "
+                f"RETURNING queue, kind, n, duration_sum, wait_sum, {_D}, {_W}",
+                (before_minute,),
             ).fetchall()
-            n = conn.execute("DELETE FROM job_minutes WHERE minute<?", (before_minute,)).rowcount
-            conn.executemany(_UPSERT_MINUTE, [(0, r[0], r[1], 0, *r[2:]) for r in rows])
-            return n
+            folded: dict[tuple[str, str], list[Any]] = {}
+            for r in gone:
+                acc = folded.setdefault((r[0], r[1]), [0] * (len(r) - 2))
+                for i, value in enumerate(r[2:]):
+                    acc[i] += value
+            conn.executemany(_UPSERT_MINUTE, [(0, q, k, 0, *acc) for (q, k), acc in sorted(folded.items())])
+            return len(gone)
 
         return self._write(do)
 
