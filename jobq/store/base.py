@@ -329,7 +329,7 @@ class Store(ABC):
     def compact_stats(self, before_minute: int) -> int:
         """Fold per-minute figures older than ``before_minute`` into all-time rows."""
 
-    def tune_for_runner(self) -> None:  # noqa: B027 - optional hook
+    def tune_for_runner(self, lease_seconds: float | None = None) -> None:  # noqa: B027 - optional hook
         """Called once by a supervisor, and by each of its workers, before they write: backend
         session settings for writes that may be lost to a server crash and redone."""
 
