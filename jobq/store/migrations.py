@@ -154,10 +154,10 @@ _V2_SQLITE_COUNTS: list[str] = [
     "INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
 ]
 
-# Version 3 (dashboard, issue 10): indexes for the jobs list's filters (newest first by id),
+# Version 3 (the dashboard): indexes for the jobs list's filters (newest first by id),
 # per-minute figures of finished attempts written once per finish statement (histograms
-# and the overview's chart), and totals of deleted jobs (kept by a trigger on deletes, which
-# only purges make) and of retried ones (by the retry), from which the Prometheus counters follow.
+# and the overview's chart), and totals of deleted and of retried jobs (kept by the purge
+# and retry transitions), from which the Prometheus counters follow.
 _HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
 _V3: list[str] = [
     # Partial on "id > 0", a term only the list's queries state: no other query (a claim of
@@ -188,32 +188,15 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
-_V3_SQLITE_TRIGGERS: list[str] = [
-    """CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs BEGIN
-                INSERT INTO job_totals(queue, state, deleted) VALUES (old.queue, old.state, 1)
-                ON CONFLICT(queue, state) DO UPDATE SET deleted = deleted + 1;
-            END""",
-]
-# PostgreSQL: deletes counted once per statement (a transition table).
-_V3_POSTGRES_TRIGGERS: list[str] = [
-    """CREATE FUNCTION jobq_totals_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                INSERT INTO job_totals(queue, state, deleted) SELECT queue, state, count(*) FROM gone GROUP BY queue, state
-                ON CONFLICT (queue, state) DO UPDATE SET deleted = job_totals.deleted + excluded.deleted;
-                RETURN NULL;
-            END $$""",
-    "CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS gone "
-    "FOR EACH STATEMENT EXECUTE FUNCTION jobq_totals_deleted()",
-]
-
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
-    (3, _render(_V3, "sqlite") + _V3_SQLITE_TRIGGERS),
+    (3, _render(_V3, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
-    (3, _render(_V3, "postgres") + _V3_POSTGRES_TRIGGERS),
+    (3, _render(_V3, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

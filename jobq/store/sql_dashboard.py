@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,29 +111,6 @@ class SQLDashboard:
             return sorted(done)
 
         return self._write(do)
-
-    def _retry(self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None) -> list[int]:
-        """The retry transition (:mod:`.transitions`), noting how many jobs left each finished
-        state: a Prometheus counter of finished jobs must not go down when one is retried."""
-        if job_ids is not None:
-            before: dict[int, tuple[str, str]] = {}
-            ids = list(job_ids)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = conn.execute(f"SELECT id, queue, state FROM jobs WHERE id IN ({Q.marks(len(chunk))})", chunk)
-                before.update((r[0], (r[1], r[2])) for r in rows)
-        else:
-            where, params = ("state='failed' AND queue=?", (queue,)) if queue else ("state='failed'", ())
-            before = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT id, queue, state FROM jobs WHERE {where}", params)}
-        retried = super()._retry(conn, job_ids, now, queue)  # type: ignore[misc]
-        left = Counter(before[i] for i in retried if i in before)
-        if left:
-            conn.executemany(
-                "INSERT INTO job_totals(queue, state, retried) VALUES (?, ?, ?) "
-                "ON CONFLICT(queue, state) DO UPDATE SET retried = job_totals.retried + excluded.retried",
-                [(q, str(s), n) for (q, s), n in sorted(left.items())],
-            )
-        return retried
 
     # -- schedules: pause and resume ------------------------------------------------------
     def pause_schedule(self, name: str, now: float) -> bool:
