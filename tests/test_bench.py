@@ -29,6 +29,7 @@ JOBQ_FIGURES = [
         for file in ("empty", "full", "ratio")
     ),
     *(f"memory.{who}_{what}" for who in ("supervisor", "worker") for what in ("small_mb", "large_mb", "ratio")),
+    *(f"scale.dash_{p}_ms_{file}" for p in ("overview", "jobs", "failed", "metrics") for file in ("empty", "full", "ratio")),
     # issue 12: durability modes side by side, CLI start-up beside `python -c pass`
     *(f"durability.{what}_{mode}" for what in ("drain", "submit") for mode in ("normal", "full", "full_ratio")),
     *(f"startup.{what}" for what in ("python_ms", "jobq_version_ms", "jobq_status_ms", "jobq_submit_ms", "status_ratio")),

@@ -35,6 +35,7 @@ def worker() -> None:
     metavar="PREFIX",
     help="Run only targets under this module prefix or 'module:function' (repeatable; replaces allowed_targets).",
 )
+@click.option("--dashboard", "dashboard_at", metavar="[HOST:]PORT", help="Also serve the dashboard from a child process.")
 @pass_ctx
 def worker_start(
     c: Context,
@@ -47,12 +48,14 @@ def worker_start(
     log_level: str | None,
     log_format: str | None,
     allow: tuple[str, ...],
+    dashboard_at: str | None,
 ) -> None:
     """Run a supervisor and its workers in the foreground."""
     from ..allow import parse_allowed
     from ..logformat import configure_logging
     from ..notify import Notifier
     from ..supervisor import Supervisor
+    from .dashboard import with_dashboard
 
     try:  # checked before the database is opened (or created)
         allowed = parse_allowed(list(allow)) if allow else None
@@ -75,7 +78,7 @@ def worker_start(
         )
         # systemd's NOTIFY_SOCKET is the supervisor's: workers and their jobs do not inherit it.
         sup.notifier = Notifier.from_env(unset=True)
-        code = sup.run()
+        code = with_dashboard(c, dashboard_at, sup.run)
     sys.exit(code)
 
 
