@@ -13,11 +13,10 @@ import click
 
 from ..errors import JobFailed, ValidationError
 from ..models import FINISHED_STATES, STATES, JobRecord, iso
+from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, parse_arg, pass_ctx
 
 if TYPE_CHECKING:
     from ..api import Job, Queue
-
-from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, parse_arg, pass_ctx
 
 
 # -- submit ------------------------------------------------------------------------------

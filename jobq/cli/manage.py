@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..models import FINISHED_STATES, STATES, iso
+from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 if TYPE_CHECKING:
     from ..api import Queue
-
-from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 
 # -- management --------------------------------------------------------------------------
