@@ -9,6 +9,7 @@ with jobq.Supervisor(q, concurrency=2):
 from __future__ import annotations
 
 from .api import Group, Job, Queue
+from .chunks import run_chunk
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
@@ -20,7 +21,10 @@ from .errors import (
     StoreError,
     ValidationError,
 )
+from .executor import Executor
 from .models import STATES
+from .pool import Pool
+from .process import Process
 from .supervisor import Supervisor
 from .worker import current_job
 
@@ -29,12 +33,15 @@ __version__ = "0.1.0"
 __all__ = [
     "STATES",
     "ConfigError",
+    "Executor",
     "Group",
     "GroupNotFound",
     "Job",
     "JobFailed",
     "JobNotFound",
     "JobqError",
+    "Pool",
+    "Process",
     "Queue",
     "Settings",
     "StoreBusy",
@@ -43,4 +50,5 @@ __all__ = [
     "ValidationError",
     "current_job",
     "load_settings",
+    "run_chunk",
 ]

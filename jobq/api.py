@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from .chunks import CHUNK_TARGET, ChunkLayout, check_chunksize, chunk_args, chunk_layout, failed_index, item_counts
 from .config import Settings, load_settings, parse_duration
 from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
 from .local import Poker, is_dead
@@ -238,11 +239,53 @@ class Queue:
         group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
         return group.jobs
 
-    def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
-        """One job per item, in one transaction, as a :class:`Group`. A tuple item is the
-        argument list; any other value (a list too) is the single argument. Streams the
-        iterable: it is never held in memory whole. ``options`` are those of :meth:`submit`."""
-        return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+    def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1, **options: Any) -> Group:
+        """One job per item (per ``chunksize`` items), in one transaction, as a :class:`Group`.
+        A tuple item is the argument list; any other value (a list too) is the single argument.
+        Streams the iterable: it is never held in memory whole. ``options`` are those of
+        :meth:`submit`. With ``chunksize=K`` each job runs K items in order (``jobq.chunks``);
+        the group still joins to one result per item, counts in items, and a failure names the
+        item's index."""
+        args_iter = (_as_args(item, tuple_only=True) for item in iterable)
+        if check_chunksize(chunksize) == 1:
+            return self._map(target, args_iter, options, as_group=True)
+        options = dict(options)
+        if callable(target) and not isinstance(target, str):
+            target = target_of(target)
+        if not isinstance(target, str):
+            raise ValidationError("target", "expected 'package.module:function' or a function")
+        if options.get("check", True) and target not in self._checked:
+            check_target(target)
+            self._checked.add(target)
+        kwargs = options.pop("kwargs", None)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValidationError("kwargs", "expected an object")
+        chunks = chunk_args(target, args_iter, chunksize, kwargs, self.settings.max_payload_bytes)
+        group = self._map(CHUNK_TARGET, chunks, options, as_group=True)
+        group.layout = chunk_layout(self.store, group.job_ids[:1] + group.job_ids[-1:]) if group.job_ids else None
+        return group
+
+    def task(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorator: ``@q.task(queue=..., retries=..., timeout=...)`` returns the function,
+        still callable directly, with ``.submit(*args, **kwargs)``, ``.map(iterable,
+        chunksize=1)`` and ``.asubmit(...)`` using these options (those of :meth:`submit`)."""
+        from .decorator import task
+
+        return task(self, fn, **options)
+
+    async def asubmit(
+        self, target: str | Callable[..., Any], args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """:meth:`submit` for asyncio code: the write runs in a thread, never on the loop."""
+        from .aio import asubmit
+
+        return await asubmit(self, target, args, kwargs, **options)
+
+    async def amap(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
+        """:meth:`map` for asyncio code (a :class:`Group`; ``await group.ajoin()`` for results)."""
+        from .aio import amap
+
+        return await amap(self, target, iterable, **options)
 
     def _map(
         self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool
@@ -272,7 +315,7 @@ class Queue:
         ids = self.store.group_jobs(str(group_id))
         if ids is None:
             raise GroupNotFound(group_id)
-        return Group(self, str(group_id), ids)
+        return Group(self, str(group_id), ids, chunk_layout(self.store, ids[:1] + ids[-1:]) if ids else None)
 
     def record(self, job_id: Any) -> JobRecord:
         """The job's full stored record. Raises :class:`JobNotFound`."""
@@ -478,27 +521,53 @@ class Job:
             self.queue.store.wait_for_change(delay)
         raise AssertionError("unreachable")
 
+    async def ajoin(self, timeout: float | None = None) -> Any:
+        """:meth:`join` for asyncio code: waits without blocking the event loop."""
+        from .aio import ajoin_job
+
+        return await ajoin_job(self, timeout)
+
 
 class Group:
-    """The jobs of one :meth:`Queue.map`, in input order."""
+    """The jobs of one :meth:`Queue.map`, in input order. ``len()`` and :meth:`counts` are in
+    items (a chunked map's jobs hold ``chunksize`` items each; ``layout`` says how)."""
 
-    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int]) -> None:
+    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int], layout: ChunkLayout | None = None) -> None:
         self.queue = queue
         self.id = group_id
         self.job_ids = list(job_ids)
+        self.layout = layout
 
     def __repr__(self) -> str:
-        return f"<jobq.Group {self.id} of {len(self.job_ids)}>"
+        return f"<jobq.Group {self.id} of {len(self)}>"
 
     def __len__(self) -> int:
-        return len(self.job_ids)
+        return self.layout.items if self.layout is not None else len(self.job_ids)
+
+    @property
+    def chunksize(self) -> int:
+        """Items per job (1 unless the map was chunked)."""
+        return self.layout.chunksize if self.layout is not None else 1
 
     @property
     def jobs(self) -> list[Job]:
         return [Job(self.queue, i) for i in self.job_ids]
 
     def counts(self) -> dict[str, int]:
-        """Counts of the group's jobs by state."""
+        """Counts of the group's items by state (of its jobs, unless the map was chunked)."""
+        summary = self._job_counts()
+        if self.layout is None:
+            return summary
+        last = self.queue.store.get_states(self.job_ids[-1:]).get(self.job_ids[-1]) if self.job_ids else None
+        return item_counts(self.layout, summary, last, len(self.job_ids))
+
+    async def ajoin(self, timeout: float | None = None) -> list[Any]:
+        """:meth:`join` for asyncio code: waits without blocking the event loop."""
+        from .aio import ajoin_group
+
+        return await ajoin_group(self, timeout)
+
+    def _job_counts(self) -> dict[str, int]:
         summary = self.queue.store.group_summary(str(self.id)) if self.id else None
         if summary is None:
             states = self.queue.store.get_states(self.job_ids)
@@ -511,21 +580,33 @@ class Group:
         """Results in input order; raises :class:`JobFailed` naming the failed item's index."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for delay in _backoff(0.001, 0.2):
-            counts = self.counts()
-            if any(counts.get(s) for s in ("failed", "cancelled")) or sum(counts.get(s, 0) for s in FINISHED_STATES) >= len(self):
+            if self.finished():
                 break
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    counts = self.counts()
                     done = sum(counts.get(s, 0) for s in FINISHED_STATES)
                     raise TimeoutError(f"group {self.id}: {done}/{len(self)} finished after {timeout:g}s")
                 delay = min(delay, left)
             time.sleep(delay)
+        return self.results()
+
+    def finished(self) -> bool:
+        """Whether every job has finished, or one failed or was cancelled (a join returns)."""
+        counts = self._job_counts()
+        return any(counts.get(s) for s in ("failed", "cancelled")) or sum(counts.get(s, 0) for s in FINISHED_STATES) >= len(
+            self.job_ids
+        )
+
+    def results(self) -> list[Any]:
+        """The results now, in input order: raises :class:`JobFailed` (naming the item's
+        index) for the first failed item, :class:`StoreError` while any is unfinished."""
         rows = self.queue.store.group_results(str(self.id)) if self.id else None
         if rows is None:
             rows = [(r.id, r.state, r.result, r.error) for r in (self.queue.record(i) for i in self.job_ids)]
-        results = []
-        for index, (job_id, state, result, error) in enumerate(rows):
+        results: list[Any] = []
+        for position, (job_id, state, result, error) in enumerate(rows):
             if state in ("failed", "cancelled"):
                 error = error or {}
                 raise JobFailed(
@@ -534,9 +615,12 @@ class Group:
                     error.get("message", ""),
                     error.get("traceback", ""),
                     state=state,
-                    index=index,
+                    index=position if self.layout is None else failed_index(self.layout, position, error),
                 )
-            results.append(result)
+            if self.layout is None:
+                results.append(result)
+            elif state == SUCCEEDED:
+                results.extend(result)
         if len(results) != len(self):
             missing = len(self) - len(results)
             raise StoreError(f"group {self.id}: {missing} jobs are missing (purged?)")

@@ -4,6 +4,7 @@ output captured, and sends back results. It never opens the database."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .aioloop import run_coroutine
 from .errors import StoreError
 from .models import Outcome, dumps, resolve_target
 from .store import open_store
@@ -184,11 +186,15 @@ def _flush_std() -> None:
 
 def error_dict(exc: BaseException) -> dict[str, Any]:
     """The stored form of an exception: type, message and formatted traceback."""
-    return {
+    error = {
         "type": type(exc).__name__,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
+    item = getattr(exc, "jobq_item", None)
+    if isinstance(item, int):  # raised by one item of a chunked map (jobq.chunks)
+        error["item"] = item
+    return error
 
 
 def run_job(
@@ -209,6 +215,8 @@ def run_job(
         if fn is None:
             fn = cache[target] = resolve_target(target)
         value = fn(*json.loads(args_json), **json.loads(kwargs_json))
+        if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
+            value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         return False, error_dict(exc)
     finally:

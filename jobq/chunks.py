@@ -1,0 +1,169 @@
+"""Chunked maps: one job per ``chunksize`` items.
+
+A chunk is an ordinary job whose target is :func:`run_chunk` and whose arguments are
+``[target, first_index, items, kwargs]``: the user's target, the input index of the chunk's
+first item, the chunk's argument lists, and the keyword arguments every item gets. The chunk
+job returns the list of its items' results. So a chunked group describes itself in the
+store: :func:`chunk_layout` reads the chunk size and item count back from its first and last
+job, which is how ``q.group(id)`` and ``jobq wait`` count in items after the submitting
+program is gone. A failing item fails its chunk; the stored error carries the item's input
+index (``error["item"]``), which ``Group.join`` reports as ``JobFailed.index``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+from .models import dumps, resolve_target
+
+CHUNK_TARGET = "jobq.chunks:run_chunk"
+# How often (in items) a chunk job reports its progress.
+_PROGRESS_EVERY = 256
+
+_targets: dict[str, Any] = {}
+
+
+def run_chunk(target: str, first: int, items: list[list[Any]], kwargs: dict[str, Any] | None = None) -> list[Any]:
+    """Run ``target`` on each argument list of ``items`` in order; the list of results.
+
+    An item that raises fails the whole chunk with its exception, marked with its input
+    index (``first`` + its offset). Progress is reported in items."""
+    from .aioloop import run_coroutine
+    from .worker import current_job
+
+    fn = _targets.get(target)
+    if fn is None:
+        fn = _targets[target] = resolve_target(target)
+    kw = kwargs or {}
+    job = current_job()
+    n = len(items)
+    out: list[Any] = []
+    append = out.append
+    for offset, args in enumerate(items):
+        try:
+            value = fn(*args, **kw)
+            if inspect.iscoroutine(value):
+                value = run_coroutine(value)
+        except BaseException as exc:
+            mark_item(exc, first + offset)
+            raise
+        append(value)
+        if job is not None and offset % _PROGRESS_EVERY == _PROGRESS_EVERY - 1:
+            job.set_progress((offset + 1) / n, f"{offset + 1}/{n} items")
+    return out
+
+
+def mark_item(exc: BaseException, index: int) -> None:
+    """Record on ``exc`` the input index of the map item that raised it."""
+    try:
+        exc.jobq_item = index  # type: ignore[attr-defined]
+        exc.add_note(f"(jobq: raised by item {index} of the map)")
+    except (AttributeError, TypeError):
+        pass
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """How a chunked group's items map onto its jobs: every job holds ``chunksize`` items
+    but the last, which holds the rest; ``items`` in all."""
+
+    chunksize: int
+    items: int
+
+    def size_of(self, position: int, jobs: int) -> int:
+        """How many items the job at ``position`` (of ``jobs``) holds."""
+        if position < jobs - 1:
+            return self.chunksize
+        return self.items - self.chunksize * (jobs - 1)
+
+
+def chunk_layout(store: Any, job_ids: list[int]) -> ChunkLayout | None:
+    """The layout of a group whose jobs are chunks (None for a plain group)."""
+    if not job_ids:
+        return None
+    first = store.get(job_ids[0])
+    if first is None or first.target != CHUNK_TARGET or len(first.args) < 3:
+        return None
+    chunksize = len(first.args[2])
+    last = first if len(job_ids) == 1 else store.get(job_ids[-1])
+    if last is None or last.target != CHUNK_TARGET:
+        return None
+    return ChunkLayout(chunksize, int(last.args[1]) + len(last.args[2]))
+
+
+def chunk_args(
+    target: str, items: Iterable[Any], chunksize: int, kwargs: dict[str, Any] | None, max_payload_bytes: int
+) -> Iterator[list[Any]]:
+    """The argument list of each chunk job (``items`` are argument tuples/lists). Raises
+    :class:`ValidationError` naming the item that is not JSON, or the chunk that is too big."""
+    first = 0
+    batch: list[Any] = []
+    kw = kwargs or {}
+    for item in items:
+        batch.append(list(item))
+        if len(batch) == chunksize:
+            yield _checked(target, first, batch, kw, max_payload_bytes)
+            first += len(batch)
+            batch = []
+    if batch:
+        yield _checked(target, first, batch, kw, max_payload_bytes)
+
+
+def _checked(target: str, first: int, batch: list[Any], kwargs: dict[str, Any], max_payload_bytes: int) -> list[Any]:
+    try:
+        size = len(dumps(batch))
+    except (TypeError, ValueError):
+        for offset, args in enumerate(batch):
+            try:
+                dumps(args)
+            except (TypeError, ValueError) as exc:
+                raise ValidationError("args", f"item {first + offset}: not JSON-serialisable: {exc}") from None
+        raise
+    if size > max_payload_bytes:
+        raise ValidationError(
+            "chunksize",
+            f"items {first}..{first + len(batch) - 1} are {size} bytes together, over max_payload_bytes="
+            f"{max_payload_bytes}: use a smaller chunksize",
+        )
+    return [target, first, batch, kwargs]
+
+
+def check_chunksize(chunksize: Any) -> int:
+    """``chunksize`` as a whole number of at least 1, or :class:`ValidationError`."""
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ValidationError("chunksize", "must be a whole number of at least 1")
+    return chunksize
+
+
+def item_counts(layout: ChunkLayout, job_states: dict[str, int], last_state: str | None, jobs: int) -> dict[str, int]:
+    """Counts by state in items, from the counts of the jobs by state and the last job's state."""
+    out = {state: n * layout.chunksize for state, n in job_states.items() if n}
+    if last_state is not None and jobs:
+        short = layout.chunksize - layout.size_of(jobs - 1, jobs)
+        if short:
+            out[last_state] = out.get(last_state, 0) - short
+    return {k: v for k, v in out.items() if v}
+
+
+def flatten(layout: ChunkLayout, rows: list[tuple[int, str, Any, dict[str, Any] | None]]) -> Iterator[tuple[int, Any]]:
+    """(input index, result) of every item of finished chunk rows, in input order."""
+    index = 0
+    for _, _, result, _ in rows:
+        for value in result or ():
+            yield index, value
+            index += 1
+
+
+def failed_index(layout: ChunkLayout, position: int, error: dict[str, Any] | None) -> int:
+    """The input index of the item that failed the chunk at ``position``."""
+    item = (error or {}).get("item")
+    if isinstance(item, int):
+        return item
+    return position * layout.chunksize
+
+
+__all__ = ["CHUNK_TARGET", "ChunkLayout", "chunk_args", "chunk_layout", "run_chunk"]
