@@ -267,6 +267,10 @@ class Pool:
         if ids:
             self.queue.cancel(*ids)
         self._stop(now=True)
+        # A stopping supervisor puts the tasks it ends back in the queue: cancel those too.
+        ids = self._unfinished_ids()
+        if ids:
+            self.queue.cancel(*ids)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every submitted task (after :meth:`close` or :meth:`terminate`), then stop

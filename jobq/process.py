@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .api import Job, Queue
+from .api import _SUBMIT_OPTIONS, Job, Queue
 from .embedded import EmbeddedSupervisor
-from .errors import JobFailed
+from .errors import JobFailed, ValidationError
 from .models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED
 
 log = logging.getLogger("jobq.process")
@@ -124,6 +124,9 @@ class Process:
     ) -> None:
         if target is None:
             raise ValueError("jobq.Process needs a target (a function or 'package.module:function')")
+        for option in options:
+            if option not in _SUBMIT_OPTIONS or option in ("queue", "name"):
+                raise ValidationError(option, "not an option of jobq.Process (those of Queue.submit)")
         self._target = target
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})

@@ -186,6 +186,19 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    async def __aenter__(self) -> Supervisor:
+        """``async with Supervisor(q):`` starts it in a background process without blocking the
+        event loop (the fork and the drain run on a thread), for an async service's lifespan."""
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
+
     # -- running --------------------------------------------------------------------
     def run(self) -> int:
         """Run in this process until drained (signal) or, with ``burst``, out of work."""
