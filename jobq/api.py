@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from .chunks import CHUNK_TARGET, ChunkLayout, check_chunksize, chunk_args, chunk_layout, failed_index, item_counts
+from .chunks import CHUNK_TARGET, ChunkLayout, check_chunksize, chunk_args, chunk_error, chunk_layout, failed_index, item_counts
 from .config import Settings, load_settings, parse_duration
 from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
 from .local import Poker, is_dead
@@ -246,9 +246,19 @@ class Queue:
         :meth:`submit`. With ``chunksize=K`` each job runs K items in order (``jobq.chunks``);
         the group still joins to one result per item, counts in items, and a failure names the
         item's index."""
-        args_iter = (_as_args(item, tuple_only=True) for item in iterable)
         if check_chunksize(chunksize) == 1:
-            return self._map(target, args_iter, options, as_group=True)
+            return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+        return self._map_chunks(target, iterable, chunksize, options, None)
+
+    def _map_chunks(
+        self,
+        target: str | Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int,
+        options: dict[str, Any],
+        spread: bool | None,
+    ) -> Group:
+        """A chunked map (see :mod:`jobq.chunks` for ``spread``)."""
         options = dict(options)
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
@@ -260,8 +270,10 @@ class Queue:
         kwargs = options.pop("kwargs", None)
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValidationError("kwargs", "expected an object")
-        chunks = chunk_args(target, args_iter, chunksize, kwargs, self.settings.max_payload_bytes)
-        group = self._map(CHUNK_TARGET, chunks, options, as_group=True)
+        try:
+            group = self._map(CHUNK_TARGET, chunk_args(target, iterable, chunksize, kwargs, spread), options, as_group=True)
+        except ValidationError as exc:
+            raise chunk_error(exc, chunksize) from None
         group.layout = chunk_layout(self.store, group.job_ids[:1] + group.job_ids[-1:]) if group.job_ids else None
         return group
 
@@ -537,6 +549,7 @@ class Group:
         self.id = group_id
         self.job_ids = list(job_ids)
         self.layout = layout
+        self.done_jobs = 0  # finished jobs at the last look (``finished()``)
 
     def __repr__(self) -> str:
         return f"<jobq.Group {self.id} of {len(self)}>"
@@ -579,9 +592,15 @@ class Group:
     def join(self, timeout: float | None = None) -> list[Any]:
         """Results in input order; raises :class:`JobFailed` naming the failed item's index."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        seen, start = -1, time.monotonic()
         for delay in _backoff(0.001, 0.2):
+            looked = time.monotonic()
             if self.finished():
                 break
+            now = time.monotonic()
+            if self.done_jobs != seen or now - start < 0.2:  # moving, or just begun: look again soon
+                seen, delay = self.done_jobs, 0.002
+            delay = max(delay, 5 * (now - looked))  # a big group's count is not free: at most a sixth of the time
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -595,9 +614,8 @@ class Group:
     def finished(self) -> bool:
         """Whether every job has finished, or one failed or was cancelled (a join returns)."""
         counts = self._job_counts()
-        return any(counts.get(s) for s in ("failed", "cancelled")) or sum(counts.get(s, 0) for s in FINISHED_STATES) >= len(
-            self.job_ids
-        )
+        self.done_jobs = sum(counts.get(s, 0) for s in FINISHED_STATES)
+        return any(counts.get(s) for s in ("failed", "cancelled")) or self.done_jobs >= len(self.job_ids)
 
     def results(self) -> list[Any]:
         """The results now, in input order: raises :class:`JobFailed` (naming the item's

@@ -1,8 +1,9 @@
 """Chunked maps: one job per ``chunksize`` items.
 
 A chunk is an ordinary job whose target is :func:`run_chunk` and whose arguments are
-``[target, first_index, items, kwargs]``: the user's target, the input index of the chunk's
-first item, the chunk's argument lists, and the keyword arguments every item gets. The chunk
+``[target, first_index, items, kwargs, spread]``: the user's target, the input index of the
+chunk's first item, the chunk's items (argument lists when ``spread``, else single
+arguments), and the keyword arguments every item gets. The chunk
 job returns the list of its items' results. So a chunked group describes itself in the
 store: :func:`chunk_layout` reads the chunk size and item count back from its first and last
 job, which is how ``q.group(id)`` and ``jobq wait`` count in items after the submitting
@@ -13,12 +14,14 @@ index (``error["item"]``), which ``Group.join`` reports as ``JobFailed.index``.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice, repeat
 from typing import Any
 
 from .errors import ValidationError
-from .models import dumps, resolve_target
+from .models import resolve_target
 
 CHUNK_TARGET = "jobq.chunks:run_chunk"
 # How often (in items) a chunk job reports its progress.
@@ -27,8 +30,9 @@ _PROGRESS_EVERY = 256
 _targets: dict[str, Any] = {}
 
 
-def run_chunk(target: str, first: int, items: list[list[Any]], kwargs: dict[str, Any] | None = None) -> list[Any]:
-    """Run ``target`` on each argument list of ``items`` in order; the list of results.
+def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] | None = None, spread: bool = True) -> list[Any]:
+    """Run ``target`` on each item of ``items`` in order (an argument list each when ``spread``,
+    else the single argument); the list of results.
 
     An item that raises fails the whole chunk with its exception, marked with its input
     index (``first`` + its offset). Progress is reported in items."""
@@ -45,7 +49,10 @@ def run_chunk(target: str, first: int, items: list[list[Any]], kwargs: dict[str,
     append = out.append
     for offset, args in enumerate(items):
         try:
-            value = fn(*args, **kw)
+            if not spread:
+                value = fn(args, **kw) if kw else fn(args)
+            else:
+                value = fn(*args, **kw)
             if inspect.iscoroutine(value):
                 value = run_coroutine(value)
         except BaseException as exc:
@@ -96,40 +103,38 @@ def chunk_layout(store: Any, job_ids: list[int]) -> ChunkLayout | None:
 
 
 def chunk_args(
-    target: str, items: Iterable[Any], chunksize: int, kwargs: dict[str, Any] | None, max_payload_bytes: int
+    target: str, items: Iterable[Any], chunksize: int, kwargs: dict[str, Any] | None, spread: bool | None = None
 ) -> Iterator[list[Any]]:
-    """The argument list of each chunk job (``items`` are argument tuples/lists). Raises
-    :class:`ValidationError` naming the item that is not JSON, or the chunk that is too big."""
+    """The argument list of each chunk job. With ``spread`` None (``Queue.map``), a tuple
+    item is the item's argument list and any other value its single argument; True: every
+    item is an argument list (``starmap``); False: every item is the single argument
+    (``Pool.map``). A chunk stores its items as given unless one is spread."""
+    it = iter(items)
     first = 0
-    batch: list[Any] = []
     kw = kwargs or {}
-    for item in items:
-        batch.append(list(item))
-        if len(batch) == chunksize:
-            yield _checked(target, first, batch, kw, max_payload_bytes)
-            first += len(batch)
-            batch = []
-    if batch:
-        yield _checked(target, first, batch, kw, max_payload_bytes)
+    while True:
+        batch = list(islice(it, chunksize))
+        if not batch:
+            return
+        spread_this = spread
+        if spread is None:  # all C loops: no Python code runs per item unless one is a tuple
+            spread_this = any(map(isinstance, batch, repeat(tuple)))
+            if spread_this:
+                batch = [list(x) if isinstance(x, tuple) else [x] for x in batch]
+        yield [target, first, batch, kw, bool(spread_this)]
+        first += len(batch)
 
 
-def _checked(target: str, first: int, batch: list[Any], kwargs: dict[str, Any], max_payload_bytes: int) -> list[Any]:
-    try:
-        size = len(dumps(batch))
-    except (TypeError, ValueError):
-        for offset, args in enumerate(batch):
-            try:
-                dumps(args)
-            except (TypeError, ValueError) as exc:
-                raise ValidationError("args", f"item {first + offset}: not JSON-serialisable: {exc}") from None
-        raise
-    if size > max_payload_bytes:
-        raise ValidationError(
-            "chunksize",
-            f"items {first}..{first + len(batch) - 1} are {size} bytes together, over max_payload_bytes="
-            f"{max_payload_bytes}: use a smaller chunksize",
-        )
-    return [target, first, batch, kwargs]
+def chunk_error(exc: ValidationError, chunksize: int) -> ValidationError:
+    """The store's error about chunk job N, said of the items that chunk holds."""
+    found = re.match(r"item (\d+): (.*)", exc.message, re.S)
+    if exc.field != "args" or found is None:
+        return exc
+    first = int(found.group(1)) * chunksize
+    where = f"items {first}..{first + chunksize - 1}"
+    if "max_payload_bytes" in found.group(2):
+        return ValidationError("chunksize", f"{where}: {found.group(2)}; use a smaller chunksize")
+    return ValidationError("args", f"{where}: {found.group(2)}")
 
 
 def check_chunksize(chunksize: Any) -> int:
@@ -147,15 +152,6 @@ def item_counts(layout: ChunkLayout, job_states: dict[str, int], last_state: str
         if short:
             out[last_state] = out.get(last_state, 0) - short
     return {k: v for k, v in out.items() if v}
-
-
-def flatten(layout: ChunkLayout, rows: list[tuple[int, str, Any, dict[str, Any] | None]]) -> Iterator[tuple[int, Any]]:
-    """(input index, result) of every item of finished chunk rows, in input order."""
-    index = 0
-    for _, _, result, _ in rows:
-        for value in result or ():
-            yield index, value
-            index += 1
 
 
 def failed_index(layout: ChunkLayout, position: int, error: dict[str, Any] | None) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .api import _SUBMIT_OPTIONS, Group, Job, Queue
+from .chunks import check_chunksize
 from .embedded import EmbeddedSupervisor
 from .errors import ValidationError
 from .models import FINISHED_STATES, SUCCEEDED
@@ -194,15 +195,21 @@ class Pool:
         return result
 
     # -- maps ---------------------------------------------------------------------------
-    def _submit_map(self, func: Callable[..., Any] | str, arg_tuples: list[tuple[Any, ...]], chunksize: int | None) -> Group:
+    def _submit_map(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int | None, star: bool) -> Group:
+        """One group: ``func(item)`` per item (``func(*item)`` with ``star``)."""
         self._check_running()
+        items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
-            chunksize = auto_chunksize(len(arg_tuples), self._processes)
-        group = self.queue.map(func, arg_tuples, chunksize=chunksize, queue=self._queue_name, **self._options)
+            chunksize = auto_chunksize(len(items), self._processes)
+        options = dict(self._options, queue=self._queue_name)
+        if check_chunksize(chunksize) > 1:
+            group = self.queue._map_chunks(func, items, chunksize, options, spread=star)
+        else:
+            group = self.queue.map(func, (tuple(x) if star else (x,) for x in items), **options)
         with self._lock:
             self._groups.append(group)
             self.group_id = group.id
-        log.info("jobq.Pool: %d tasks submitted as group %s (chunksize %d)", len(arg_tuples), group.id, chunksize)
+        log.info("jobq.Pool: %d tasks submitted as group %s (chunksize %d)", len(items), group.id, chunksize)
         return group
 
     def map(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int | None = None) -> list[Any]:
@@ -218,7 +225,7 @@ class Pool:
         error_callback: Callable[[BaseException], None] | None = None,
     ) -> MapResult:
         """Submit ``map`` as one group; a :class:`MapResult`."""
-        group = self._submit_map(func, [(x,) for x in iterable], chunksize)
+        group = self._submit_map(func, iterable, chunksize, star=False)
         return self._watch_map(group, callback, error_callback)
 
     def starmap(
@@ -236,7 +243,7 @@ class Pool:
         error_callback: Callable[[BaseException], None] | None = None,
     ) -> MapResult:
         """Submit ``starmap`` as one group; a :class:`MapResult`."""
-        group = self._submit_map(func, [tuple(args) for args in iterable], chunksize)
+        group = self._submit_map(func, iterable, chunksize, star=True)
         return self._watch_map(group, callback, error_callback)
 
     def _watch_map(self, group: Group, callback: Any, error_callback: Any) -> MapResult:
@@ -246,12 +253,12 @@ class Pool:
 
     def imap(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> ResultIterator:
         """Like :meth:`map`, as an iterator of results in input order (``next(timeout)``)."""
-        group = self._submit_map(func, [(x,) for x in iterable], chunksize)
+        group = self._submit_map(func, iterable, chunksize, star=False)
         return ResultIterator(group, ordered=True, timeout_error=multiprocessing.TimeoutError)
 
     def imap_unordered(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> ResultIterator:
         """Like :meth:`imap`, results in the order they finish."""
-        group = self._submit_map(func, [(x,) for x in iterable], chunksize)
+        group = self._submit_map(func, iterable, chunksize, star=False)
         return ResultIterator(group, ordered=False, timeout_error=multiprocessing.TimeoutError)
 
     # -- life ---------------------------------------------------------------------------

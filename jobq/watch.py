@@ -71,6 +71,7 @@ class Watcher:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._last_add = 0.0
 
     def watch_job(self, job_id: int, on_done: Callable[[Outcome | None], None]) -> None:
         self._add(lambda: self._jobs.__setitem__(job_id, on_done))
@@ -83,6 +84,7 @@ class Watcher:
             if self._closed:
                 raise RuntimeError("watcher closed")
             put()
+            self._last_add = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="jobq-watcher", daemon=True)
                 self._thread.start()
@@ -101,10 +103,13 @@ class Watcher:
 
     def _run(self) -> None:
         delay = _FIRST_DELAY
+        active = time.monotonic()  # the last new watch or finish: look often for a while after
         while True:
             with self._cond:
-                while not self._jobs and not self._groups and not self._closed:
-                    self._cond.wait()
+                if not self._jobs and not self._groups:
+                    while not self._jobs and not self._groups and not self._closed:
+                        self._cond.wait()
+                    active = time.monotonic()
                 if self._closed:
                     return
                 jobs = list(self._jobs)
@@ -112,10 +117,12 @@ class Watcher:
             started = time.monotonic()
             try:
                 found = outcomes(self.store, jobs) if jobs else {}
+                before = sum(group.done_jobs for _, (group, _) in groups)
                 done_groups = [key for key, (group, _) in groups if group.finished()]
+                moving = sum(group.done_jobs for _, (group, _) in groups) != before
             except Exception as exc:  # noqa: BLE001 - the store is away: try again later
                 log.warning("watcher: %s", exc)
-                found, done_groups = {}, []
+                found, done_groups, moving = {}, [], False
                 delay = _MAX_DELAY
             for job_id, outcome in found.items():
                 with self._cond:
@@ -129,7 +136,11 @@ class Watcher:
                     _call(entry[1])
             spent = time.monotonic() - started
             # Back off while nothing happens; never poll more than a tenth of the time.
-            delay = _FIRST_DELAY if found or done_groups else min(delay * 1.5, _MAX_DELAY)
+            if found or done_groups or moving:
+                active = time.monotonic()
+            delay = _FIRST_DELAY if found or done_groups or moving else min(delay * 1.5, _MAX_DELAY)
+            if time.monotonic() - max(active, self._last_add) < 0.2:
+                delay = min(delay, 0.002)
             _pause(self.store, self._cond, max(delay, 10 * spent))
 
 
@@ -158,6 +169,7 @@ class ResultIterator:
         self._buffer: deque[tuple[bool, Any]] = deque()
         self._store = group.queue.store
         self._cond = threading.Condition()
+        self._started = time.monotonic()
 
     def __iter__(self) -> ResultIterator:
         return self
@@ -180,7 +192,7 @@ class ResultIterator:
                 raise self.timeout_error(f"group {self.group.id}: no result within the timeout")
             wait = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
             _pause(self._store, self._cond, wait)
-            delay = min(delay * 1.5, _MAX_DELAY)
+            delay = min(delay * 1.5, _MAX_DELAY if time.monotonic() - self._started > 0.2 else 0.002)
         ok, value = self._buffer.popleft()
         if not ok:
             raise value

@@ -45,6 +45,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatev
 
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
+import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
     FULL,
@@ -71,7 +72,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
-    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f))])
+    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f)), (11, bench_pool.target_checks(f))])
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -437,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         ("scale", lambda: section_scale(rep, sizes, opts.workers, tmp)),
         ("memory", lambda: section_memory(rep, sizes, opts.workers, tmp)),
         ("postgres", lambda: bench_pg.section_postgres(rep, sizes, opts.workers, opts.postgres)),
+        ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
     ]
     try:
         for name, run in runs:
@@ -460,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    print(render(rep, header, [render_rows, bench_pg.render_rows]), flush=True)
+    print(render(rep, header, [render_rows, bench_pg.render_rows, bench_pool.render_rows]), flush=True)
     if opts.json_path:
         data = {
             "machine": info,
