@@ -13,6 +13,7 @@ from .chunks import run_chunk
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
+    GroupIncomplete,
     GroupNotFound,
     JobFailed,
     JobNotFound,
@@ -22,7 +23,7 @@ from .errors import (
     ValidationError,
 )
 from .executor import Executor
-from .models import STATES
+from .models import STATES, JobError, OutcomeKind, State
 from .pool import Pool
 from .process import Process
 from .supervisor import Supervisor
@@ -35,15 +36,19 @@ __all__ = [
     "ConfigError",
     "Executor",
     "Group",
+    "GroupIncomplete",
     "GroupNotFound",
     "Job",
+    "JobError",
     "JobFailed",
     "JobNotFound",
     "JobqError",
+    "OutcomeKind",
     "Pool",
     "Process",
     "Queue",
     "Settings",
+    "State",
     "StoreBusy",
     "StoreError",
     "Supervisor",

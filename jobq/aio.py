@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .errors import JobFailed, JobNotFound
-from .models import FINISHED_STATES, SUCCEEDED
-from .store import Store
+from .models import SUCCEEDED, JobError
+from .store import JobResult, Store
+from .watch import outcomes
 
 if TYPE_CHECKING:
     from .api import Group, Job, Queue
@@ -43,9 +44,9 @@ async def amap(queue: Queue, target: str | Callable[..., Any], iterable: Iterabl
     return await loop.run_in_executor(None, functools.partial(queue.map, target, iterable, **options))
 
 
-def _failure(job_id: int, state: str, error: dict[str, Any] | None) -> JobFailed:
-    error = error or {}
-    return JobFailed(job_id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=state)
+def _failure(job_id: int, state: str, error: JobError | None) -> JobFailed:
+    error = error or JobError("Error")
+    return JobFailed(job_id, error.type, error.message, error.traceback, state=str(state))
 
 
 class _Waiter:
@@ -78,17 +79,9 @@ class _Waiter:
                 if not waiting:
                     del self.pending[job_id]
 
-    def _poll(self, ids: list[int]) -> dict[int, tuple[str, Any, dict[str, Any] | None] | None]:
+    def _poll(self, ids: list[int]) -> dict[int, JobResult | None]:
         """(thread) The outcome of each finished or vanished job among ``ids``."""
-        states = self.store.get_states(ids)
-        out: dict[int, tuple[str, Any, dict[str, Any] | None] | None] = {}
-        for job_id in ids:
-            state = states.get(job_id)
-            if state is None:
-                out[job_id] = None
-            elif state in FINISHED_STATES:
-                out[job_id] = self.store.outcome(job_id)
-        return out
+        return outcomes(self.store, ids)
 
     async def _run(self) -> None:
         delay = _FIRST_DELAY
@@ -101,10 +94,10 @@ class _Waiter:
                         continue
                     if outcome is None:
                         fut.set_exception(JobNotFound(job_id))
-                    elif outcome[0] == SUCCEEDED:
-                        fut.set_result(outcome[1])
+                    elif outcome.state == SUCCEEDED:
+                        fut.set_result(outcome.result)
                     else:
-                        fut.set_exception(_failure(job_id, outcome[0], outcome[2]))
+                        fut.set_exception(_failure(job_id, outcome.state, outcome.error))
             delay = _FIRST_DELAY if found else min(delay * 1.5, _MAX_DELAY)
             if not self.pending:
                 break

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from .chunks import CHUNK_TARGET, ChunkLayout, check_chunksize, chunk_args, chunk_error, chunk_layout, failed_index, item_counts
-from .config import Settings, load_settings, parse_duration
-from .errors import GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
-from .local import Poker, is_dead
-from .models import FINISHED_STATES, STATES, SUCCEEDED, JobRecord, JobSpec, check_target, target_of, validate_spec
+from .config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
+from .errors import GroupIncomplete, GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
+from .local import Poker, presence_id, supervisor_alive
+from .models import FINISHED_STATES, STATES, JobError, JobRecord, JobSpec, State, check_target, target_of, validate_spec
 from .schedules import check_cron, first_run_at, sync_schedules
-from .store import Schedule, Store, open_store
+from .store import QueueInfo, Schedule, Store, open_store
 
 _SUBMIT_OPTIONS = frozenset(
     {
@@ -349,18 +350,11 @@ class Queue:
         return {"counts": counts, "queues": queues, "supervisors": [s.to_dict() for s in self.live_supervisors()]}
 
     def live_supervisors(self) -> list[Any]:
-        """Supervisors that are alive: lock held on this host, recent heartbeat elsewhere."""
-        host = self.settings.host()
+        """Supervisors that are alive: lock held where it can be checked (same host and lock
+        directory), else a heartbeat within the lease."""
         now = time.time()
-        alive = []
-        for sup in self.store.supervisors():
-            if sup.host == host and sup.lock_path:
-                if is_dead(sup.lock_path):
-                    continue
-            elif now - sup.heartbeat_at > self.settings.lease_seconds:
-                continue
-            alive.append(sup)
-        return alive
+        here = presence_id(self.store.url, self.settings.host())
+        return [s for s in self.store.supervisors() if supervisor_alive(s, here, now, self.settings.lease_seconds)]
 
     def list(self, state: str | None = None, queue: str | None = None, limit: int = 20) -> list[JobRecord]:
         """Job records, newest first."""
@@ -410,6 +404,34 @@ class Queue:
                 raise ValidationError("state", f"only finished jobs can be purged ({', '.join(FINISHED_STATES)})")
         age = _duration("older_than", older_than) if older_than is not None else 0.0
         return self.store.purge(time.time(), states, age)
+
+    # -- queue controls -------------------------------------------------------------
+    def set_queue_limit(self, name: str, concurrency: int | None) -> None:
+        """Cap how many jobs of queue ``name`` run at once across every supervisor of this
+        database (None removes the cap). Kept in the database; every claim honours it."""
+        _check_queue_name(name)
+        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
+            raise ValidationError("concurrency", "must be a whole number of at least 1, or None for no cap")
+        self.store.set_queue_limit(name, concurrency, time.time())
+
+    def pause_queue(self, name: str) -> None:
+        """Stop every supervisor claiming from queue ``name``: running jobs finish, queued
+        jobs wait, submits still work."""
+        _check_queue_name(name)
+        self.store.set_queue_paused(name, True, time.time())
+
+    def resume_queue(self, name: str) -> None:
+        """Let supervisors claim from queue ``name`` again."""
+        _check_queue_name(name)
+        self.store.set_queue_paused(name, False, time.time())
+        if self._poker is not None:
+            self._poker.poke()
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs, a stored cap or pause, or a ``[queues.NAME]`` table."""
+        controls = {c.name: c for c in self.store.queue_controls()}
+        names = sorted(set(self.store.counts()) | set(controls) | set(self.settings.queues))
+        return [controls.get(name) or QueueInfo(name) for name in names]
 
     def schedule(
         self,
@@ -517,14 +539,11 @@ class Job:
             found = self.queue.store.outcome(self.id)  # one read a look
             if found is None:
                 raise JobNotFound(self.id)
-            state, result, error = found
-            if state == SUCCEEDED:
-                return result
-            if state in FINISHED_STATES:
-                error = error or {}
-                raise JobFailed(
-                    self.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=state
-                )
+            state = found.state
+            if state == State.SUCCEEDED:
+                return found.result
+            if state.finished:
+                raise _failure(found.id, state, found.error)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -550,6 +569,7 @@ class Group:
         self.job_ids = list(job_ids)
         self.layout = layout
         self.done_jobs = 0  # finished jobs at the last look (``finished()``)
+        self._size = len(self.job_ids)
 
     def __repr__(self) -> str:
         return f"<jobq.Group {self.id} of {len(self)}>"
@@ -590,7 +610,9 @@ class Group:
         return summary
 
     def join(self, timeout: float | None = None) -> list[Any]:
-        """Results in input order; raises :class:`JobFailed` naming the failed item's index."""
+        """Results in input order (one per item, a chunked map's too); raises :class:`JobFailed`
+        naming the failed item's index, :class:`GroupIncomplete` when the group's submitter
+        stopped before submitting it whole, or :class:`TimeoutError` when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen, start = -1, time.monotonic()
         for delay in _backoff(0.001, 0.2):
@@ -604,54 +626,61 @@ class Group:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    counts = self.counts()
-                    done = sum(counts.get(s, 0) for s in FINISHED_STATES)
-                    raise TimeoutError(f"group {self.id}: {done}/{len(self)} finished after {timeout:g}s")
+                    raise TimeoutError(f"group {self.id}: {self.done_jobs}/{self._size} jobs finished after {timeout:g}s")
                 delay = min(delay, left)
             time.sleep(delay)
         return self.results()
 
     def finished(self) -> bool:
-        """Whether every job has finished, or one failed or was cancelled (a join returns)."""
+        """Whether a join would return now: every job finished, or one failed or was cancelled.
+        Raises :class:`GroupIncomplete` when the submitter stopped before submitting it whole."""
+        info = self.queue.store.group_info(str(self.id)) if self.id else None
         counts = self._job_counts()
+        size = self._size = info.size if info is not None else len(self.job_ids)
         self.done_jobs = sum(counts.get(s, 0) for s in FINISHED_STATES)
-        return any(counts.get(s) for s in ("failed", "cancelled")) or self.done_jobs >= len(self.job_ids)
+        failed = bool(counts.get("failed") or counts.get("cancelled"))
+        if info is not None and info.status == "open" and not failed:
+            idle = time.time() - info.updated_at
+            if self.done_jobs >= size and idle > self.queue.settings.lease_seconds:
+                raise GroupIncomplete(self.id, size, idle)
+            return False
+        return failed or self.done_jobs >= size
 
     def results(self) -> list[Any]:
         """The results now, in input order: raises :class:`JobFailed` (naming the item's
-        index) for the first failed item, :class:`StoreError` while any is unfinished."""
+        index) for the first failed item, :class:`StoreError` while any is missing."""
         rows = self.queue.store.group_results(str(self.id)) if self.id else None
         if rows is None:
-            rows = [(r.id, r.state, r.result, r.error) for r in (self.queue.record(i) for i in self.job_ids)]
+            rows = [self.queue.store.outcome(i) for i in self.job_ids]
         results: list[Any] = []
-        for position, (job_id, state, result, error) in enumerate(rows):
-            if state in ("failed", "cancelled"):
-                error = error or {}
-                raise JobFailed(
-                    job_id,
-                    error.get("type", "Error"),
-                    error.get("message", ""),
-                    error.get("traceback", ""),
-                    state=state,
-                    index=position if self.layout is None else failed_index(self.layout, position, error),
-                )
+        for position, row in enumerate(rows):
+            if row is None:
+                continue
+            if row.state in (State.FAILED, State.CANCELLED):
+                index = position if self.layout is None else failed_index(self.layout, position, row.error)
+                raise _failure(row.id, row.state, row.error, index=index)
             if self.layout is None:
-                results.append(result)
-            elif state == SUCCEEDED:
-                results.extend(result)
-        if len(results) != len(self):
-            missing = len(self) - len(results)
-            raise StoreError(f"group {self.id}: {missing} jobs are missing (purged?)")
+                results.append(row.result)
+            elif row.state == State.SUCCEEDED:
+                results.extend(row.result)
+        if self.layout is not None:
+            expected = self.layout.items
+        else:
+            info = self.queue.store.group_info(str(self.id)) if self.id else None
+            expected = info.size if info is not None else len(self.job_ids)
+        if len(results) != expected:
+            raise StoreError(f"group {self.id}: {expected - len(results)} results are missing (purged?)")
         return results
 
 
-def _result_or_raise(record: JobRecord) -> Any:
-    if record.state == SUCCEEDED:
-        return record.result
-    error = record.error or {}
-    raise JobFailed(
-        record.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=record.state
-    )
+def _failure(job_id: int, state: State, error: JobError | None, index: int | None = None) -> JobFailed:
+    error = error or JobError("Error")
+    return JobFailed(job_id, error.type, error.message, error.traceback, state=state.value, index=index)
+
+
+def _check_queue_name(name: str) -> None:
+    if not isinstance(name, str) or not re.match(QUEUE_NAME_PATTERN, name):
+        raise ValidationError("queue", f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
 
 
 def _duration(field: str, value: Any) -> float | None:

@@ -154,9 +154,10 @@ def item_counts(layout: ChunkLayout, job_states: dict[str, int], last_state: str
     return {k: v for k, v in out.items() if v}
 
 
-def failed_index(layout: ChunkLayout, position: int, error: dict[str, Any] | None) -> int:
-    """The input index of the item that failed the chunk at ``position``."""
-    item = (error or {}).get("item")
+def failed_index(layout: ChunkLayout, position: int, error: Any) -> int:
+    """The input index of the item that failed the chunk at ``position`` (``error``: its
+    :class:`JobError`, or its stored dict)."""
+    item = error.get("item") if isinstance(error, dict) else getattr(error, "item", None)
     if isinstance(item, int):
         return item
     return position * layout.chunksize

@@ -36,6 +36,19 @@ class GroupNotFound(JobNotFound):
         self.job_id = group_id
 
 
+class GroupIncomplete(JobqError):
+    """A group's submitter stopped (died, or was interrupted) before it submitted every item:
+    the jobs it did submit ran, but the group will never be whole."""
+
+    def __init__(self, group_id: object, submitted: int, idle_seconds: float) -> None:
+        self.group_id = group_id
+        self.submitted = submitted
+        super().__init__(
+            f"group {group_id} is incomplete: its submitter stopped after {submitted} items "
+            f"(nothing added for {idle_seconds:.0f}s); the jobs it submitted have finished"
+        )
+
+
 class StoreError(JobqError):
     """The database cannot be used: not a jobq database, corrupt, read-only, full, locked."""
 

@@ -42,8 +42,8 @@ class JobFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     def _done(self, outcome: Outcome | None) -> None:
         if not self.set_running_or_notify_cancel():
             return
-        if outcome is not None and outcome[0] == SUCCEEDED:
-            self.set_result(outcome[1])
+        if outcome is not None and outcome.state == SUCCEEDED:
+            self.set_result(outcome.result)
         else:
             self.set_exception(failure(self.job.id, outcome))
 

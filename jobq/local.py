@@ -1,13 +1,19 @@
 """Same-host presence of supervisors, beside the database file.
 
 Each supervisor holds an exclusive ``flock`` on its own lock file for its whole life; the
-kernel drops it when the process dies, however it dies, so any other process on the host
-can tell a dead supervisor at once by taking the lock. Each supervisor also listens on a
-Unix datagram socket that submitters poke so an idle supervisor wakes at once (best
-effort: polling stays the fallback)."""
+kernel drops it when the process dies, however it dies, so any other process that sees the
+same lock directory can tell a dead supervisor at once by taking the lock. Each supervisor
+also listens on a Unix datagram socket that submitters poke so an idle supervisor wakes at
+once (best effort: polling stays the fallback).
+
+Whether a peer's lock file can be checked at all is decided by its *presence*: the host
+name, the kernel's boot id and the identity (device, inode) of the lock directory. Two
+containers with one host name but their own ``/tmp`` differ in it, and so do two hosts; for
+those only heartbeats and leases count. A missing lock file alone never marks a peer dead."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -18,6 +24,8 @@ import socket
 import sys
 import tempfile
 import time
+from enum import Enum
+from typing import Any
 
 _HAS_ABSTRACT = sys.platform.startswith("linux")
 
@@ -36,6 +44,35 @@ def _socket_name(db_path: str, supervisor_id: str) -> str:
     return f"\0jobq-{digest}-{supervisor_id}"
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()[:8]
+    except OSError:
+        return "-"
+
+
+def presence_id(db_path: str, host: str) -> str:
+    """Where lock files of supervisors of ``db_path`` can be checked from: equal for two
+    processes exactly when they see the same lock directory on the same running kernel."""
+    directory = presence_dir(db_path)
+    try:
+        st = os.stat(directory)
+        where = f"{st.st_dev:x}:{st.st_ino:x}"
+    except OSError:
+        where = "?"
+    return f"{host}/{_boot_id()}/{where}"
+
+
+class LockState(Enum):
+    """What a supervisor's lock file says of it."""
+
+    HELD = "held"  # a live process holds it
+    FREE = "free"  # the file is there and nobody holds it: its owner died
+    MISSING = "missing"  # no file: cleaned away, or never made (not proof of death)
+    UNKNOWN = "unknown"  # cannot be told from here
+
+
 class LocalPresence:
     """The lock file and wake-up socket of one running supervisor."""
 
@@ -48,10 +85,20 @@ class LocalPresence:
 
     def acquire(self) -> None:
         os.makedirs(presence_dir(self.db_path), exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Locked before it is visible: made under a temporary name, locked, then renamed into
+        # place, so no sweeper ever finds this supervisor's lock file unlocked.
+        tmp = f"{self.lock_path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, str(os.getpid()).encode())
+            os.rename(tmp, self.lock_path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         os.set_inheritable(fd, False)
-        os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
         if _HAS_ABSTRACT:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -80,8 +127,10 @@ class LocalPresence:
             if ident == self.supervisor_id or ident in keep:
                 continue
             lock = os.path.join(base, ident + ".lock")
+            if name.endswith(".tmp"):
+                continue  # a supervisor starting up right now
             if name.endswith(".lock"):
-                is_dead(lock)  # removes the file when nobody holds it
+                lock_state(lock, remove_free=True)  # not a registered supervisor
             elif os.path.isdir(os.path.join(base, name)) and not os.path.exists(lock):
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
@@ -116,32 +165,51 @@ class LocalPresence:
             self._lock_fd = None
 
 
-def is_dead(lock_path: str | None) -> bool | None:
-    """True when no process holds the supervisor's lock file (it died or never locked);
-    False when it is held; None when it cannot be told (no path, other host)."""
+def lock_state(lock_path: str | None, remove_free: bool = False) -> LockState:
+    """Whether a supervisor's lock file is held. With ``remove_free`` a free one is removed
+    (its owner is dead): only a sweeper that has taken the owner's jobs back does that."""
     if not lock_path:
-        return None
+        return LockState.UNKNOWN
     try:
         fd = os.open(lock_path, os.O_RDWR)
     except FileNotFoundError:
-        return True
+        return LockState.MISSING
     except OSError:
-        return None
+        return LockState.UNKNOWN
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return False
-        return None
+            return LockState.HELD
+        return LockState.UNKNOWN
     else:
-        # Held by nobody: the owner is dead. Remove the file while we hold it.
-        try:
-            os.unlink(lock_path)
-        except OSError:
-            pass
-        return True
+        if remove_free:  # held by nobody: the owner is dead; remove the file while we hold it
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+        return LockState.FREE
     finally:
         os.close(fd)
+
+
+def supervisor_dead(sup: Any, presence: str | None, now: float, lease_seconds: float) -> bool:
+    """Whether supervisor ``sup`` (a :class:`~jobq.store.SupervisorInfo`) is certainly dead,
+    seen from a process whose presence id is ``presence``: its lock file is free, or its
+    lock file is gone and its heartbeat is older than the lease. A supervisor whose lock
+    directory cannot be seen from here is judged by its heartbeat alone."""
+    stale = now - sup.heartbeat_at > lease_seconds
+    if presence is None or sup.presence != presence:
+        return stale
+    state = lock_state(sup.lock_path)
+    if state == LockState.FREE:
+        return True
+    if state == LockState.HELD:
+        return False
+    return stale
+
+
+def supervisor_alive(sup: Any, presence: str | None, now: float, lease_seconds: float) -> bool:
+    """Whether ``sup`` counts as live, seen from a process whose presence id is ``presence``."""
+    return not supervisor_dead(sup, presence, now, lease_seconds)
 
 
 class Poker:

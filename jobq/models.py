@@ -7,8 +7,11 @@ import json
 import math
 import random
 import sys
+import traceback as _traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
@@ -17,10 +20,81 @@ from pydantic import ValidationError as PydanticValidationError
 from .config import QUEUE_NAME_PATTERN
 from .errors import ValidationError
 
-QUEUED, SCHEDULED, WAITING, RUNNING = "queued", "scheduled", "waiting", "running"
-SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
-STATES = (QUEUED, SCHEDULED, WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-FINISHED_STATES = (SUCCEEDED, FAILED, CANCELLED)
+
+class State(StrEnum):
+    """A job's state. ``queued``/``scheduled``/``waiting`` wait to run, ``running`` is held by
+    a supervisor, ``succeeded``/``failed``/``cancelled`` are final. Compares equal to its text."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the state is final."""
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+QUEUED, SCHEDULED, WAITING, RUNNING = State.QUEUED, State.SCHEDULED, State.WAITING, State.RUNNING
+SUCCEEDED, FAILED, CANCELLED = State.SUCCEEDED, State.FAILED, State.CANCELLED
+STATES = tuple(s.value for s in State)
+FINISHED_STATES = (SUCCEEDED.value, FAILED.value, CANCELLED.value)
+UNFINISHED_NOT_RUNNING = (QUEUED.value, SCHEDULED.value, WAITING.value)
+
+
+class OutcomeKind(StrEnum):
+    """How one attempt of a job ended, as a supervisor or worker reports it to the store."""
+
+    SUCCEEDED = "succeeded"  # the return value is stored
+    FAILED = "failed"  # retried when retriable and attempts remain, else final
+    CANCELLED = "cancelled"  # ended by a cancel request
+    RELEASED = "released"  # never started, or ended by a drain: queued again, attempt not counted
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why an attempt failed: the exception's type name, its message and its traceback text."""
+
+    type: str
+    message: str = ""
+    traceback: str = ""
+    item: int | None = None  # the input index of the item that raised it, in a chunked map
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> JobError:
+        """The error of an exception a job raised, with its formatted traceback."""
+        text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        item = getattr(exc, "jobq_item", None)  # set by jobq.chunks.run_chunk
+        return cls(type(exc).__name__, str(exc), text, item if isinstance(item, int) else None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> JobError:
+        """The error of its stored JSON form (missing keys stay empty)."""
+        data = data or {}
+        item = data.get("item")
+        return cls(
+            str(data.get("type") or "Error"),
+            str(data.get("message") or ""),
+            str(data.get("traceback") or ""),
+            item if isinstance(item, int) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored (and public JSON) form (``item`` only when set)."""
+        out: dict[str, Any] = {"type": self.type, "message": self.message, "traceback": self.traceback}
+        if self.item is not None:
+            out["item"] = self.item
+        return out
+
+    def to_json(self) -> str:
+        return dumps(self.to_dict())
+
+
+CANCELLED_BY_REQUEST = JobError("Cancelled", "cancelled by request")
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 # A supervisor that dies with a job in hand does not spend the job's retries; this many
 # such losses beyond max_attempts end the job failed, so a job that kills its supervisor
@@ -196,7 +270,7 @@ class JobRecord:
     kwargs: dict[str, Any]
     queue: str
     priority: int
-    state: str
+    state: State
     attempts: int
     max_attempts: int
     run_at: float
@@ -221,6 +295,37 @@ class JobRecord:
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
+        """A record from a row of the ``jobs`` table, by column name."""
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            target=row["target"],
+            args=json.loads(row["args"]),
+            kwargs=json.loads(row["kwargs"]),
+            queue=row["queue"],
+            priority=row["priority"],
+            state=State(row["state"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            result=json.loads(row["result"]) if row["result"] is not None else None,
+            error=json.loads(row["error"]) if row["error"] else None,
+            owner=row["owner"],
+            worker=row["worker"],
+            timeout=row["timeout"],
+            key=row["key"],
+            group_id=f"g{row['group_id']}" if row["group_id"] is not None else None,
+            group_index=row["group_index"],
+            progress=row["progress"],
+            progress_message=row["progress_message"],
+            cancel_requested=bool(row["cancel_requested"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The public record: what ``jobq status ID --json`` prints."""
         return {
@@ -231,7 +336,7 @@ class JobRecord:
             "kwargs": self.kwargs,
             "queue": self.queue,
             "priority": self.priority,
-            "state": self.state,
+            "state": self.state.value if isinstance(self.state, State) else self.state,
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,
             "result": self.result,
@@ -268,18 +373,16 @@ class ClaimedJob:
 
 @dataclass
 class Outcome:
-    """A finished attempt, to be written back fenced on (id, owner, attempts).
+    """A finished attempt, to be written back fenced on (id, running, owner, attempts).
 
-    ``kind``: ``succeeded`` (``result`` is JSON text), ``failed`` (``error`` dict; retried when
-    ``retriable`` and attempts remain), ``cancelled``, or ``released`` (never started or
-    ended by a drain: back to queued without counting the attempt).
-    """
+    ``result_json`` is set for :attr:`OutcomeKind.SUCCEEDED`; ``error`` for the others. A
+    ``failed`` outcome is retried when ``retriable`` and attempts remain."""
 
     job_id: int
     attempts: int
-    kind: str
+    kind: OutcomeKind
     result_json: str | None = None
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     retriable: bool = True
     worker: int | None = None
     output: str | None = None

@@ -98,8 +98,8 @@ class ApplyResult(AsyncResult):
         self.job = job
 
     def _done(self, outcome: Outcome | None) -> None:
-        if outcome is not None and outcome[0] == SUCCEEDED:
-            self._set(True, outcome[1])
+        if outcome is not None and outcome.state == SUCCEEDED:
+            self._set(True, outcome.result)
         else:
             self._set(False, failure(self.job.id, outcome))
 
@@ -116,7 +116,10 @@ class MapResult(AsyncResult):
     def group_id(self) -> str | None:
         return self.group.id
 
-    def _done(self) -> None:
+    def _done(self, error: Exception | None = None) -> None:
+        if error is not None:
+            self._set(False, error)
+            return
         try:
             value = self.group.results()
         except Exception as exc:  # the failed item's JobFailed (or the store's error)

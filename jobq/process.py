@@ -19,7 +19,8 @@ from typing import Any
 from .api import _SUBMIT_OPTIONS, Job, Queue
 from .embedded import EmbeddedSupervisor
 from .errors import JobFailed, ValidationError
-from .models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED
+from .models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED, JobError
+from .store import JobResult
 
 log = logging.getLogger("jobq.process")
 
@@ -76,13 +77,13 @@ def _release(q: Queue, queue: str, job_id: int) -> None:
     entry[0].stop()
 
 
-def _exitcode(state: str, error: dict[str, Any] | None) -> int | None:
+def _exitcode(state: str, error: JobError | None) -> int | None:
     if state not in FINISHED_STATES:
         return None
     if state == SUCCEEDED:
         return 0
-    if state == FAILED and error and error.get("type") == "WorkerDied":
-        cause = str(error.get("message", "")).rpartition(": ")[2]
+    if state == FAILED and error is not None and error.type == "WorkerDied":
+        cause = error.message.rpartition(": ")[2]
         if cause.startswith("signal "):
             name = cause.removeprefix("signal ")
             try:
@@ -138,10 +139,10 @@ class Process:
         self._options = options
         self._q: Queue | None = None
         self.job: Job | None = None
-        self._final: tuple[str, Any, dict[str, Any] | None] | None = None
+        self._final: JobResult | None = None
 
     def __repr__(self) -> str:
-        state = "initial" if self.job is None else (self._final[0] if self._final else "started")
+        state = "initial" if self.job is None else (self._final.state.value if self._final else "started")
         return f"<jobq.Process name={self.name!r} job={self.job.id if self.job else None} {state}>"
 
     def start(self) -> None:
@@ -153,19 +154,19 @@ class Process:
         if self._supervise:
             _acquire(q, self._queue_name, self.job.id)
 
-    def _outcome(self) -> tuple[str, Any, dict[str, Any] | None] | None:
+    def _outcome(self) -> JobResult | None:
         if self.job is None:
             return None
         if self._final is None:
             assert self._q is not None
             found = self._q.store.outcome(self.job.id)
-            if found is not None and found[0] in FINISHED_STATES:
+            if found is not None and found.state.finished:
                 self._finished(found)
             else:
                 return found
         return self._final
 
-    def _finished(self, outcome: tuple[str, Any, dict[str, Any] | None]) -> None:
+    def _finished(self, outcome: JobResult) -> None:
         if self._final is not None:
             return
         self._final = outcome
@@ -195,27 +196,24 @@ class Process:
                 raise JobFailed(self.job.id, "JobNotFound", "the job is gone from the database (purged?)")
             self._finished(found)
         assert self._final is not None
-        state, result, error = self._final
+        state, result, error = self._final.state, self._final.result, self._final.error or JobError("Error")
         if state == SUCCEEDED:
             return result
         if state == CANCELLED:
             return None
-        error = error or {}
-        raise JobFailed(
-            self.job.id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=state
-        )
+        raise JobFailed(self.job.id, error.type, error.message, error.traceback, state=state.value)
 
     def is_alive(self) -> bool:
         """Started and not finished (queued, waiting or running)."""
         found = self._outcome()
-        return found is not None and found[0] not in FINISHED_STATES
+        return found is not None and not found.state.finished
 
     @property
     def exitcode(self) -> int | None:
         """None until finished; 0 succeeded; 1 failed or cancelled; ``-N`` when signal N
         killed its worker (a worker's own exit code when it exited mid-job)."""
         found = self._outcome()
-        return None if found is None else _exitcode(found[0], found[2])
+        return None if found is None else _exitcode(found.state, found.error)
 
     @property
     def pid(self) -> int | None:

@@ -1,8 +1,11 @@
-"""The supervisor: one process that forks a pool of workers, claims jobs for them in
-batches, writes their results back, and handles crashes, timeouts, cancels and drains.
+"""The supervisor: one process that forks a pool of workers (:mod:`.workerpool`), claims
+jobs for them in batches (:mod:`.dispatch`), runs its periodic duties (:mod:`.duties`) and
+handles crashes, timeouts, cancels and drains.
 
-It is the only writer of its jobs' rows. Signal handlers only set flags; :meth:`tick`
-is one iteration of the main loop."""
+Workers write their own results; the supervisor writes the outcomes only it can know (a
+worker died, a timeout, a cancel, a drain) and those a worker could not write. Signal
+handlers only set flags; :meth:`Supervisor.tick` is one iteration of the main loop, driven
+by a monotonic time a test can inject."""
 
 from __future__ import annotations
 
@@ -10,76 +13,30 @@ import logging
 import multiprocessing
 import os
 import re
-import select
 import selectors
 import signal
 import sys
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 from .config import QUEUE_NAME_PATTERN, Settings
+from .dispatch import Dispatcher
+from .duties import Duties
 from .errors import StoreError, ValidationError
-from .local import LocalPresence, is_dead
-from .models import ClaimedJob, Outcome
-from .schedules import next_run_after, sync_schedules
-from .store import Store, SupervisorInfo, open_store
-from .worker import (
-    SLOT_ATTEMPT,
-    SLOT_JOB,
-    SLOT_OUTPUT_AT,
-    SLOT_SIZE,
-    SLOT_STARTED,
-    WorkerConfig,
-    checkpointer_main,
-    outcome_of,
-    read_range,
-    set_process_name,
-    worker_main,
-)
+from .local import LocalPresence, presence_id
+from .messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
+from .models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
+from .schedules import sync_schedules
+from .store import ProgressUpdate, Store, SupervisorInfo, open_store
+from .worker import WorkerConfig, checkpointer_main, set_process_name
+from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
 log = logging.getLogger("jobq.supervisor")
 
-# How far ahead of a worker's pace to claim: about this many seconds of work per batch.
-PREFETCH_SECONDS = 0.004
-MAX_BATCH = 256
 # How often the checkpointer process copies the SQLite WAL back into the database.
 CHECKPOINT_SECONDS = 0.25
-
-
-@dataclass
-class _Worker:
-    process: Any
-    conn: Connection
-    slot: int
-    capture_path: str
-    tasks: dict[int, ClaimedJob] = field(default_factory=dict)
-    kill_reason: tuple[str, dict[str, Any], bool] | None = None
-    kill_deadline: float | None = None
-    retiring: bool = False
-    poller: Any = None
-
-    def __post_init__(self) -> None:
-        self.poller = select.poll()
-        self.poller.register(self.conn.fileno(), select.POLLIN)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-def _signal_name(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "unknown cause"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
 
 
 class Supervisor:
@@ -129,26 +86,30 @@ class Supervisor:
         self._reset_state()
 
     def _reset_state(self) -> None:
+        """All loop state, built before the loop runs (again, for a second :meth:`run`)."""
         self.stopping = False
         self.stop_now = False
         self._signals: deque[int] = deque()
-        self._drain_deadline: float | None = None
-        self.workers: list[_Worker] = []
+        self._drain_deadline: float | None = None  # monotonic
         self._outcomes: list[Outcome] = []
-        self._progress: dict[int, tuple[int, int, float, str]] = {}
-        self._next_maintenance = 0.0
+        self._progress: dict[int, ProgressUpdate] = {}
         self._store_fd: int | None = None
         self._info: SupervisorInfo | None = None
+        self._presence: LocalPresence | None = None
         self._checkpointer: Any = None
-        self._next_purge = 0.0
         self._idle_wait = 0.001
-        self._avg_job_seconds = 0.0
-        self._jobs_done = 0
+        self._claimed = 0
+        self._next_wait = 0.0
+        self._selector: selectors.BaseSelector | None = None
+        self.pool: WorkerPool | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.duties: Duties | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_background"] = None
-        state["workers"] = []
+        for name in ("pool", "dispatcher", "duties", "_selector", "_presence", "_checkpointer"):
+            state[name] = None
         return state
 
     # -- embedding ------------------------------------------------------------------
@@ -202,6 +163,19 @@ class Supervisor:
     # -- running --------------------------------------------------------------------
     def run(self) -> int:
         """Run in this process until drained (signal) or, with ``burst``, out of work."""
+        old_handlers = self._install_signals()
+        try:
+            self.open()
+            while self.tick(time.monotonic()):
+                self.wait()
+        finally:
+            self.close()
+            self._restore_signals(old_handlers)
+        log.info("supervisor %s stopped after %d jobs", self.id, self.dispatcher.jobs_done if self.dispatcher else 0)
+        return 0
+
+    def open(self) -> None:
+        """Register, start the workers and the checkpointer: ready for :meth:`tick`."""
         self._reset_state()
         # A store of our own: its session settings (tune_for_runner) must not reach the
         # connection the embedding application submits on.
@@ -209,87 +183,85 @@ class Supervisor:
         presence = LocalPresence(self.store.url, self.id)
         presence.acquire()
         self._presence = presence
-        now = time.time()
-        info = SupervisorInfo(
+        wall = time.time()
+        self._info = SupervisorInfo(
             id=self.id,
             host=self.settings.host(),
             pid=os.getpid(),
             concurrency=self.concurrency,
             queues=self.queues,
-            started_at=now,
-            heartbeat_at=now,
-            lock_path=presence.lock_path if presence else None,
+            started_at=wall,
+            heartbeat_at=wall,
+            lock_path=presence.lock_path,
+            presence=presence_id(self.store.url, self.settings.host()),
         )
-        self._info = info
-        old_handlers = self._install_signals()
-        self._capture_dir = presence.work_dir()
         self._ctx = multiprocessing.get_context(self.start_method)
-        self._slots = self._ctx.RawArray("d", SLOT_SIZE * self.concurrency)
+        self.pool = WorkerPool(self._ctx, self.concurrency, presence.work_dir(), self._worker_config)
+        self.dispatcher = Dispatcher(self.store, self.pool, self.id, self.queues, self.settings.lease_seconds)
+        self.duties = Duties(self.store, self.settings, self._info, presence)
         # One selector for the supervisor's life: rebuilding one per wait cost a fifth of its CPU.
         self._selector = selectors.DefaultSelector()
         if presence.sock is not None:
             self._selector.register(presence.sock, selectors.EVENT_READ, ("wake", None))
-        self._draining = self._ctx.RawValue("b", 0)
-        try:
-            self.store.tune_for_runner()
-            self.store.register_supervisor(info)
-            sync_schedules(self.store, self.settings, time.time())
-            log.info(
-                "supervisor %s started: pid %d, %d workers, queues %s, db %s",
-                self.id,
-                os.getpid(),
-                self.concurrency,
-                ",".join(self.queues) if self.queues else "*",
-                self.store.url,
-            )
-            self._maintenance(time.time())
-            for slot in range(self.concurrency):
-                self._start_worker(slot)
-            self._start_checkpointer()
-            while self.tick():
-                pass
-        finally:
-            self._shutdown()
-            self._restore_signals(old_handlers)
-        log.info("supervisor %s stopped after %d jobs", self.id, self._jobs_done)
-        return 0
+        self.store.tune_for_runner()
+        self.store.register_supervisor(self._info)
+        sync_schedules(self.store, self.settings, wall)
+        for name, queue_settings in self.settings.queues.items():
+            if queue_settings.concurrency:  # the config's caps hold for every supervisor
+                self.store.set_queue_limit(name, queue_settings.concurrency, wall)
+        log.info(
+            "supervisor %s started: pid %d, %d workers, queues %s, db %s",
+            self.id,
+            os.getpid(),
+            self.concurrency,
+            ",".join(self.queues) if self.queues else "*",
+            self.store.url,
+        )
+        self.duties.run(time.monotonic(), self.stopping, self._cancel_running)
+        for slot in range(self.concurrency):
+            self._start_worker(slot)
+        self._start_checkpointer()
 
-    def tick(self) -> bool:
-        """One iteration of the main loop; False once the supervisor should exit."""
-        now = time.time()
+    def tick(self, now: float) -> bool:
+        """One iteration of the main loop at monotonic time ``now``; never waits. False once
+        the supervisor should exit."""
+        assert self.pool is not None and self.dispatcher is not None and self.duties is not None
         self._handle_signals(now)
+        self._read_reports()
         self._reap_workers(now)
         self._enforce_deadlines(now)
-        if now >= self._next_maintenance:
-            self._maintenance(now)
-        self._flush(now)
-        claimed = 0
+        if self.duties.due(now):
+            self.duties.run(now, self.stopping, self._cancel_running)
+        self._flush_outcomes()
+        for w in self.pool.workers:
+            if w.outbox:
+                w.flush()
+        self._claimed = 0
         if not self.stopping:
-            claimed = self._dispatch(now)
-        busy = any(w.tasks for w in self.workers)
+            self._claimed = self.dispatcher.dispatch(time.time())
+        busy = any(w.tasks for w in self.pool.workers)
         if self.stopping and not busy:
-            self._flush(time.time())
+            self._flush_outcomes()
             return False
-        if self.burst and not busy and not claimed and not self._outcomes:
+        if self.burst and not busy and not self._claimed and not self._outcomes:
             if not self.store.has_runnable(self.queues, time.time()):
                 self.stopping = True
                 return False
-        self._wait(claimed, busy)
+        self._next_wait = self._wait_seconds(now)
         return True
 
-    def _wait(self, claimed: int, busy: bool) -> None:
-        """Sleep until a worker reports, a worker dies, a submitter pokes us, or a deadline."""
-        now = time.time()
-        if claimed:
+    def _wait_seconds(self, now: float) -> float:
+        assert self.pool is not None and self.duties is not None
+        if self._claimed:
             self._idle_wait = 0.001
         timeout = 0.5  # with every worker busy, results and deaths wake us anyway
-        if not self.stopping and any(not w.tasks for w in self.workers):
+        if not self.stopping and any(w.idle for w in self.pool.workers):
             timeout = self._idle_wait
-            if not claimed:
+            if not self._claimed:
                 self._idle_wait = min(self._idle_wait * 2, self.settings.idle_poll_seconds)
-        timeout = min(timeout, max(0.0, self._next_maintenance - now))
-        for w in self.workers:
-            task, started = self._current_task(w)
+        timeout = min(timeout, max(0.0, self.duties.next_at - now))
+        for w in self.pool.workers:
+            task, started = self.pool.current(w)
             if task is not None and task.timeout:
                 timeout = min(timeout, max(0.0, started + task.timeout - now) + 0.001)
             if w.kill_deadline is not None:
@@ -298,6 +270,13 @@ class Supervisor:
             timeout = min(timeout, 0.05)
         if self._outcomes:
             timeout = 0.0
+        return timeout
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Sleep until a worker reports, a worker dies, a pipe drains, a submitter pokes us,
+        or the next deadline (``timeout``, else what the last :meth:`tick` computed)."""
+        assert self._selector is not None and self.pool is not None
+        timeout = self._next_wait if timeout is None else timeout
         store_fd = self.store.wakeup_fileno()
         if store_fd != self._store_fd:
             if self._store_fd is not None:
@@ -305,10 +284,20 @@ class Supervisor:
             if store_fd is not None:
                 self._selector.register(store_fd, selectors.EVENT_READ, ("store", None))
             self._store_fd = store_fd
-        for key, _ in self._selector.select(timeout):
+        writers = [w for w in self.pool.workers if w.outbox]
+        for w in writers:
+            self._selector.register(w.tasks_out.fileno(), selectors.EVENT_WRITE, ("writable", w))
+        try:
+            events = self._selector.select(timeout)
+        finally:
+            for w in writers:
+                self._selector.unregister(w.tasks_out.fileno())
+        for key, _ in events:
             kind, w = key.data
             if kind == "worker":
                 self._read_worker(w)
+            elif kind == "writable":
+                w.flush()
             elif kind == "wake":
                 assert self._presence is not None
                 self._presence.drain()
@@ -318,55 +307,55 @@ class Supervisor:
                 self._idle_wait = 0.001
             # "sentinel": a worker died; the next tick reaps it.
 
-    def _read_worker(self, w: _Worker) -> None:
-        # Connection.poll() builds a selector per call; one poll object per worker is cheap.
-        try:
-            while w.poller.poll(0):
-                self._handle_message(w, w.conn.recv())
-        except (EOFError, OSError):
-            pass
+    # -- reports from workers -------------------------------------------------------
+    def _read_reports(self) -> None:
+        assert self.pool is not None
+        for w in self.pool.workers:
+            self._read_worker(w)
 
-    def _handle_message(self, w: _Worker, msg: tuple[Any, ...]) -> None:
-        kind = msg[0]
-        if kind == "done":  # results the worker could not write itself: we write them
-            pid = w.pid
-            for result in msg[1]:
-                job_id, _, ok, payload, output, started, finished = result
-                failure = None if ok else (payload.get("type"), payload.get("message"))
-                if self._account(w, job_id, output, started, finished, failure):
-                    self._outcomes.append(outcome_of(result, pid))
-        elif kind == "finished":  # written by the worker itself
-            _, results, rejected = msg
-            for job_id, _, _, failure, output, started, finished in results:
-                self._account(w, job_id, output, started, finished, failure)
-            for job_id in rejected:
+    def _read_worker(self, w: WorkerProcess) -> None:
+        for report in w.reports():
+            self._handle_report(w, report)
+
+    def _handle_report(self, w: WorkerProcess, report: Any) -> None:
+        if isinstance(report, Finished):  # written by the worker itself
+            for result in report.results:
+                self._account(w, result)
+            for job_id in report.rejected:
                 log.warning("job %d: result dropped, the job was taken back from this supervisor", job_id)
-        elif kind == "progress":
-            _, job_id, attempt, fraction, message = msg
-            self._progress[job_id] = (job_id, attempt, fraction, message)
-        elif kind == "unstarted":
-            for job_id in msg[1]:
+        elif isinstance(report, Unwritten):  # results the worker could not write: we write them
+            ids = [r.job_id for r in report.results]
+            log.warning(
+                "worker %d could not write the results of jobs %s (%s); the supervisor writes them",
+                w.pid,
+                ", ".join(map(str, ids)),
+                report.reason,
+            )
+            for result in report.results:
+                if self._account(w, result):
+                    self._outcomes.append(result.outcome(w.pid))
+        elif isinstance(report, Progress):
+            self._progress[report.job_id] = ProgressUpdate(report.job_id, report.attempt, report.fraction, report.message)
+        elif isinstance(report, Unstarted):
+            for job_id in report.job_ids:
                 task = w.tasks.pop(job_id, None)
                 if task is not None:
-                    self._outcomes.append(Outcome(job_id, task.attempts, "released", worker=w.pid))
-        elif kind == "retire":
+                    self._outcomes.append(Outcome(job_id, task.attempts, OutcomeKind.RELEASED, worker=w.pid))
+        elif isinstance(report, Retire):
             w.retiring = True
-            log.info("worker %d retires: %s", w.pid, msg[1])
+            log.info("worker %d retires: %s", w.pid, report.reason)
 
-    def _account(
-        self, w: _Worker, job_id: int, output: str | None, started: float, finished: float, failure: tuple[str, str] | None
-    ) -> bool:
+    def _account(self, w: WorkerProcess, result: Result) -> bool:
         """Book a job a worker reports finished; False when it is no longer the worker's."""
-        if w.tasks.pop(job_id, None) is None:
+        assert self.dispatcher is not None
+        if w.tasks.pop(result.job_id, None) is None:
             return False
-        self._jobs_done += 1
-        duration = finished - started
-        self._avg_job_seconds = duration if self._jobs_done == 1 else 0.9 * self._avg_job_seconds + 0.1 * duration
-        self._log_output(job_id, output)
-        if failure is not None:
-            log.warning("job %d failed: %s: %s", job_id, failure[0], failure[1])
+        self.dispatcher.record_duration(result.duration_seconds)
+        self._log_output(result.job_id, result.output)
+        if result.error is not None:
+            log.warning("job %d failed: %s: %s", result.job_id, result.error.type, result.error.message)
         elif log.isEnabledFor(logging.DEBUG):
-            log.debug("job %d succeeded in %.3fs", job_id, duration)
+            log.debug("job %d succeeded in %.3fs", result.job_id, result.duration_seconds)
         return True
 
     @staticmethod
@@ -376,10 +365,9 @@ class Supervisor:
                 log.info("[job %d] %s", job_id, line)
 
     # -- workers --------------------------------------------------------------------
-    def _start_worker(self, slot: int) -> None:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        capture_path = os.path.join(self._capture_dir, f"worker-{slot}.out")
-        config = WorkerConfig(
+    def _worker_config(self, slot: int, capture_path: str) -> WorkerConfig:
+        fork = self._ctx.get_start_method() == "fork"
+        return WorkerConfig(
             supervisor_pid=os.getpid(),
             capture_path=capture_path,
             max_output_bytes=self.settings.max_output_bytes,
@@ -387,29 +375,18 @@ class Supervisor:
             max_jobs=self.max_jobs_per_worker,
             max_memory_mb=self.max_memory_per_worker,
             sys_path=[os.getcwd(), *[p for p in sys.path if p]],
-            inherited_fds=self._presence.fds() if self._presence is not None and self._ctx.get_start_method() == "fork" else [],
+            inherited_fds=self._presence.fds() if self._presence is not None and fork else [],
             db_url=self.store.url,
             owner=self.id,
             busy_timeout_seconds=self.settings.busy_timeout_seconds,
         )
-        for i in range(SLOT_SIZE):
-            self._slots[slot * SLOT_SIZE + i] = 0
-        process = self._ctx.Process(
-            target=worker_main,
-            args=(child_conn, self._slots, slot, self._draining, config),
-            name=f"jobq-worker-{slot}",
-            daemon=True,
-        )
-        process.start()
-        child_conn.close()
-        self._selector.register(parent_conn.fileno(), selectors.EVENT_READ, ("worker", None))
-        self._selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", None))
-        worker = _Worker(process, parent_conn, slot, capture_path)
-        self._selector.modify(parent_conn.fileno(), selectors.EVENT_READ, ("worker", worker))
-        self._selector.modify(process.sentinel, selectors.EVENT_READ, ("sentinel", worker))
-        self.workers = [w for w in self.workers if w.slot != slot] + [worker]
-        self.workers.sort(key=lambda w: w.slot)
-        log.debug("worker %d started in slot %d", process.pid, slot)
+
+    def _start_worker(self, slot: int) -> None:
+        assert self.pool is not None and self._selector is not None
+        w = self.pool.start(slot)
+        self._selector.register(w.reports_in.fileno(), selectors.EVENT_READ, ("worker", w))
+        self._selector.register(w.process.sentinel, selectors.EVENT_READ, ("sentinel", w))
+        # Its task pipe is watched (for writability) only while its outbox holds data.
 
     def _start_checkpointer(self) -> None:
         if not self.store.wants_checkpointer:
@@ -423,131 +400,80 @@ class Supervisor:
         self._checkpointer.start()
 
     def _reap_workers(self, now: float) -> None:
-        for w in list(self.workers):
-            if w.process.is_alive():
-                continue
+        assert self.pool is not None and self._selector is not None
+        for w in self.pool.dead():
             self._read_worker(w)  # results it sent before dying still count
             w.process.join()
             exitcode = w.process.exitcode
-            current = int(self._slots[w.slot * SLOT_SIZE + SLOT_JOB])
+            current = self.pool.current_job_id(w)
             for job_id, task in list(w.tasks.items()):
                 if job_id == current:
-                    self._outcomes.append(self._death_outcome(w, task, exitcode, now))
+                    self._outcomes.append(self._death_outcome(w, task.id, task.attempts, exitcode))
                 else:
-                    self._outcomes.append(Outcome(job_id, task.attempts, "released", worker=w.pid))
+                    self._outcomes.append(Outcome(job_id, task.attempts, OutcomeKind.RELEASED, worker=w.pid))
             w.tasks.clear()
-            self._selector.unregister(w.conn.fileno())
+            self._selector.unregister(w.reports_in.fileno())
             self._selector.unregister(w.process.sentinel)
-            w.conn.close()
-            if not (w.retiring and exitcode == 0) and w.kill_reason is None:
-                log.warning("worker %d died (%s)", w.pid, _signal_name(exitcode))
+            w.reports_in.close()
+            w.tasks_out.close()
+            if not (w.retiring and exitcode == 0) and w.kill is None:
+                log.warning("worker %d died (%s)", w.pid, signal_name(exitcode))
             if self.stopping:
-                self.workers = [x for x in self.workers if x is not w]
+                self.pool.remove(w)
             else:
                 self._start_worker(w.slot)
 
-    def _death_outcome(self, w: _Worker, task: ClaimedJob, exitcode: int | None, now: float) -> Outcome:
-        output = _read_job_output(
-            w.capture_path, int(self._slots[w.slot * SLOT_SIZE + SLOT_OUTPUT_AT]), self.settings.max_output_bytes
-        )
-        self._log_output(task.id, output)
-        if w.kill_reason is not None:
-            kind, error, retriable = w.kill_reason
-            log.warning("job %d %s: %s", task.id, kind, error["message"])
+    def _death_outcome(self, w: WorkerProcess, job_id: int, attempts: int, exitcode: int | None) -> Outcome:
+        assert self.pool is not None
+        output = self.pool.output_of_current(w, self.settings.max_output_bytes)
+        self._log_output(job_id, output)
+        wall = time.time()
+        if w.kill is not None:
+            log.warning("job %d %s: %s", job_id, w.kill.kind.value, w.kill.error.message)
             return Outcome(
-                task.id, task.attempts, kind, error=error, retriable=retriable, worker=w.pid, output=output, finished_at=now
+                job_id,
+                attempts,
+                w.kill.kind,
+                error=w.kill.error,
+                retriable=w.kill.retriable,
+                worker=w.pid,
+                output=output,
+                finished_at=wall,
             )
-        error = {
-            "type": "WorkerDied",
-            "message": f"worker {w.pid} died while running the job: {_signal_name(exitcode)}",
-            "traceback": "",
-        }
-        log.warning("job %d failed: %s", task.id, error["message"])
-        return Outcome(task.id, task.attempts, "failed", error=error, worker=w.pid, output=output, finished_at=now)
-
-    def _kill(self, w: _Worker, kind: str, error: dict[str, Any], retriable: bool, now: float) -> None:
-        if w.kill_reason is not None:
-            return
-        w.kill_reason = (kind, error, retriable)
-        w.kill_deadline = now + self.settings.kill_grace_seconds
-        try:
-            os.kill(w.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-    def _current_task(self, w: _Worker) -> tuple[ClaimedJob | None, float]:
-        base = w.slot * SLOT_SIZE
-        job_id = int(self._slots[base + SLOT_JOB])
-        task = w.tasks.get(job_id)
-        if task is not None and int(self._slots[base + SLOT_ATTEMPT]) != task.attempts:
-            task = None
-        return task, self._slots[base + SLOT_STARTED]
+        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {signal_name(exitcode)}")
+        log.warning("job %d failed: %s", job_id, error.message)
+        return Outcome(job_id, attempts, OutcomeKind.FAILED, error=error, worker=w.pid, output=output, finished_at=wall)
 
     def _enforce_deadlines(self, now: float) -> None:
-        for w in self.workers:
-            if w.kill_deadline is not None and now >= w.kill_deadline and w.process.is_alive():
-                try:
-                    os.kill(w.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                w.kill_deadline = None
-                continue
-            task, started = self._current_task(w)
+        assert self.pool is not None
+        self.pool.escalate(now)
+        grace = self.settings.kill_grace_seconds
+        for w in self.pool.workers:
+            task, started = self.pool.current(w)
             if task is not None and task.timeout and now - started > task.timeout:
-                error = {"type": "JobTimeout", "message": f"job exceeded its timeout of {task.timeout:g}s", "traceback": ""}
-                self._kill(w, "failed", error, True, now)
+                error = JobError("JobTimeout", f"job exceeded its timeout of {task.timeout:g}s")
+                self.pool.order_kill(w, KillOrder(OutcomeKind.FAILED, error, True), now, grace)
         if self._drain_deadline is not None and now >= self._drain_deadline:
-            for w in self.workers:
+            drained = JobError("Drained", "supervisor stopped before the job finished")
+            for w in self.pool.workers:
                 if w.tasks:
-                    error = {"type": "Drained", "message": "supervisor stopped before the job finished", "traceback": ""}
-                    self._kill(w, "released", error, False, now)
+                    self.pool.order_kill(w, KillOrder(OutcomeKind.RELEASED, drained, False), now, grace)
 
-    # -- claiming and writing -------------------------------------------------------
-    def _batch_size(self) -> int:
-        if self._avg_job_seconds <= 0:
-            return 1
-        return max(1, min(MAX_BATCH, int(PREFETCH_SECONDS / self._avg_job_seconds)))
+    def _cancel_running(self, job_ids: set[int]) -> None:
+        assert self.pool is not None
+        now = time.monotonic()
+        for w in self.pool.workers:
+            task, _ = self.pool.current(w)
+            if task is not None and task.id in job_ids:
+                order = KillOrder(OutcomeKind.CANCELLED, CANCELLED_BY_REQUEST, False)
+                self.pool.order_kill(w, order, now, self.settings.kill_grace_seconds)
 
-    def _dispatch(self, now: float) -> int:
-        """Claim jobs for workers with room and send them. Short jobs go in batches of about
-        PREFETCH_SECONDS of work, and a worker gets its next batch while it runs the current
-        one; a long job goes alone to an idle worker, so none hoards work another could run."""
-        batch = self._batch_size()
-        ready = [
-            w
-            for w in self.workers
-            if not w.retiring
-            and w.kill_reason is None
-            and (not w.tasks or (batch > 1 and len(w.tasks) <= batch))
-            and w.process.is_alive()
-        ]
-        if not ready:
-            return 0
-        limits = {q: s.concurrency for q, s in self.settings.queues.items() if s.concurrency}
-        claimed = self.store.claim(
-            self.id, self.queues, batch * len(ready), now, now + self.settings.lease_seconds, queue_limits=limits or None
-        )
-        if not claimed:
-            return 0
-        ready.sort(key=lambda w: len(w.tasks))
-        per_worker = -(-len(claimed) // len(ready))
-        for i, w in enumerate(ready):
-            chunk = claimed[i * per_worker : (i + 1) * per_worker]
-            if not chunk:
-                break
-            for task in chunk:
-                w.tasks[task.id] = task
-            try:
-                w.conn.send([(t.id, t.attempts, t.target, t.args_json, t.kwargs_json) for t in chunk])
-            except (OSError, ValueError):
-                pass  # the worker died; reaping releases its tasks
-        return len(claimed)
-
-    def _flush(self, now: float) -> None:
+    # -- writing --------------------------------------------------------------------
+    def _flush_outcomes(self) -> None:
         if self._outcomes:
             outcomes, self._outcomes = self._outcomes, []
             try:
-                rejected = self.store.finish(self.id, outcomes, now)
+                rejected = self.store.finish(self.id, outcomes, time.time())
             except StoreError:
                 self._outcomes = outcomes + self._outcomes
                 raise
@@ -556,53 +482,6 @@ class Supervisor:
         if self._progress:
             updates, self._progress = list(self._progress.values()), {}
             self.store.set_progress(self.id, updates)
-
-    def _maintenance(self, now: float) -> None:
-        self._next_maintenance = now + self.settings.heartbeat_seconds
-        lease_until = now + self.settings.lease_seconds
-        cancel_ids = set(self.store.heartbeat(self.id, now, lease_until))
-        if cancel_ids:
-            for w in self.workers:
-                task, _ = self._current_task(w)
-                if task is not None and task.id in cancel_ids:
-                    error = {"type": "Cancelled", "message": "cancelled by request", "traceback": ""}
-                    self._kill(w, "cancelled", error, False, now)
-        self._sweep_dead_supervisors(now)
-        self.store.requeue_lost(now, expired_before=now, reason="lease expired: its supervisor stopped renewing it")
-        self.store.prune_supervisors(now - 2 * self.settings.lease_seconds)
-        if not self.stopping:
-            sync_due = self.store.enqueue_due_schedules(now, next_run_after)
-            for job_id in sync_due:
-                log.info("job %d enqueued by its schedule", job_id)
-        if now >= self._next_purge:
-            self._next_purge = now + 60
-            purged = self.store.purge(now, ["succeeded", "failed", "cancelled"], None, self.settings.result_ttl)
-            if purged:
-                log.info("purged %d finished jobs past their result_ttl", purged)
-
-    def _sweep_dead_supervisors(self, now: float) -> None:
-        host = self.settings.host()
-        supervisors = self.store.supervisors()
-        if self._info is not None and not any(s.id == self.id for s in supervisors):
-            # Pruned while we were frozen (SIGSTOP, a paused VM): be listed again.
-            self._info.heartbeat_at = now
-            self.store.register_supervisor(self._info)
-        for sup in supervisors:
-            if sup.id == self.id or sup.host != host:
-                continue
-            if is_dead(sup.lock_path):
-                taken = self.store.requeue_lost(now, owner=sup.id, reason=f"supervisor {sup.id} (pid {sup.pid}) died")
-                self.store.unregister_supervisor(sup.id)
-                log.warning(
-                    "supervisor %s (pid %d) is dead; took back %d jobs%s",
-                    sup.id,
-                    sup.pid,
-                    len(taken),
-                    f": {', '.join(map(str, taken))}" if taken else "",
-                )
-        if self._presence is not None:
-            # Leftovers of supervisors that died before registering, or whose row is gone.
-            self._presence.remove_dead_leftovers(keep={s.id for s in supervisors})
 
     # -- signals and shutdown -------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -622,12 +501,17 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
 
+    def signal_received(self, signum: int) -> None:
+        """Act on ``signum`` (SIGTERM, SIGINT) at the next tick, as the handler does."""
+        self._signals.append(signum)
+
     def _handle_signals(self, now: float) -> None:
+        assert self.pool is not None
         while self._signals:
             signum = self._signals.popleft()
             if not self.stopping:
                 self.stopping = True
-                self._draining.value = 1
+                self.pool.draining.value = 1
                 self._drain_deadline = now + self.grace
                 log.info(
                     "supervisor %s draining (%s): up to %gs for running jobs", self.id, signal.Signals(signum).name, self.grace
@@ -637,48 +521,32 @@ class Supervisor:
                 self._drain_deadline = now
                 log.info("supervisor %s: second interrupt, ending running jobs now", self.id)
 
-    def _shutdown(self) -> None:
-        now = time.time()
-        for w in self.workers:
-            try:
-                w.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        deadline = time.monotonic() + 5
-        for w in self.workers:
-            w.process.join(max(0.0, deadline - time.monotonic()))
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-        # Anything still held (an error path) goes back to the queue, attempt not counted.
-        for w in self.workers:
-            self._read_worker(w)
-            for job_id, task in w.tasks.items():
-                self._outcomes.append(Outcome(job_id, task.attempts, "released", worker=w.pid))
-            w.tasks.clear()
+    def close(self) -> None:
+        """Stop the workers, release what they held, write the last outcomes, unregister."""
+        if self.pool is not None:
+            self.pool.stop_all(5.0)
+            # Anything still held (an error path) goes back to the queue, attempt not counted.
+            for w in self.pool.workers:
+                self._read_worker(w)
+                for job_id, task in w.tasks.items():
+                    self._outcomes.append(Outcome(job_id, task.attempts, OutcomeKind.RELEASED, worker=w.pid))
+                w.tasks.clear()
         try:
-            self._flush(now)
-            self.store.unregister_supervisor(self.id)
+            if self._info is not None:
+                self._flush_outcomes()
+                self.store.unregister_supervisor(self.id)
         except StoreError as exc:
             log.error("supervisor %s: could not write its last results: %s", self.id, exc)
         if self._checkpointer is not None:
             self._checkpointer.terminate()
             self._checkpointer.join(5)
-        self._selector.close()
+            self._checkpointer = None
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
         if self._presence is not None:
             self._presence.release()  # the lock, the socket and the workers' output files
-
-
-def _read_job_output(path: str, start: int, max_bytes: int) -> str:
-    """What a dead worker's job printed: its capture file from ``start`` on."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return ""
-    try:
-        return read_range(fd, start, os.fstat(fd).st_size, max_bytes)
-    finally:
-        os.close(fd)
+            self._presence = None
 
 
 def _run_in_background(supervisor: Supervisor) -> None:

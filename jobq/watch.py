@@ -15,16 +15,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobFailed, JobNotFound
-from .models import FINISHED_STATES, SUCCEEDED
-from .store import Store
+from .errors import JobFailed, JobNotFound, JobqError
+from .models import FINISHED_STATES, SUCCEEDED, JobError
+from .store import JobResult, Store
 
 if TYPE_CHECKING:
     from .api import Group, Queue
 
 log = logging.getLogger("jobq.watch")
 
-Outcome = tuple[str, Any, dict[str, Any] | None]
+Outcome = JobResult
 _FIRST_DELAY, _MAX_DELAY = 0.001, 0.05
 
 
@@ -32,11 +32,8 @@ def failure(job_id: int, outcome: Outcome | None, index: int | None = None) -> E
     """The exception a failed, cancelled or vanished job raises to its caller."""
     if outcome is None:
         return JobNotFound(job_id)
-    state, _, error = outcome
-    error = error or {}
-    return JobFailed(
-        job_id, error.get("type", "Error"), error.get("message", ""), error.get("traceback", ""), state=state, index=index
-    )
+    error = outcome.error or JobError("Error")
+    return JobFailed(job_id, error.type, error.message, error.traceback, state=outcome.state.value, index=index)
 
 
 def outcomes(store: Store, ids: list[int]) -> dict[int, Outcome | None]:
@@ -62,12 +59,13 @@ def _pause(store: Store, cond: threading.Condition, delay: float) -> None:
 
 class Watcher:
     """A thread that calls ``on_done(outcome)`` once each watched job finishes, and
-    ``on_done()`` once each watched group has (see ``Group.finished``)."""
+    ``on_done(error)`` once each watched group has (see ``Group.finished``; ``error`` is
+    what a join would raise before reading the results, usually None)."""
 
     def __init__(self, queue: Queue) -> None:
         self.store = queue.store
         self._jobs: dict[int, Callable[[Outcome | None], None]] = {}
-        self._groups: dict[int, tuple[Group, Callable[[], None]]] = {}
+        self._groups: dict[int, tuple[Group, Callable[[Exception | None], None]]] = {}
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -76,7 +74,7 @@ class Watcher:
     def watch_job(self, job_id: int, on_done: Callable[[Outcome | None], None]) -> None:
         self._add(lambda: self._jobs.__setitem__(job_id, on_done))
 
-    def watch_group(self, group: Group, on_done: Callable[[], None]) -> None:
+    def watch_group(self, group: Group, on_done: Callable[[Exception | None], None]) -> None:
         self._add(lambda: self._groups.__setitem__(id(group), (group, on_done)))
 
     def _add(self, put: Callable[[], None]) -> None:
@@ -118,7 +116,7 @@ class Watcher:
             try:
                 found = outcomes(self.store, jobs) if jobs else {}
                 before = sum(group.done_jobs for _, (group, _) in groups)
-                done_groups = [key for key, (group, _) in groups if group.finished()]
+                done_groups = [(key, error) for key, (group, _) in groups for done, error in [_group_done(group)] if done]
                 moving = sum(group.done_jobs for _, (group, _) in groups) != before
             except Exception as exc:  # noqa: BLE001 - the store is away: try again later
                 log.warning("watcher: %s", exc)
@@ -129,11 +127,11 @@ class Watcher:
                     callback = self._jobs.pop(job_id, None)
                 if callback is not None:
                     _call(callback, outcome)
-            for key in done_groups:
+            for key, error in done_groups:
                 with self._cond:
                     entry = self._groups.pop(key, None)
                 if entry is not None:
-                    _call(entry[1])
+                    _call(entry[1], error)
             spent = time.monotonic() - started
             # Back off while nothing happens; never poll more than a tenth of the time.
             if found or done_groups or moving:
@@ -142,6 +140,14 @@ class Watcher:
             if time.monotonic() - max(active, self._last_add) < 0.2:
                 delay = min(delay, 0.002)
             _pause(self.store, self._cond, max(delay, 10 * spent))
+
+
+def _group_done(group: Group) -> tuple[bool, Exception | None]:
+    """Whether a join of ``group`` would return now (and the error it would raise first)."""
+    try:
+        return group.finished(), None
+    except JobqError as exc:  # GroupIncomplete: its submitter died mid-map
+        return True, exc
 
 
 def _call(callback: Callable[..., None], *args: Any) -> None:
@@ -220,15 +226,15 @@ class ResultIterator:
     def _emit(self, position: int, outcome: Outcome | None) -> None:
         layout = self.group.layout
         job_id = self.group.job_ids[position]
-        if outcome is None or outcome[0] != SUCCEEDED:
+        if outcome is None or outcome.state != SUCCEEDED:
             if layout is None:
                 index = position
             else:
                 from .chunks import failed_index
 
-                index = failed_index(layout, position, outcome[2] if outcome else None)
+                index = failed_index(layout, position, outcome.error if outcome else None)
             self._buffer.append((False, failure(job_id, outcome, index)))
         elif layout is None:
-            self._buffer.append((True, outcome[1]))
+            self._buffer.append((True, outcome.result))
         else:
-            self._buffer.extend((True, value) for value in outcome[1])
+            self._buffer.extend((True, value) for value in outcome.result)

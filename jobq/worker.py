@@ -1,5 +1,7 @@
-"""The worker process: receives jobs from its supervisor over a pipe, runs them with their
-output captured, and sends back results. It never opens the database."""
+"""The worker process: receives batches of jobs from its supervisor over a pipe, runs them
+one at a time with their output captured, writes their results to the store itself (fenced
+on the supervisor's id) and reports to the supervisor over a second pipe. When the store
+cannot be written, the supervisor writes the results instead."""
 
 from __future__ import annotations
 
@@ -10,20 +12,23 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .aioloop import run_coroutine
 from .errors import StoreError
-from .models import Outcome, dumps, resolve_target
+from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten
+from .models import JobError, dumps, resolve_target
 from .store import open_store
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
-# (0 when none), that job's attempt number, and the wall time it started. The supervisor
-# reads it to time jobs out and to know which job a dead worker was running.
+# (0 when none), that job's attempt number, the monotonic time it started (CLOCK_MONOTONIC
+# is one clock for every process of the machine) and where its output begins in the
+# capture file. The supervisor reads it to time jobs out and to know which job a dead
+# worker was running.
 SLOT_JOB, SLOT_ATTEMPT, SLOT_STARTED, SLOT_OUTPUT_AT = 0, 1, 2, 3
 SLOT_SIZE = 4
 
@@ -48,32 +53,73 @@ class WorkerConfig:
     busy_timeout_seconds: float = 60.0
 
 
+class Reports:
+    """The worker's end of the report pipe, shared by the job's thread and the progress
+    flusher: one message at a time."""
+
+    def __init__(self, conn: Connection | None) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: Report) -> None:
+        if self.conn is None:
+            return
+        with self.lock:
+            self.conn.send(message)
+
+
 class CurrentJob:
     """The job running in this worker process (see :func:`jobq.current_job`)."""
 
-    def __init__(self, job_id: int, attempt: int, conn: Connection | None) -> None:
+    #: progress reaches the supervisor at most this often, and the latest value at most
+    #: this long after it was set, whatever the job does next
+    PROGRESS_INTERVAL_SECONDS = 0.05
+
+    def __init__(self, job_id: int, attempt: int, reports: Reports | None) -> None:
         self.id = job_id
         self.attempt = attempt
-        self._conn = conn
+        self._reports = reports
         self._last_sent = 0.0
         self._pending: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; ``jobq status`` and ``jobq wait`` show it."""
         fraction = float(fraction)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("fraction must be between 0 and 1")
-        self._pending = (fraction, str(message).replace("\x00", "")[:500])
-        now = time.monotonic()
-        if now - self._last_sent >= 0.05:
-            self.flush_progress()
-            self._last_sent = now
+        with self._lock:
+            self._pending = (fraction, str(message).replace("\x00", "")[:500])
+            wait = self._last_sent + self.PROGRESS_INTERVAL_SECONDS - time.monotonic()
+            if wait > 0:
+                # Too soon to send: a timer sends the latest value once the interval is up.
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self.flush_progress)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self.flush_progress()
 
     def flush_progress(self) -> None:
-        if self._pending is not None and self._conn is not None:
-            fraction, message = self._pending
-            self._conn.send(("progress", self.id, self.attempt, fraction, message))
-            self._pending = None
+        """Send the latest progress now, if any is pending."""
+        with self._lock:
+            self._timer = None
+            pending, self._pending = self._pending, None
+            if pending is None or self._reports is None:
+                return
+            self._last_sent = time.monotonic()
+            self._reports.send(Progress(self.id, self.attempt, pending[0], pending[1]))
+
+    def close(self) -> None:
+        """The job ended: cancel the timer and send what is pending."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        try:
+            self.flush_progress()
+        except (OSError, ValueError):
+            pass
 
 
 _current: CurrentJob | None = None
@@ -184,127 +230,71 @@ def _flush_std() -> None:
             pass
 
 
-def error_dict(exc: BaseException) -> dict[str, Any]:
-    """The stored form of an exception: type, message and formatted traceback."""
-    error = {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-    item = getattr(exc, "jobq_item", None)
-    if isinstance(item, int):  # raised by one item of a chunked map (jobq.chunks)
-        error["item"] = item
-    return error
-
-
 def run_job(
-    job_id: int,
-    attempt: int,
-    target: str,
-    args_json: str,
-    kwargs_json: str,
-    config: WorkerConfig,
-    conn: Connection | None,
-    cache: dict[str, Any],
-) -> tuple[bool, Any]:
-    """Call the target; returns (True, result JSON text) or (False, error dict)."""
+    task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
+) -> tuple[str | None, JobError | None]:
+    """Call the target; returns (result JSON text, None) or (None, the error)."""
     global _current
-    _current = CurrentJob(job_id, attempt, conn)
+    current = _current = CurrentJob(task.job_id, task.attempt, reports)
     try:
-        fn = cache.get(target)
+        fn = cache.get(task.target)
         if fn is None:
-            fn = cache[target] = resolve_target(target)
-        value = fn(*json.loads(args_json), **json.loads(kwargs_json))
+            fn = cache[task.target] = resolve_target(task.target)
+        value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
         if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
             value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
-        return False, error_dict(exc)
+        return None, JobError.from_exception(exc)
     finally:
-        try:
-            _current.flush_progress()
-        except (OSError, ValueError):
-            pass
+        current.close()
         _current = None
     try:
         text = dumps(value)
     except (TypeError, ValueError) as exc:
-        return False, {
-            "type": "ResultNotSerializable",
-            "message": f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}",
-            "traceback": "",
-        }
-    if len(text) > config.max_payload_bytes:
-        return False, {
-            "type": "ResultTooLarge",
-            "message": f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}",
-            "traceback": "",
-        }
-    return True, text
-
-
-def outcome_of(result: tuple[Any, ...], worker_pid: int) -> Outcome:
-    """The store's :class:`Outcome` of one result a worker produced."""
-    job_id, attempt, ok, payload, output, started, finished = result
-    if ok:
-        return Outcome(
-            job_id,
-            attempt,
-            "succeeded",
-            result_json=payload,
-            worker=worker_pid,
-            output=output,
-            finished_at=finished,
-            started_at=started,
+        return None, JobError(
+            "ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
         )
-    return Outcome(
-        job_id, attempt, "failed", error=payload, worker=worker_pid, output=output, finished_at=finished, started_at=started
-    )
+    if len(text) > config.max_payload_bytes:
+        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
+    return text, None
 
 
 class _Reporter:
     """Writes a batch of results to the store (fenced) and tells the supervisor what ran.
-    When the store cannot be written, the results go to the supervisor to write instead."""
+    When the store cannot be written, the results go to the supervisor to write instead,
+    with the reason (the supervisor logs it)."""
 
-    def __init__(self, conn: Connection, config: WorkerConfig) -> None:
-        self.conn = conn
+    def __init__(self, reports: Reports, config: WorkerConfig) -> None:
+        self.reports = reports
         self.owner = config.owner
         self.store: Any = None
+        self.unusable = ""
         if config.db_url:
             try:
                 self.store = open_store(config.db_url, config.busy_timeout_seconds)
                 self.store.tune_for_runner()
-            except StoreError:
+            except StoreError as exc:
                 self.store = None
+                self.unusable = f"cannot open the database: {exc}"
 
-    def send(self, results: list[tuple[Any, ...]]) -> None:
+    def send(self, results: list[Result]) -> None:
         if not results:
             return
-        if self.store is not None:
-            pid = os.getpid()
-            outcomes = [outcome_of(result, pid) for result in results]
-            try:
-                rejected = self.store.finish(self.owner, outcomes, time.time())
-            except StoreError:
-                pass  # the supervisor writes them, or fails loudly
-            else:
-                summary = [
-                    (
-                        job_id,
-                        attempt,
-                        ok,
-                        None if ok else (payload.get("type"), payload.get("message")),
-                        output,
-                        started,
-                        finished,
-                    )
-                    for job_id, attempt, ok, payload, output, started, finished in results
-                ]
-                self.conn.send(("finished", summary, rejected))
-                return
-        self.conn.send(("done", results))
+        if self.store is None:
+            self.reports.send(Unwritten(results, self.unusable or "no database"))
+            return
+        pid = os.getpid()
+        try:
+            rejected = self.store.finish(self.owner, [r.outcome(pid) for r in results], time.time())
+        except StoreError as exc:
+            self.reports.send(Unwritten(results, str(exc)))
+            return
+        self.reports.send(Finished(results, rejected))
 
 
-def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: WorkerConfig) -> None:
+def worker_main(
+    tasks_in: Connection, reports_out: Connection, slots: Any, slot: int, draining: Any, config: WorkerConfig
+) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -319,49 +309,62 @@ def worker_main(conn: Connection, slots: Any, slot: int, draining: Any, config: 
         if entry not in sys.path:
             sys.path.insert(0, entry)
     base = slot * SLOT_SIZE
-    reporter = _Reporter(conn, config)
+    reports = Reports(reports_out)
+    reporter = _Reporter(reports, config)
     capture = OutputCapture(config.capture_path, config.max_output_bytes)
     cache: dict[str, Any] = {}
     jobs_done = 0
     retire_reason = ""
     while not retire_reason:
         try:
-            tasks = conn.recv()
+            batch: list[Task] | None = tasks_in.recv()
         except (EOFError, OSError):
             return
-        if tasks is None:
+        if batch is None:
             return
-        results: list[tuple[Any, ...]] = []
+        results: list[Result] = []
         last_send = time.monotonic()
-        for index, (job_id, attempt, target, args_json, kwargs_json) in enumerate(tasks):
+        for index, task in enumerate(batch):
             if draining.value or retire_reason:
                 reporter.send(results)
                 results = []
-                conn.send(("unstarted", [t[0] for t in tasks[index:]]))
+                reports.send(Unstarted([t.job_id for t in batch[index:]]))
                 break
-            started = time.time()
-            slots[base + SLOT_ATTEMPT] = attempt
+            started_at = time.time()
+            started = time.monotonic()
+            slots[base + SLOT_ATTEMPT] = task.attempt
             slots[base + SLOT_STARTED] = started
             slots[base + SLOT_OUTPUT_AT] = capture.start()
-            slots[base + SLOT_JOB] = job_id
+            slots[base + SLOT_JOB] = task.job_id
             try:
-                ok, payload = run_job(job_id, attempt, target, args_json, kwargs_json, config, conn, cache)
+                result_json, error = run_job(task, config, reports, cache)
             finally:
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0
-            results.append((job_id, attempt, ok, payload, output, started, time.time()))
+            ended = time.monotonic()
+            results.append(
+                Result(
+                    task.job_id,
+                    task.attempt,
+                    result_json,
+                    error,
+                    output,
+                    started_at,
+                    started_at + (ended - started),
+                    ended - started,
+                )
+            )
             jobs_done += 1
             if config.max_jobs is not None and jobs_done >= config.max_jobs:
                 retire_reason = f"ran {jobs_done} jobs (max_jobs_per_worker)"
             elif config.max_memory_mb is not None and resident_mb() > config.max_memory_mb:
                 retire_reason = f"resident memory over {config.max_memory_mb} MB (max_memory_per_worker)"
-            now = time.monotonic()
-            if index == len(tasks) - 1 or now - last_send >= config.send_interval_seconds or len(results) >= 256:
+            if index == len(batch) - 1 or ended - last_send >= config.send_interval_seconds or len(results) >= 256:
                 reporter.send(results)
                 results = []
-                last_send = now
+                last_send = ended
         reporter.send(results)
-    conn.send(("retire", retire_reason))
+    reports.send(Retire(retire_reason))
 
 
 def checkpointer_main(db_url: str, supervisor_pid: int, interval_seconds: float) -> None:

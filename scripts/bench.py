@@ -117,7 +117,12 @@ def _cli(db: str, *args: str, timeout: float = 300) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "jobq", "--db", db, *args],
-        cwd=REPO, env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout,
+        cwd=REPO,
+        env=_cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
     )
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -270,6 +275,11 @@ def build_full_file(db: str, total: int) -> float:
             (error, lo, lo + chunk - 1),
         )
         conn.execute("COMMIT")
+    # jobq counts every move in its own transitions; this setup UPDATE went around them.
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM job_counts")
+    conn.execute("INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+    conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     actual = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
     conn.close()

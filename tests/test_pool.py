@@ -153,7 +153,7 @@ def test_worker_sigkilled_in_pool_map_fails_that_item_alone(db_path: str) -> Non
         failed = info.value
         assert failed.index == 3 and failed.error_type == "WorkerDied" and "SIGKILL" in failed.message
         group = jobq.Queue(db_path).group(pool.group_id)
-        assert group.counts() == {"succeeded": 7, "failed": 1}
+        wait_for(lambda: group.counts() == {"succeeded": 7, "failed": 1}, what="the other items to finish")
         states = {i: jobq.Queue(db_path).get(job_id).state for i, job_id in enumerate(group.job_ids)}
         assert [i for i, s in states.items() if s != "succeeded"] == [3]
         assert pool.map(tasks.square, range(5)) == [0, 1, 4, 9, 16]  # the pool goes on

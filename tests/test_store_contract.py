@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 
 from jobq.errors import ValidationError
-from jobq.models import JobSpec, Outcome, validate_spec
+from jobq.models import JobError, JobSpec, Outcome, validate_spec
 from jobq.schedules import next_run_after
 from jobq.store import open_store
-from jobq.store.base import Schedule, Store, SupervisorInfo
+from jobq.store.base import ProgressUpdate, Schedule, Store, SupervisorInfo
 from tests.conftest import REPO, _env, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 T = 1_700_000_000.25
 ADD = "tests.tasks:add"
-BOOM = {"type": "ValueError", "message": "boom", "traceback": "Traceback ...\nValueError: boom"}
+BOOM_DICT = {"type": "ValueError", "message": "boom", "traceback": "Traceback ...\nValueError: boom"}
+BOOM = JobError(**BOOM_DICT)
 
 
 @pytest.fixture
@@ -109,7 +110,12 @@ def test_submit_returns_ids_in_order(store: Store) -> None:
 
 
 NESTED_ARGS = [
-    "héllo ✓ 😀", "50% of ? and %s", "nul\u0000inside", {"nested": [1, 2.5, None, True, {"deep": "ü"}]}, 10**30, -1.5e-300,
+    "héllo ✓ 😀",
+    "50% of ? and %s",
+    "nul\u0000inside",
+    {"nested": [1, 2.5, None, True, {"deep": "ü"}]},
+    10**30,
+    -1.5e-300,
 ]
 NESTED_KWARGS = {"ключ": ["значение", {"a": None, "b": []}], "emoji": "🎉", "empty": {}}
 
@@ -135,7 +141,13 @@ def test_get_record_fields_and_types(store: Store) -> None:
 
     (c,) = store.claim("sup-1", None, 1, now + 1, now + 31)
     assert (c.id, c.target, args_of(c), kwargs_of(c), c.attempts, c.timeout, c.queue) == (
-        job_id, ADD, NESTED_ARGS, NESTED_KWARGS, 1, 2.5, "q-1.x",
+        job_id,
+        ADD,
+        NESTED_ARGS,
+        NESTED_KWARGS,
+        1,
+        2.5,
+        "q-1.x",
     )
     result = {"out": NESTED_ARGS, "ü": NESTED_KWARGS}
     done = Outcome(job_id, 1, "succeeded", result_json=json.dumps(result), worker=4242, output="printed ✓\n", finished_at=now + 2)
@@ -242,7 +254,8 @@ def test_queue_limits_hold_across_concurrent_claimers(opened: Callable[[], Store
     first = opened()
     submit(first, *[spec(queue="lim") for _ in range(20)], *[spec(queue="free") for _ in range(4)])
     stores = [first] + [opened() for _ in range(3)]
-    got = in_threads(4, lambda i: stores[i].claim(f"s{i}", None, 10, T, T + 30, queue_limits={"lim": 2}))
+    first.set_queue_limit("lim", 2, T)
+    got = in_threads(4, lambda i: stores[i].claim(f"s{i}", None, 10, T, T + 30))
     flat = [c for batch in got for c in batch]
     assert len({c.id for c in flat}) == len(flat)
     assert sum(1 for c in flat if c.queue == "lim") == 2
@@ -280,7 +293,7 @@ def test_nul_is_refused_before_the_store_and_other_text_round_trips(store: Store
     (job_id,) = submit(store, spec(name=text[:60], key=text[:80]))
     assert (store.get(job_id).name, store.get(job_id).key) == (text[:60], text[:80])
     store.claim("s", None, 1, T, T + 30)
-    store.set_progress("s", [(job_id, 1, 0.5, text)])
+    store.set_progress("s", [ProgressUpdate(job_id, 1, 0.5, text)])
     assert store.get(job_id).progress_message == text
     assert store.finish("s", [Outcome(job_id, 1, "succeeded", result_json="1", output=text)], T + 1) == []
     assert store.output(job_id) == text
@@ -294,7 +307,7 @@ def test_failed_with_retries_left_requeues_later_and_records_the_error(store: St
     assert (rec.state, rec.attempts, rec.owner, rec.finished_at) == ("queued", 1, None, None)
     assert T + 1 + 5 <= rec.run_at <= T + 1 + 10  # backoff 10 s with jitter in [5, 10]
     assert rec.error["type"] == "ValueError"
-    assert rec.errors == [{"attempt": 1, **BOOM}]
+    assert rec.errors == [{"attempt": 1, **BOOM_DICT}]
     assert store.claim("s", None, 1, T + 2, T + 32) == []
     (again,) = store.claim("s", None, 1, rec.run_at, rec.run_at + 30)
     assert again.attempts == 2
@@ -305,7 +318,7 @@ def test_out_of_attempts_ends_failed(store: Store) -> None:
     for attempt in (1, 2):
         (c,) = store.claim("s", ["a"], 1, T + attempt, T + 30)
         assert c.attempts == attempt
-        err = {**BOOM, "message": f"boom {attempt}"}
+        err = JobError(**{**BOOM_DICT, "message": f"boom {attempt}"})
         assert store.finish("s", [Outcome(a, attempt, "failed", error=err)], T + attempt) == []
     rec = store.get(a)
     assert (rec.state, rec.attempts, rec.finished_at) == ("failed", 2, T + 2)
@@ -326,9 +339,9 @@ def test_released_outcome_returns_to_queued_without_counting_and_progress_is_fen
     (c,) = store.claim("s", None, 1, T + 2, T + 32)
     assert c.attempts == 1
     # Progress is fenced like finishes.
-    store.set_progress("other", [(job_id, 1, 0.9, "no")])
+    store.set_progress("other", [ProgressUpdate(job_id, 1, 0.9, "no")])
     assert store.get(job_id).progress is None
-    store.set_progress("s", [(job_id, 1, 0.5, "half ✓")])
+    store.set_progress("s", [ProgressUpdate(job_id, 1, 0.5, "half ✓")])
     rec = store.get(job_id)
     assert (rec.progress, rec.progress_message) == (0.5, "half ✓")
 
@@ -524,10 +537,13 @@ def test_groups(store: Store) -> None:
     settle(store, ids[1], "failed")
     results = store.group_results(group_id)
     assert [(r[0], r[1], r[2]) for r in results] == [
-        (ids[0], "succeeded", {"i": 0}), (ids[1], "failed", None), (ids[2], "queued", None),
-        (ids[3], "succeeded", {"i": 3}), (ids[4], "queued", None),
+        (ids[0], "succeeded", {"i": 0}),
+        (ids[1], "failed", None),
+        (ids[2], "queued", None),
+        (ids[3], "succeeded", {"i": 3}),
+        (ids[4], "queued", None),
     ]
-    assert results[1][3]["type"] == "ValueError" and results[0][3] is None
+    assert results[1].error.type == "ValueError" and results[0][3] is None
     assert store.group_summary(group_id) == {"succeeded": 2, "failed": 1, "queued": 2}
     # submit(group=True) makes a group of its own; streaming without a group makes none.
     subs, other = store.submit([spec(), spec()], T, group=True)
@@ -552,8 +568,17 @@ def test_submit_stream_streams_many_and_a_bad_item_inserts_nothing(store: Store)
 
 # -- schedules -------------------------------------------------------------------------------
 def sched(name: str, every: float = 60.0, next_run_at: float = T + 60, **kw: Any) -> Schedule:
-    return Schedule(name, kw.pop("target", ADD), kw.pop("args", [1, "ü"]), kw.pop("kwargs", {"y": 2}), "default", None, every,
-                    next_run_at, **kw)
+    return Schedule(
+        name,
+        kw.pop("target", ADD),
+        kw.pop("args", [1, "ü"]),
+        kw.pop("kwargs", {"y": 2}),
+        "default",
+        None,
+        every,
+        next_run_at,
+        **kw,
+    )
 
 
 def by_name(store: Store) -> dict[str, Schedule]:
@@ -612,7 +637,13 @@ def test_concurrent_upserts_of_one_new_schedule(opened: Callable[[], Store]) -> 
 # -- retention -------------------------------------------------------------------------------
 def test_purge_older_than_never_touches_unfinished_jobs(store: Store) -> None:
     old_ok, old_failed, new_ok, queued, running, scheduled = submit(
-        store, spec(queue="a"), spec(queue="b"), spec(queue="c"), spec(queue="q"), spec(queue="r"), spec(run_at=T + 10**6),
+        store,
+        spec(queue="a"),
+        spec(queue="b"),
+        spec(queue="c"),
+        spec(queue="q"),
+        spec(queue="r"),
+        spec(run_at=T + 10**6),
     )
     (waiting,) = submit(store, spec(depends_on=[queued]))
     settle(store, old_ok, now=T)
@@ -674,8 +705,14 @@ def test_concurrent_first_use_by_several_processes(any_db: str, tmp_path: Path) 
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(4)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", _FIRST_USE, any_db, str(ready[i]), str(go), f"p{i}"], cwd=REPO, env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE, any_db, str(ready[i]), str(go), f"p{i}"],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(4)
     ]
     try:

@@ -11,7 +11,7 @@ import time
 import click
 
 from ..config import parse_duration
-from ..local import is_dead
+from ..local import LockState, lock_state
 from .app import EXIT_UNFINISHED, CliError, Context, api_errors, main, pass_ctx
 
 
@@ -82,7 +82,7 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     start = time.monotonic()
     hurried = False
     while True:
-        alive = [s for s in sups if is_dead(s.lock_path) is False or _pid_running(s.pid)]
+        alive = [s for s in sups if lock_state(s.lock_path) == LockState.HELD or _pid_running(s.pid)]
         if not alive:
             click.echo("stopped", err=True)
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Schedule, Store, Submitted, SupervisorInfo
+from .base import GroupInfo, JobResult, ProgressUpdate, QueueInfo, Schedule, Store, Submitted, SupervisorInfo
 
 
 def open_store(url: str, busy_timeout_seconds: float = 60.0) -> Store:
@@ -16,4 +16,14 @@ def open_store(url: str, busy_timeout_seconds: float = 60.0) -> Store:
     return SQLiteStore(url, busy_timeout_seconds=busy_timeout_seconds)
 
 
-__all__ = ["Schedule", "Store", "Submitted", "SupervisorInfo", "open_store"]
+__all__ = [
+    "GroupInfo",
+    "JobResult",
+    "ProgressUpdate",
+    "QueueInfo",
+    "Schedule",
+    "Store",
+    "Submitted",
+    "SupervisorInfo",
+    "open_store",
+]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..models import ClaimedJob, JobRecord, JobSpec, Outcome
+from ..models import ClaimedJob, JobError, JobRecord, JobSpec, Outcome, State
 
 
 @dataclass
@@ -22,6 +22,9 @@ class SupervisorInfo:
     started_at: float
     heartbeat_at: float
     lock_path: str | None = None
+    #: where the supervisor's lock file can be checked from: host name, boot id and the
+    #: identity of its lock directory (two containers with one host name differ here)
+    presence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from ..models import iso
@@ -35,6 +38,48 @@ class SupervisorInfo:
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
         }
+
+
+class JobResult(NamedTuple):
+    """What a join reads of a job: its state, its return value and its error."""
+
+    id: int
+    state: State
+    result: Any
+    error: JobError | None
+
+
+class ProgressUpdate(NamedTuple):
+    """A running job's latest progress, written fenced on (id, owner, attempt)."""
+
+    job_id: int
+    attempt: int
+    fraction: float
+    message: str
+
+
+@dataclass
+class GroupInfo:
+    """A group as stored: how many jobs it has so far, and whether its submitter finished
+    (``sealed``), is still adding jobs or died doing so (``open``), or gave up (``aborted``)."""
+
+    id: str
+    size: int
+    status: str  # "sealed" | "open" | "aborted"
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class QueueInfo:
+    """A queue's stored controls: its concurrency cap across supervisors and whether it is paused."""
+
+    name: str
+    concurrency: int | None = None
+    paused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "concurrency": self.concurrency, "paused": self.paused}
 
 
 @dataclass
@@ -84,8 +129,8 @@ class Store(ABC):
         """The job's full record, or None."""
 
     @abstractmethod
-    def outcome(self, job_id: int) -> tuple[str, Any, dict[str, Any] | None] | None:
-        """(state, result, error) of a job in one read, or None when no such job (joins)."""
+    def outcome(self, job_id: int) -> JobResult | None:
+        """State, result and error of a job in one read, or None when no such job (joins)."""
 
     @abstractmethod
     def get_states(self, job_ids: Sequence[int]) -> dict[int, str]:
@@ -113,8 +158,12 @@ class Store(ABC):
         """The job ids of a group in input order, or None when no such group exists."""
 
     @abstractmethod
-    def group_results(self, group_id: str) -> list[tuple[int, str, Any, dict[str, Any] | None]] | None:
-        """(id, state, result, error) of each job of the group in input order."""
+    def group_results(self, group_id: str) -> list[JobResult] | None:
+        """State, result and error of each job of the group in input order."""
+
+    @abstractmethod
+    def group_info(self, group_id: str) -> GroupInfo | None:
+        """The group's size and status, or None when no such group exists."""
 
     @abstractmethod
     def group_summary(self, group_id: str) -> dict[str, int] | None:
@@ -148,9 +197,9 @@ class Store(ABC):
         limit: int,
         now: float,
         lease_until: float,
-        queue_limits: dict[str, int] | None = None,
     ) -> list[ClaimedJob]:
-        """Atomically move up to ``limit`` due jobs to running for ``owner``."""
+        """Atomically move up to ``limit`` due jobs to running for ``owner``, skipping paused
+        queues and keeping each queue's concurrency cap across all supervisors."""
 
     @abstractmethod
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
@@ -158,8 +207,8 @@ class Store(ABC):
         fence failed (the job was taken back from us) and whose outcome was dropped."""
 
     @abstractmethod
-    def set_progress(self, owner: str, updates: Sequence[tuple[int, int, float, str]]) -> None:
-        """(job_id, attempts, fraction, message) for running jobs of ``owner``."""
+    def set_progress(self, owner: str, updates: Sequence[ProgressUpdate]) -> None:
+        """The latest progress of running jobs of ``owner``."""
 
     @abstractmethod
     def requeue_lost(
@@ -205,6 +254,19 @@ class Store(ABC):
 
     @abstractmethod
     def running_count(self, queue: str) -> int: ...
+
+    # -- queue controls -----------------------------------------------------------------
+    @abstractmethod
+    def set_queue_limit(self, queue: str, concurrency: int | None, now: float) -> None:
+        """Cap the jobs of ``queue`` running at once across all supervisors (None: no cap)."""
+
+    @abstractmethod
+    def set_queue_paused(self, queue: str, paused: bool, now: float) -> None:
+        """Pause (no supervisor claims from it) or resume ``queue``."""
+
+    @abstractmethod
+    def queue_controls(self) -> list[QueueInfo]:
+        """Every queue with a stored cap or pause flag."""
 
     def tune_for_runner(self) -> None:  # noqa: B027 - optional hook
         """Called once by a supervisor, and by each of its workers, before they write: backend

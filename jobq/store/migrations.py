@@ -130,7 +130,37 @@ def _render(statements: list[str], dialect: str) -> list[str]:
 # (SQLite's would prefer it and sort), and `jobq status` counts through it.
 _V1_POSTGRES_EXTRA = ["CREATE INDEX jobs_state_queue ON jobs(state, queue)"]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS)]
-PG_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA)]
+# Version 2: queue controls kept in the database (a cap across every supervisor, pausing);
+# groups that are open while a streamed map is still being submitted; the supervisor's
+# presence (which lock directory it can be checked in).
+_V2: list[str] = [
+    """CREATE TABLE queues (
+                name TEXT PRIMARY KEY,
+                concurrency INTEGER,
+                paused INTEGER NOT NULL DEFAULT 0,
+                updated_at {REAL}
+            )""",
+    "ALTER TABLE job_groups ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE job_groups ADD COLUMN updated_at {REAL}",
+    "ALTER TABLE supervisors ADD COLUMN presence TEXT",
+]
+
+# SQLite: every move is now counted by the store's transitions (jobq/store/transitions.py),
+# none by triggers; the counts are rebuilt once from the rows.
+_V2_SQLITE_COUNTS: list[str] = [
+    "DROP TRIGGER IF EXISTS jobs_counts_update",
+    "DROP TRIGGER IF EXISTS jobs_counts_delete",
+    "DELETE FROM job_counts",
+    "INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
+    (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
+]
+PG_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
+    (2, _render(_V2, "postgres")),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreBusy, StoreError
 from .migrations import PG_MIGRATIONS, PG_SCHEMA_VERSION
+from .queries import INSERT_JOB, JOB_INSERT_COLUMNS
 from .sql import SQLStore
-from .sql_rows import _INSERT_JOB, _JOB_INSERT_COLUMNS
 
 try:
     import psycopg
@@ -203,7 +203,7 @@ class PostgresStore(SQLStore):
     # -- backend specifics ----------------------------------------------------------
     def _insert_rows(self, conn: _Conn, rows: list[tuple[Any, ...]]) -> list[int]:
         cur = conn.raw.cursor()
-        cur.executemany(_translate_sql(_INSERT_JOB + " RETURNING id"), rows, returning=True)
+        cur.executemany(_translate_sql(INSERT_JOB + " RETURNING id"), rows, returning=True)
         ids = []
         while True:
             ids.append(cur.fetchone()[0])
@@ -212,7 +212,7 @@ class PostgresStore(SQLStore):
 
     def _insert_args(self, conn: _Conn, template: list[Any], array: str, count: int, first_index: int | None) -> list[int]:
         rows = conn.execute(
-            f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), e.value::text, "
+            f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), e.value::text, "
             "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), "
             "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "

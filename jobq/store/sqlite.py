@@ -15,8 +15,9 @@ import sqlite_utils
 
 from ..errors import StoreBusy, StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .queries import INSERT_JOB, JOB_INSERT_COLUMNS, ROW_QUEUE, ROW_STATE
 from .sql import SQLStore
-from .sql_rows import _INSERT_JOB, _JOB_INSERT_COLUMNS
+from .transitions import Moves
 
 T = TypeVar("T")
 
@@ -179,10 +180,10 @@ class SQLiteStore(SQLStore):
             self._write(apply)
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Sequence[int]:
-        self._count_inserted(conn, Counter((row[4], row[6]) for row in rows))
+        self._count_inserted(conn, Counter((row[ROW_QUEUE], row[ROW_STATE]) for row in rows))
         if len(rows) == 1:
-            return [conn.execute(_INSERT_JOB + " RETURNING id", rows[0]).fetchone()[0]]
-        conn.executemany(_INSERT_JOB, rows)
+            return [conn.execute(INSERT_JOB + " RETURNING id", rows[0]).fetchone()[0]]
+        conn.executemany(INSERT_JOB, rows)
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # One writer holds the lock and ids autoincrement: the batch's ids are consecutive.
         return range(last - len(rows) + 1, last + 1)
@@ -192,9 +193,9 @@ class SQLiteStore(SQLStore):
     ) -> range:
         # One statement over a JSON array: SQLite unpacks it in C, far faster than binding
         # nineteen parameters per row from Python.
-        self._count_inserted(conn, Counter({(template[4], template[6]): count}))
+        self._count_inserted(conn, Counter({(template[ROW_QUEUE], template[ROW_STATE]): count}))
         conn.execute(
-            f"INSERT INTO jobs({_JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ? FROM json_each(?) ORDER BY key",
             (*template[0:2], *template[3:16], first_index, first_index, *template[17:19], array),
         )
@@ -204,22 +205,26 @@ class SQLiteStore(SQLStore):
     @staticmethod
     def _count_inserted(conn: sqlite3.Connection, by_queue_state: Counter[tuple[str, str]]) -> None:
         # Every insert goes through _insert_rows or _insert_args, which count here, once per
-        # (queue, state): a per-row insert trigger cost a quarter of a bulk submit.
+        # (queue, state): a per-row trigger cost a quarter of a bulk submit.
         conn.executemany(
             "INSERT INTO job_counts(queue, state, n) VALUES (?, ?, ?) ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n",
             [(queue, state, n) for (queue, state), n in by_queue_state.items()],
         )
 
-    def _count_moves(self, conn: sqlite3.Connection, old: str, new: str, by_queue: Counter[str]) -> None:
-        # The claim and the batched success are the two hot transitions: the count trigger
-        # skips them (see migrations) and they are counted here, once per queue.
-        for queue, n in by_queue.items():
-            conn.execute("UPDATE job_counts SET n = n - ? WHERE queue = ? AND state = ?", (n, queue, old))
-            conn.execute(
-                "INSERT INTO job_counts(queue, state, n) VALUES (?, ?, ?) "
-                "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n",
-                (queue, new, n),
-            )
+    def _count_moves(self, conn: sqlite3.Connection, moves: Moves) -> None:
+        # Every transition reports its moves here, once per (queue, old, new) and
+        # transaction; a new state of "" is a deleted row.
+        down: Counter[tuple[str, str]] = Counter()
+        up: Counter[tuple[str, str]] = Counter()
+        for (queue, old, new), n in moves.items():
+            if n and old != new:
+                down[(queue, old)] += n
+                if new:
+                    up[(queue, new)] += n
+        for (queue, state), n in down.items():
+            conn.execute("UPDATE job_counts SET n = n - ? WHERE queue = ? AND state = ?", (n, queue, state))
+        if up:
+            self._count_inserted(conn, up)
 
     def checkpoint(self) -> None:
         # PASSIVE: copies what it can without blocking writers or readers; the fsyncs happen

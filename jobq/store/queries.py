@@ -1,0 +1,148 @@
+"""The SQL statements both SQL backends run, by name (``?`` placeholders; the PostgreSQL
+connection translates them). Backend-specific statements live in :mod:`.sqlite` and
+:mod:`.postgres`. ``{lock}`` marks where a backend's row-locking clause goes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+JOB_COLUMNS = (
+    "id, name, target, args, kwargs, queue, priority, state, attempts, max_attempts, run_at, "
+    "created_at, started_at, finished_at, result, error, owner, worker, timeout, key, group_id, "
+    "group_index, progress, progress_message, cancel_requested"
+)
+JOB_COLUMN_NAMES = tuple(c.strip() for c in JOB_COLUMNS.split(","))
+SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
+SUPERVISOR_COLUMNS = "id, host, pid, concurrency, queues, started_at, heartbeat_at, lock_path, presence"
+
+JOB_INSERT_COLUMNS = (
+    "name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
+    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl"
+)
+INSERT_JOB = f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 19)})"
+# Positions in a row of INSERT_JOB.
+ROW_QUEUE, ROW_STATE, ROW_GROUP_ID = 4, 6, 15
+
+FINISH_CHUNKS = (256, 64, 16, 4, 1)  # batch sizes of the success statement; descending, ends with 1
+PURGE_CHUNK = 500  # rows a purge transaction deletes: keeps the write lock short
+
+# -- submitting -----------------------------------------------------------------------------
+INSERT_GROUP = "INSERT INTO job_groups(size, created_at, sealed, updated_at) VALUES (?, ?, ?, ?) RETURNING id"
+GROW_GROUP = "UPDATE job_groups SET size=size+?, updated_at=? WHERE id=?"
+SEAL_GROUP = "UPDATE job_groups SET sealed=1, updated_at=? WHERE id=?"
+ABORT_GROUP = "UPDATE job_groups SET sealed=-1, updated_at=? WHERE id=?"
+FIND_KEY = "SELECT id FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','running') ORDER BY id LIMIT 1"
+INSERT_DEP = "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?)"
+SET_DEPS_PENDING = "UPDATE jobs SET deps_pending=? WHERE id=?"
+
+# -- claiming -------------------------------------------------------------------------------
+DUE = (
+    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues}), "
+    "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {queues})"
+)
+QUEUE_CONTROLS = "SELECT name, concurrency, paused FROM queues WHERE paused<>0 OR concurrency IS NOT NULL"
+RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state='running' AND queue IN ({marks}) GROUP BY queue"
+PICK = "SELECT id, queue FROM jobs WHERE state='queued' AND run_at<=? {queues} ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
+CLAIM = (
+    "WITH picked AS ({picked}) "
+    "UPDATE jobs SET state='running', owner=?, attempts=attempts+1, started_at=?, "
+    "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
+    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at"
+)
+DEPENDENCY_RESULTS = "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position"
+PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=? RETURNING queue"
+
+# -- finishing (every statement that moves a running job is fenced on its owner and attempt) --
+SUCCESS_ROW = (
+    "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
+)
+SUCCEED = (
+    "WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
+    "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
+    "worker=v.worker, lease_expires_at=NULL FROM v "
+    "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
+    "RETURNING jobs.id, jobs.queue"
+)
+FENCE = (
+    "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue FROM jobs "
+    "WHERE id=? AND state='running' AND owner=? AND attempts=?{lock}"
+)
+RELEASE = (
+    "UPDATE jobs SET state='queued', attempts=attempts-1, owner=NULL, worker=NULL, started_at=NULL, "
+    "lease_expires_at=NULL WHERE id=? AND state='running' AND owner=? AND attempts=? RETURNING queue"
+)
+REQUEUE_RUNNING = (
+    "UPDATE jobs SET state='queued', run_at=?, error=?, owner=NULL, worker=coalesce(?, worker), lease_expires_at=NULL "
+    "WHERE id=? AND state='running' AND owner=? AND attempts=?"
+)
+END_RUNNING = (
+    "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), lease_expires_at=NULL "
+    "WHERE id=? AND state='running' AND owner=? AND attempts=?"
+)
+RECORD_ERROR = (
+    "INSERT INTO job_errors(job_id, attempt, error, at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(job_id, attempt) DO UPDATE SET error=excluded.error, at=excluded.at"
+)
+STORE_OUTPUT = "INSERT INTO job_output(job_id, output) VALUES (?, ?) ON CONFLICT(job_id) DO UPDATE SET output=excluded.output"
+LOST_BY_OWNER = "SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE state='running' AND owner=?{lock}"
+LOST_BY_LEASE = "SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE state='running' AND lease_expires_at<?{lock}"
+ANY_LEASE_EXPIRED = "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='running' AND lease_expires_at<?)"
+
+# -- dependencies ---------------------------------------------------------------------------
+# Run as statements of their own after the finishing one: on PostgreSQL each statement sees
+# what committed before it began, so a dependent submitted while the job finished is seen.
+DEPENDENTS_OF = "SELECT job_id, count(*) FROM job_deps WHERE depends_on IN ({marks}) GROUP BY job_id"
+WAITING_ROWS = "SELECT id, queue, deps_pending, run_at FROM jobs WHERE id IN ({marks}) AND state='waiting'{lock}"
+UNBLOCK = (
+    "UPDATE jobs SET deps_pending=0, state=CASE WHEN run_at>? THEN 'scheduled' ELSE 'queued' END WHERE id=? AND state='waiting'"
+)
+DEPS_DECREMENT = "UPDATE jobs SET deps_pending=deps_pending-? WHERE id=? AND state='waiting'"
+DOWNSTREAM = (
+    "WITH RECURSIVE down(id) AS (SELECT job_id FROM job_deps WHERE depends_on=? "
+    "UNION SELECT d.job_id FROM job_deps d JOIN down ON d.depends_on=down.id) "
+    "SELECT j.id, j.queue, j.state FROM jobs j WHERE j.id IN (SELECT id FROM down) "
+    "AND j.state IN ('waiting','queued','scheduled'){lock}"
+)
+END_UNSTARTED = "UPDATE jobs SET state=?, error=?, finished_at=? WHERE id=? AND state IN ('waiting','queued','scheduled')"
+DEPENDENCY_STATES = "SELECT id, state FROM jobs WHERE id IN ({marks}){lock}"
+
+# -- user actions ---------------------------------------------------------------------------
+STATE_FOR_UPDATE = "SELECT state, queue FROM jobs WHERE id=?{lock}"
+REQUEST_CANCEL = "UPDATE jobs SET cancel_requested=1 WHERE id=? AND state='running'"
+RETRYABLE = "SELECT id, queue, state FROM jobs WHERE {where}{lock}"
+RETRY = (
+    "UPDATE jobs SET state='queued', run_at=?, max_attempts=attempts+retries+1, finished_at=NULL, "
+    "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled')"
+)
+PURGE_PICK = "SELECT id, queue, state FROM jobs WHERE {where} LIMIT {limit}"
+PURGE_TABLES = (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id"))
+
+# -- supervisors, progress, schedules, queues -----------------------------------------------
+REGISTER_SUPERVISOR = (
+    f"INSERT INTO supervisors({SUPERVISOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at"
+)
+HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
+RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
+SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+UPSERT_QUEUE_LIMIT = (
+    "INSERT INTO queues(name, concurrency, paused, updated_at) VALUES (?, ?, 0, ?) "
+    "ON CONFLICT(name) DO UPDATE SET concurrency=excluded.concurrency, updated_at=excluded.updated_at"
+)
+UPSERT_QUEUE_PAUSED = (
+    "INSERT INTO queues(name, concurrency, paused, updated_at) VALUES (?, NULL, ?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at"
+)
+QUEUE_ROWS = "SELECT name, concurrency, paused FROM queues ORDER BY name"
+
+
+def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    """The ``AND queue IN (...)`` clause (and its parameters) for a supervisor's queues."""
+    if not queues:
+        return "", ()
+    return f"AND queue IN ({marks(len(queues))})", tuple(queues)
+
+
+def marks(n: int) -> str:
+    """``?,?,...`` for ``n`` parameters."""
+    return ",".join("?" * n)

@@ -1,0 +1,305 @@
+"""The job state machine: every move of a job between states is one named operation here,
+carrying its own fence (the ``WHERE`` of the statement that writes it), its row locks
+(PostgreSQL) and its count update (SQLite keeps counts by queue and state in a table).
+
+Each operation runs on a connection inside a write transaction its caller opened; none
+waits, calls user code or does I/O besides its statements.
+
+    queued ──claim──▶ running ──succeed──▶ succeeded
+      ▲  ▲              │ │ └──fail_or_retry──▶ failed (no attempts left) / queued (retry)
+      │  └──release─────┘ └──cancel / end────▶ cancelled
+      │  └──requeue_lost (owner dead, lease expired)
+    scheduled ──promote_due──▶ queued        waiting ──release_dependents──▶ queued/scheduled
+    waiting/queued/scheduled ──cancel_dependents / cancel──▶ cancelled
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from ..models import (
+    CANCELLED_BY_REQUEST,
+    MAX_LOST_ATTEMPTS,
+    ClaimedJob,
+    JobError,
+    Outcome,
+    OutcomeKind,
+    State,
+    retry_delay_seconds,
+)
+from . import queries as Q
+
+T = TypeVar("T")
+
+#: (queue, old state, new state) -> how many jobs made that move in one transaction
+Moves = Counter[tuple[str, str, str]]
+
+
+class Transitions:
+    """The named transitions, mixed into the SQL stores. A backend supplies the locking
+    clauses and :meth:`_count_moves`."""
+
+    #: appended to the claim's SELECT: row locks that other claimers skip (PostgreSQL)
+    claim_lock = ""
+    #: appended to a SELECT whose rows the transaction then updates
+    row_lock = ""
+    #: appended to a SELECT of rows that must not change until the transaction ends
+    share_lock = ""
+
+    def _count_moves(self, conn: Any, moves: Moves) -> None:
+        """Record state moves (a backend that keeps counts updates them here, once per
+        (queue, old, new) and transaction, never per row)."""
+
+    def _serialize_limited_claims(self, conn: Any) -> None:
+        """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
+
+    # -- scheduled -> queued ----------------------------------------------------------
+    def _promote_due(self, conn: Any, now: float) -> int:
+        rows = conn.execute(Q.PROMOTE_DUE, (now,)).fetchall()
+        self._count_moves(conn, Counter((r[0], State.SCHEDULED.value, State.QUEUED.value) for r in rows))
+        return len(rows)
+
+    # -- queued -> running ------------------------------------------------------------
+    def _claim(
+        self, conn: Any, owner: str, queues: Sequence[str] | None, limit: int, now: float, lease_until: float, promote: bool
+    ) -> list[ClaimedJob]:
+        if promote:
+            self._promote_due(conn, now)
+        qsql, qparams = Q.queue_filter(queues)
+        controls = conn.execute(Q.QUEUE_CONTROLS).fetchall()
+        paused = [name for name, _, is_paused in controls if is_paused]
+        caps = {name: cap for name, cap, is_paused in controls if cap is not None and not is_paused}
+        if paused:
+            qsql += f" AND queue NOT IN ({Q.marks(len(paused))})"
+            qparams += tuple(paused)
+        if caps:
+            self._serialize_limited_claims(conn)
+            ids = self._pick_within_caps(conn, qsql, qparams, limit, now, caps)
+            if not ids:
+                return []
+            picked = f"SELECT id FROM jobs WHERE id IN ({Q.marks(len(ids))})"
+            params: tuple[Any, ...] = tuple(ids)
+        else:
+            picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue", "SELECT id", 1)
+            params = (now, *qparams, limit)
+        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
+        rows.sort(key=lambda r: (-r[8], r[9], r[0]))
+        self._count_moves(conn, Counter((r[6], State.QUEUED.value, State.RUNNING.value) for r in rows))
+        claimed = []
+        for r in rows:
+            args_json = r[2]
+            if r[7]:  # pass_results: the dependencies' results come first
+                results = conn.execute(Q.DEPENDENCY_RESULTS, (r[0],)).fetchall()
+                first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
+                rest = args_json.strip()[1:-1].strip()
+                args_json = f"[{first},{rest}]" if rest else f"[{first}]"
+            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6]))
+        return claimed
+
+    def _pick_within_caps(
+        self, conn: Any, qsql: str, qparams: tuple[str, ...], limit: int, now: float, caps: dict[str, int]
+    ) -> list[int]:
+        running = dict(conn.execute(Q.RUNNING_BY_QUEUE.format(marks=Q.marks(len(caps))), tuple(caps)).fetchall())
+        room = {q: n - running.get(q, 0) for q, n in caps.items()}
+        full = [q for q, n in room.items() if n <= 0]
+        if full:
+            qsql += f" AND queue NOT IN ({Q.marks(len(full))})"
+            qparams += tuple(full)
+        rows = conn.execute(Q.PICK.format(queues=qsql, lock=self.claim_lock), (now, *qparams, limit)).fetchall()
+        ids = []
+        for job_id, queue in rows:
+            if queue in room:
+                if room[queue] <= 0:
+                    continue
+                room[queue] -= 1
+            ids.append(job_id)
+        return ids
+
+    # -- running -> succeeded ---------------------------------------------------------
+    def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
+        done: dict[int, str] = {}
+        for chunk in fixed_chunks(outcomes):
+            params: list[Any] = []
+            for o in chunk:
+                params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
+            rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
+            done.update((r[0], r[1]) for r in rows)
+        self._count_moves(conn, Counter((q, State.RUNNING.value, State.SUCCEEDED.value) for q in done.values()))
+        for o in outcomes:
+            if o.output and o.job_id in done:
+                conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
+        if done:
+            self._release_dependents(conn, list(done), now)
+        return [o.job_id for o in outcomes if o.job_id not in done]
+
+    # -- running -> queued / failed / cancelled ---------------------------------------
+    def _fail_or_retry(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
+        """A failed, cancelled or released attempt; False when the fence rejected it."""
+        fence = (o.job_id, owner, o.attempts)
+        if o.kind == OutcomeKind.RELEASED:
+            return self._release(conn, owner, o)
+        row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
+        if row is None:
+            return False
+        max_attempts, backoff, backoff_max, cancel_requested, queue = row
+        finished_at = o.finished_at or now
+        if o.output:
+            conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
+        if o.kind == OutcomeKind.CANCELLED or cancel_requested:
+            return self._end_running(
+                conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at, o.worker
+            )
+        error = o.error or JobError("Error")
+        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
+        if o.retriable and o.attempts < max_attempts:
+            run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
+            cur = conn.execute(Q.REQUEUE_RUNNING, (run_at, error.to_json(), o.worker, *fence))
+            if cur.rowcount == 1:
+                self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
+            return cur.rowcount == 1
+        return self._end_running(conn, owner, o.job_id, o.attempts, queue, State.FAILED, error, finished_at, o.worker)
+
+    def _release(self, conn: Any, owner: str, o: Outcome) -> bool:
+        """Back to queued without counting the attempt (never started, or drained)."""
+        row = conn.execute(Q.RELEASE, (o.job_id, owner, o.attempts)).fetchone()
+        if row is None:
+            return False
+        self._count_moves(conn, Counter({(row[0], State.RUNNING.value, State.QUEUED.value): 1}))
+        return True
+
+    def _end_running(
+        self,
+        conn: Any,
+        owner: str,
+        job_id: int,
+        attempts: int,
+        queue: str,
+        state: State,
+        error: JobError,
+        now: float,
+        worker: int | None,
+    ) -> bool:
+        cur = conn.execute(Q.END_RUNNING, (state.value, error.to_json(), now, worker, job_id, owner, attempts))
+        if cur.rowcount != 1:
+            return False
+        self._count_moves(conn, Counter({(queue, State.RUNNING.value, state.value): 1}))
+        self._cancel_dependents(conn, job_id, state, now)
+        return True
+
+    def _requeue_lost(self, conn: Any, now: float, owner: str | None, expired_before: float | None, reason: str) -> list[int]:
+        """Take back running jobs of a dead ``owner``, or whose lease expired before
+        ``expired_before``: queued again, or failed once out of (lost) attempts."""
+        if owner is not None:
+            rows = conn.execute(Q.LOST_BY_OWNER.format(lock=self.row_lock), (owner,)).fetchall()
+            kind = "SupervisorLost"
+        else:
+            rows = conn.execute(Q.LOST_BY_LEASE.format(lock=self.row_lock), (expired_before,)).fetchall()
+            kind = "LeaseExpired"
+        taken = []
+        for job_id, attempts, max_attempts, job_owner, queue in rows:
+            error = JobError(kind, reason or f"supervisor {job_owner} lost the job")
+            conn.execute(Q.RECORD_ERROR, (job_id, attempts, error.to_json(), now))
+            if attempts < max_attempts + MAX_LOST_ATTEMPTS:
+                cur = conn.execute(Q.REQUEUE_RUNNING, (now, error.to_json(), None, job_id, job_owner, attempts))
+                if cur.rowcount == 1:
+                    self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
+                    taken.append(job_id)
+            elif self._end_running(conn, job_owner, job_id, attempts, queue, State.FAILED, error, now, None):
+                taken.append(job_id)
+        return taken
+
+    # -- waiting -> queued / scheduled ------------------------------------------------
+    def _release_dependents(self, conn: Any, finished_ids: Sequence[int], now: float) -> None:
+        """The jobs waiting on ``finished_ids`` (which succeeded) have one dependency fewer
+        each; those with none left become due."""
+        for chunk in _slices(finished_ids, 500):
+            counts = dict(conn.execute(Q.DEPENDENTS_OF.format(marks=Q.marks(len(chunk))), tuple(chunk)).fetchall())
+            if not counts:
+                continue
+            ids = sorted(counts)
+            rows = conn.execute(Q.WAITING_ROWS.format(marks=Q.marks(len(ids)), lock=self.row_lock), ids).fetchall()
+            moves: Moves = Counter()
+            for job_id, queue, pending, run_at in rows:
+                if pending - counts[job_id] <= 0:
+                    conn.execute(Q.UNBLOCK, (now, job_id))
+                    new = State.SCHEDULED if run_at > now else State.QUEUED
+                    moves[(queue, State.WAITING.value, new.value)] += 1
+                else:
+                    conn.execute(Q.DEPS_DECREMENT, (counts[job_id], job_id))
+            self._count_moves(conn, moves)
+
+    # -- waiting / queued / scheduled -> cancelled ------------------------------------
+    def _cancel_dependents(self, conn: Any, job_id: int, state: State, now: float) -> None:
+        """Every job downstream of ``job_id`` (which ended ``state``) that has not started
+        is cancelled with ``DependencyFailed``."""
+        rows = conn.execute(Q.DOWNSTREAM.format(lock=self.row_lock), (job_id,)).fetchall()
+        if not rows:
+            return
+        error = JobError("DependencyFailed", f"dependency {job_id} ended {state.value}")
+        self._end_unstarted(conn, rows, State.CANCELLED, error, now)
+
+    def _end_unstarted(self, conn: Any, rows: Sequence[tuple[int, str, str]], state: State, error: JobError, now: float) -> int:
+        """End not-yet-running jobs (rows of id, queue, state) in ``state``."""
+        moves: Moves = Counter()
+        text = error.to_json()
+        for job_id, queue, old in rows:
+            if conn.execute(Q.END_UNSTARTED, (state.value, text, now, job_id)).rowcount == 1:
+                moves[(queue, str(old), state.value)] += 1
+        self._count_moves(conn, moves)
+        return sum(moves.values())
+
+    def _cancel(self, conn: Any, job_ids: Sequence[int], now: float) -> dict[int, str]:
+        """A user's cancel: unstarted jobs end at once, running ones are asked to stop."""
+        out: dict[int, str] = {}
+        for job_id in job_ids:
+            row = conn.execute(Q.STATE_FOR_UPDATE.format(lock=self.row_lock), (job_id,)).fetchone()
+            if row is None:
+                continue
+            state, queue = row
+            if state in (State.QUEUED, State.SCHEDULED, State.WAITING):
+                self._end_unstarted(conn, [(job_id, queue, state)], State.CANCELLED, CANCELLED_BY_REQUEST, now)
+                self._cancel_dependents(conn, job_id, State.CANCELLED, now)
+                state = State.CANCELLED.value
+            elif state == State.RUNNING:
+                conn.execute(Q.REQUEST_CANCEL, (job_id,))
+                state = "cancelling"
+            out[job_id] = str(state)
+        return out
+
+    # -- failed / cancelled -> queued -------------------------------------------------
+    def _retry(self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None) -> list[int]:
+        where = "state IN ('failed','cancelled')" if job_ids is not None else "state='failed'"
+        params: list[Any] = []
+        if job_ids is not None:
+            where += f" AND id IN ({Q.marks(len(job_ids))})"
+            params.extend(job_ids)
+        if queue:
+            where += " AND queue=?"
+            params.append(queue)
+        rows = conn.execute(Q.RETRYABLE.format(where=where, lock=self.row_lock), params).fetchall()
+        moves: Moves = Counter()
+        ids = []
+        for job_id, job_queue, old in rows:
+            if conn.execute(Q.RETRY, (now, job_id)).rowcount == 1:
+                moves[(job_queue, str(old), State.QUEUED.value)] += 1
+                ids.append(job_id)
+        self._count_moves(conn, moves)
+        return sorted(ids)
+
+
+def fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Slices of a few fixed sizes only: each size is one SQL text, so the connection's
+    statement cache (and a worker's memory) stays small whatever the batch sizes."""
+    start = 0
+    for size in Q.FINISH_CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+
+
+def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
