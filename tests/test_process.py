@@ -102,13 +102,13 @@ def test_join_timeout_pid_and_terminate(db_path: str) -> None:
     assert p.join(timeout=0.3) is None  # like multiprocessing: None when the timeout passes
     assert p.is_alive() and p.exitcode is None
     wait_for(lambda: p.job.state == "running", what="the job to run")
-    # TODO(pid-running): pid = wait_for(lambda: p.pid, what="the worker's pid")
-    pid = None
+    pid = wait_for(lambda: p.pid, what="the worker's pid")
+    assert _pid_alive(pid) and pid != os.getpid()
     p.terminate()
     assert p.join(timeout=30) is None  # cancelled: join returns, as after Process.terminate
     assert p.exitcode == 1 and not p.is_alive()
     assert p.job.state == "cancelled"
-    # wait_for(lambda: not _pid_alive(pid), what="the worker running it to be ended")
+    wait_for(lambda: not _pid_alive(pid), what="the worker running it to be ended")
 
 
 def test_uses_a_running_supervisor_and_supervise_false(db_path: str, processes) -> None:
@@ -148,3 +148,12 @@ def test_bad_input_is_rejected_before_anything_is_stored(db_path: str) -> None:
     with pytest.raises(AssertionError):
         jobq.Process(target=tasks.add, db=db_path).join()
     assert jobq.Queue(db_path).list() == []
+
+
+def test_process_on_postgresql(pg_url: str) -> None:
+    """The same shape on PostgreSQL: an embedded supervisor, the worker's pid while it runs."""
+    p = jobq.Process(target=tasks.sleep, args=(0.5,), db=pg_url)
+    p.start()
+    pid = wait_for(lambda: p.pid, what="the worker's pid")
+    assert p.is_alive() and _pid_alive(pid)
+    assert p.join(timeout=30) == 0.5 and p.exitcode == 0

@@ -125,6 +125,7 @@ REGISTER_SUPERVISOR = (
 HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
 RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
 SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+SET_WORKER = "UPDATE jobs SET worker=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
 UPSERT_QUEUE_LIMIT = (
     "INSERT INTO queues(name, concurrency, paused, updated_at) VALUES (?, ?, 0, ?) "
     "ON CONFLICT(name) DO UPDATE SET concurrency=excluded.concurrency, updated_at=excluded.updated_at"
