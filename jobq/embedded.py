@@ -43,16 +43,46 @@ def _run(supervisor: Supervisor, parent_pid: int) -> None:
 
 
 class EmbeddedSupervisor:
-    """A :class:`Supervisor` of ``concurrency`` workers in a child process of this program."""
+    """A :class:`Supervisor` of ``concurrency`` workers in a child process of this program.
 
-    def __init__(self, queue: Any, concurrency: int | None, queues: list[str] | None, **options: Any) -> None:
-        self.supervisor = Supervisor(queue, concurrency, queues, **options)
-        ctx = multiprocessing.get_context(self.supervisor.start_method)
-        self.process = ctx.Process(target=_run, args=(self.supervisor, os.getpid()), name=f"jobq-embedded-{self.supervisor.id}")
-        self.process.start()
+    With ``keep_alive`` (the default) a thread starts another supervisor when this one dies
+    other than by :meth:`stop` (SIGKILL, OOM): the new one takes back the dead one's jobs at
+    once (its lock file is free) and runs the rest, so a pool outlives its supervisor."""
+
+    def __init__(
+        self, queue: Any, concurrency: int | None, queues: list[str] | None, keep_alive: bool = True, **options: Any
+    ) -> None:
+        self._args = (queue, concurrency, queues)
+        self._options = options
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._launch()
         with _live_lock:
             _live.add(self)
+        if keep_alive:
+            threading.Thread(target=self._keep_alive, name="jobq-embedded-keeper", daemon=True).start()
+
+    def _launch(self) -> None:
+        self.supervisor = Supervisor(*self._args, **self._options)
+        ctx = multiprocessing.get_context(self.supervisor.start_method)
+        self.process = ctx.Process(
+            target=_run, args=(self.supervisor, os.getpid()), name=f"jobq-embedded-{self.supervisor.id}"
+        )
+        self.process.start()
         log.debug("embedded supervisor %s started: pid %s", self.supervisor.id, self.process.pid)
+
+    def _keep_alive(self) -> None:
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                if self._stopping.is_set() or self.process.is_alive():
+                    continue
+                log.warning(
+                    "embedded supervisor %s (pid %s) died (exit code %s); starting another",
+                    self.supervisor.id,
+                    self.process.pid,
+                    self.process.exitcode,
+                )
+                self._launch()
 
     @property
     def id(self) -> str:
@@ -68,7 +98,9 @@ class EmbeddedSupervisor:
     def stop(self, now: bool = False, timeout: float | None = None) -> int | None:
         """Drain the supervisor (SIGTERM: running jobs finish) and wait for it; with ``now``,
         end its running jobs at once (they go back to the queue, or stay cancelled)."""
-        proc = self.process
+        self._stopping.set()
+        with self._lock:
+            proc = self.process
         if proc.is_alive():
             try:
                 if now:  # a second SIGINT ends running jobs at once; signals apart, not merged

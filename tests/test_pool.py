@@ -269,3 +269,17 @@ def test_executor_shutdown_cancel_futures(db_path: str) -> None:
         jobq.Executor(0, db=db_path)
     with pytest.raises(jobq.ValidationError):
         jobq.Executor(1, db=db_path, bogus=True)
+
+
+def test_pool_outlives_its_supervisor(db_path: str) -> None:
+    """The embedded supervisor SIGKILLed mid-map: another starts, takes back its jobs at once
+    (its lock file is free) and the map completes, every result in order."""
+    with jobq.Pool(2, db=db_path) as pool:
+        result = pool.map_async(tasks.slow_square, [(i) for i in range(30)], chunksize=1)
+        q = jobq.Queue(db_path)
+        wait_for(lambda: q.group(result.group_id).counts().get("succeeded", 0) >= 3, what="a few items")
+        first = pool.supervisor_pid
+        os.kill(first, signal.SIGKILL)
+        assert result.get(timeout=60) == [i * i for i in range(30)]
+        assert pool.supervisor_pid != first and _alive(pool.supervisor_pid)
+        assert pool.map(tasks.square, range(3)) == [0, 1, 4]
