@@ -30,6 +30,8 @@ JOBQ_FIGURES = [
     ),
     *(f"memory.{who}_{what}" for who in ("supervisor", "worker") for what in ("small_mb", "large_mb", "ratio")),
 ]
+# Issue 11: chunked maps and jobq.Pool against multiprocessing.Pool.map, cold and warm.
+JOBQ_FIGURES += [f"map.{kind}.{who}" for kind in ("cold", "warm") for who in ("jobq_chunked", "jobq_pool", "pool_map")]
 # Peers that ship with Python, or need nothing but the file system: always measured.
 BUILTIN_PEER_FIGURES = [
     "drain.pool_apply_async",
