@@ -160,7 +160,7 @@ class Pool:
         self.queue = Queue(os.fspath(db) if db is not None else None)
         self._state = RUN
         self._lock = threading.Lock()
-        self._jobs: list[Job] = []
+        self._jobs: dict[int, Job] = {}  # apply_async calls not finished yet
         self._groups: list[Group] = []
         self.group_id: str | None = None  # the latest map's group
         self._watcher = Watcher(self.queue)
@@ -193,8 +193,14 @@ class Pool:
         job = self.queue.submit(func, tuple(args), kwds or {}, queue=self._queue_name, **self._options)
         result = ApplyResult(job, callback, error_callback)
         with self._lock:
-            self._jobs.append(job)
-        self._watcher.watch_job(job.id, result._done)
+            self._jobs[job.id] = job
+
+        def done(outcome: Outcome | None) -> None:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            result._done(outcome)
+
+        self._watcher.watch_job(job.id, done)
         return result
 
     # -- maps ---------------------------------------------------------------------------
@@ -299,12 +305,12 @@ class Pool:
 
     def _unfinished_ids(self) -> list[int]:
         with self._lock:
-            ids = [j.id for j in self._jobs] + [i for g in self._groups for i in g.job_ids]
+            ids = list(self._jobs) + [i for g in self._groups for i in g.job_ids]
         states = self.queue.store.get_states(ids)
         unfinished = [i for i in ids if states.get(i) not in FINISHED_STATES and i in states]
         with self._lock:  # forget what finished: joins stay cheap on a long-lived pool
             done = set(ids) - set(unfinished)
-            self._jobs = [j for j in self._jobs if j.id not in done]
+            self._jobs = {i: j for i, j in self._jobs.items() if i not in done}
             self._groups = [g for g in self._groups if not all(i in done for i in g.job_ids)]
         return unfinished
 
