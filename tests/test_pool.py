@@ -283,3 +283,22 @@ def test_pool_outlives_its_supervisor(db_path: str) -> None:
         assert result.get(timeout=60) == [i * i for i in range(30)]
         assert pool.supervisor_pid != first and _alive(pool.supervisor_pid)
         assert pool.map(tasks.square, range(3)) == [0, 1, 4]
+
+
+def test_maxtasksperchild_recycles_workers(db_path: str) -> None:
+    with jobq.Pool(1, db=db_path, maxtasksperchild=2) as pool:
+        pids = [pool.apply(tasks.pid) for _ in range(6)]
+    assert len(set(pids)) == 3  # a new worker every two tasks, as with multiprocessing.Pool
+    with pytest.raises(ValueError):
+        jobq.Pool(1, db=db_path, maxtasksperchild=0)
+    with pytest.raises(ValueError):
+        jobq.Pool(0, db=db_path)
+
+
+def test_pool_and_executor_on_postgresql(pg_url: str) -> None:
+    with jobq.Pool(2, db=pg_url) as pool:
+        assert pool.map(tasks.square, range(50), chunksize=7) == [x * x for x in range(50)]
+        assert sorted(pool.imap_unordered(tasks.square, range(10))) == [x * x for x in range(10)]
+        assert pool.apply_async(tasks.add, (1, 2)).get(timeout=30) == 3
+    with jobq.Executor(2, db=pg_url) as ex:
+        assert [f.result(timeout=30) for f in [ex.submit(tasks.add, i, 1) for i in range(5)]] == [1, 2, 3, 4, 5]

@@ -104,7 +104,7 @@ def test_join_timeout_pid_and_terminate(db_path: str) -> None:
     wait_for(lambda: p.job.state == "running", what="the job to run")
     pid = wait_for(lambda: p.pid, what="the worker's pid")
     assert _pid_alive(pid) and pid != os.getpid()
-    p.terminate()
+    p.kill()  # kill() and terminate() both cancel
     assert p.join(timeout=30) is None  # cancelled: join returns, as after Process.terminate
     assert p.exitcode == 1 and not p.is_alive()
     assert p.job.state == "cancelled"
