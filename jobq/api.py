@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import time
@@ -127,7 +128,7 @@ class Queue:
         if delay is not None and run_at is not None:
             raise ValidationError("delay", "give delay or run_at, not both")
         if delay is not None:
-            data["run_at"] = now + _duration("delay", delay)
+            data["run_at"] = now + (_duration("delay", delay) or 0.0)
         elif run_at is not None:
             if not isinstance(run_at, datetime) or run_at.tzinfo is None:
                 raise ValidationError("run_at", "expected a timezone-aware datetime")
@@ -140,7 +141,7 @@ class Queue:
             data["_check"] = True
         return data
 
-    def _dependency_ids(self, depends_on: Any) -> list[int]:
+    def _dependency_ids(self, depends_on: Any) -> builtins.list[int]:
         items = depends_on if isinstance(depends_on, (list, tuple, set)) else [depends_on]
         ids: list[int] = []
         for item in items:
@@ -212,7 +213,7 @@ class Queue:
         jobs, _ = self._insert([self._validate(data)])
         return jobs[0]
 
-    def submit_batch(self, definitions: Iterable[dict[str, Any]]) -> list[Job]:
+    def submit_batch(self, definitions: Iterable[dict[str, Any]]) -> builtins.list[Job]:
         """Submit several job definitions (dicts of :meth:`submit`'s arguments, ``target``
         included; ``run_at`` may be ISO-8601 text) in one transaction: all or none."""
         now = time.time()
@@ -234,16 +235,18 @@ class Queue:
         jobs, _ = self._insert(specs)
         return jobs
 
-    def submit_many(self, target: str | Callable[..., Any], args_list: Iterable[Any], **options: Any) -> list[Job]:
+    def submit_many(self, target: str | Callable[..., Any], args_list: Iterable[Any], **options: Any) -> builtins.list[Job]:
         """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a
-        single argument) in one transaction. ``options`` are those of :meth:`submit`."""
+        single argument), streamed in short transactions as :meth:`map` does. ``options`` are
+        those of :meth:`submit`."""
         group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
         return group.jobs
 
     def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1, **options: Any) -> Group:
-        """One job per item (per ``chunksize`` items), in one transaction, as a :class:`Group`.
-        A tuple item is the argument list; any other value (a list too) is the single argument.
-        Streams the iterable: it is never held in memory whole. ``options`` are those of
+        """One job per item (per ``chunksize`` items), as a :class:`Group`. A tuple item is the
+        argument list; any other value (a list too) is the single argument. Streams the
+        iterable in chunks, each stored in a short transaction of its own; it is never held in
+        memory whole, and no caller code runs inside a transaction. ``options`` are those of
         :meth:`submit`. With ``chunksize=K`` each job runs K items in order (``jobq.chunks``);
         the group still joins to one result per item, counts in items, and a failure names the
         item's index."""
@@ -349,14 +352,14 @@ class Queue:
                 counts[state] = counts.get(state, 0) + n
         return {"counts": counts, "queues": queues, "supervisors": [s.to_dict() for s in self.live_supervisors()]}
 
-    def live_supervisors(self) -> list[Any]:
+    def live_supervisors(self) -> builtins.list[Any]:
         """Supervisors that are alive: lock held where it can be checked (same host and lock
         directory), else a heartbeat within the lease."""
         now = time.time()
         here = presence_id(self.store.url, self.settings.host())
         return [s for s in self.store.supervisors() if supervisor_alive(s, here, now, self.settings.lease_seconds)]
 
-    def list(self, state: str | None = None, queue: str | None = None, limit: int = 20) -> list[JobRecord]:
+    def list(self, state: str | None = None, queue: str | None = None, limit: int = 20) -> builtins.list[JobRecord]:
         """Job records, newest first."""
         if state is not None and state not in STATES:
             raise ValidationError("state", f"unknown state {state!r}; one of {', '.join(STATES)}")
@@ -381,7 +384,7 @@ class Queue:
                 raise JobNotFound(given)
         return self.store.cancel(ids, time.time())
 
-    def retry(self, *job_ids: Any, failed: bool = False, queue: str | None = None) -> list[int]:
+    def retry(self, *job_ids: Any, failed: bool = False, queue: str | None = None) -> builtins.list[int]:
         """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job."""
         if failed:
             out = self.store.retry(None, time.time(), queue=queue)
@@ -427,7 +430,7 @@ class Queue:
         if self._poker is not None:
             self._poker.poke()
 
-    def queues(self) -> list[QueueInfo]:
+    def queues(self) -> builtins.list[QueueInfo]:
         """Every queue that has jobs, a stored cap or pause, or a ``[queues.NAME]`` table."""
         controls = {c.name: c for c in self.store.queue_controls()}
         names = sorted(set(self.store.counts()) | set(controls) | set(self.settings.queues))
@@ -451,7 +454,13 @@ class Queue:
             target = target_of(target)
         try:
             s = ScheduleSettings(
-                name=name, target=target, args=list(args), kwargs=kwargs or {}, queue=queue, cron=cron, every=every
+                name=name,
+                target=target,
+                args=builtins.list(args),
+                kwargs=kwargs or {},
+                queue=queue,
+                cron=cron,
+                every=every,  # type: ignore[arg-type]  # a duration text is parsed by the model
             )
         except Exception as exc:
             from pydantic import ValidationError as PVE
@@ -470,7 +479,7 @@ class Queue:
         self.store.upsert_schedule(schedule)
         return schedule
 
-    def schedules(self) -> list[Schedule]:
+    def schedules(self) -> builtins.list[Schedule]:
         """Every schedule: those of the configuration (stored on first sight) and of :meth:`schedule`."""
         sync_schedules(self.store, self.settings, time.time())
         return self.store.schedules()
@@ -651,7 +660,7 @@ class Group:
         index) for the first failed item, :class:`StoreError` while any is missing."""
         rows = self.queue.store.group_results(str(self.id)) if self.id else None
         if rows is None:
-            rows = [self.queue.store.outcome(i) for i in self.job_ids]
+            rows = [r for r in (self.queue.store.outcome(i) for i in self.job_ids) if r is not None]
         results: list[Any] = []
         for position, row in enumerate(rows):
             if row is None:

@@ -64,10 +64,8 @@ class EmbeddedSupervisor:
 
     def _launch(self) -> None:
         self.supervisor = Supervisor(*self._args, **self._options)
-        ctx = multiprocessing.get_context(self.supervisor.start_method)
-        self.process = ctx.Process(
-            target=_run, args=(self.supervisor, os.getpid()), name=f"jobq-embedded-{self.supervisor.id}"
-        )
+        ctx: Any = multiprocessing.get_context(self.supervisor.start_method)
+        self.process = ctx.Process(target=_run, args=(self.supervisor, os.getpid()), name=f"jobq-embedded-{self.supervisor.id}")
         self.process.start()
         log.debug("embedded supervisor %s started: pid %s", self.supervisor.id, self.process.pid)
 

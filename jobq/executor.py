@@ -23,7 +23,7 @@ from .watch import Outcome, ResultIterator, Watcher, failure
 log = logging.getLogger("jobq.executor")
 
 
-class JobFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+class JobFuture(concurrent.futures.Future[Any]):
     """A ``concurrent.futures.Future`` bound to a job (``job``); ``cancel()`` cancels the job
     when it has not started, and returns False once it runs (as the standard executors do)."""
 
@@ -90,7 +90,7 @@ class Executor(concurrent.futures.Executor):
 
     def _forget(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
-            self._futures.discard(future)  # type: ignore[arg-type]
+            self._futures.discard(future)
 
     def map(
         self, fn: Callable[..., Any] | str, *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1

@@ -136,10 +136,10 @@ def target_of(fn: Any) -> str:
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
             module = spec.name
-        elif getattr(main, "__file__", None):
+        elif main is not None and getattr(main, "__file__", None):
             from pathlib import Path
 
-            module = Path(main.__file__).stem
+            module = Path(str(main.__file__)).stem
     return f"{module}:{qualname}"
 
 

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .api import _SUBMIT_OPTIONS, Group, Job, Queue
@@ -207,7 +207,7 @@ class Pool:
     def _submit_map(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int | None, star: bool) -> Group:
         """One group: ``func(item)`` per item (``func(*item)`` with ``star``)."""
         self._check_running()
-        items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
+        items: Sequence[Any] = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
             chunksize = auto_chunksize(len(items), self._processes)
         options = dict(self._options, queue=self._queue_name)

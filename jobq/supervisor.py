@@ -121,7 +121,7 @@ class Supervisor:
         """Run this supervisor in a background process; returns self."""
         if self._background is not None:
             raise RuntimeError("supervisor already started")
-        ctx = multiprocessing.get_context(self.start_method)
+        ctx: Any = multiprocessing.get_context(self.start_method)
         self._background = ctx.Process(target=_run_in_background, args=(self,), name=f"jobq-supervisor-{self.id}")
         self._background.start()
         return self
@@ -199,7 +199,7 @@ class Supervisor:
             lock_path=presence.lock_path,
             presence=presence_id(self.store.url, self.settings.host()),
         )
-        self._ctx = multiprocessing.get_context(self.start_method)
+        self._ctx: Any = multiprocessing.get_context(self.start_method)
         self.pool = WorkerPool(self._ctx, self.concurrency, presence.work_dir(), self._worker_config)
         self.dispatcher = Dispatcher(self.store, self.pool, self.id, self.queues, self.settings.lease_seconds)
         self.duties = Duties(self.store, self.settings, self._info, presence)
@@ -504,7 +504,7 @@ class Supervisor:
 
     # -- signals and shutdown -------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
-        old = {}
+        old: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 old[sig] = signal.signal(sig, self._on_signal)

@@ -222,10 +222,11 @@ def test_future_run_at_is_not_claimed_until_due(store: Store) -> None:
     assert store.has_runnable(None, T + 100)
     (c,) = store.claim("s", None, 10, T + 100, T + 130)
     assert c.id == job_id and c.attempts == 1
-    # promote_scheduled moves due ones to queued, and only due ones.
-    x, y = submit(store, spec(run_at=T + 200), spec(run_at=T + 300))
-    assert store.promote_scheduled(T + 250) == 1
-    assert (state(store, x), state(store, y)) == ("queued", "scheduled")
+    # A claim moves due scheduled jobs to queued first, and only due ones.
+    x, y = submit(store, spec(run_at=T + 200, queue="later"), spec(run_at=T + 300, queue="later"))
+    assert [c.id for c in store.claim("s", None, 10, T + 250, T + 280)] == [x]
+    assert (state(store, x), state(store, y)) == ("running", "scheduled")
+    assert store.counts()["later"] == {"running": 1, "scheduled": 1}
 
 
 def test_two_claimers_never_get_the_same_job(opened: Callable[[], Store]) -> None:
@@ -260,7 +261,7 @@ def test_queue_limits_hold_across_concurrent_claimers(opened: Callable[[], Store
     assert len({c.id for c in flat}) == len(flat)
     assert sum(1 for c in flat if c.queue == "lim") == 2
     assert sum(1 for c in flat if c.queue == "free") == 4
-    assert first.running_count("lim") == 2
+    assert first.counts()["lim"]["running"] == 2
 
 
 # -- finishing -------------------------------------------------------------------------------

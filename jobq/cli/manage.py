@@ -76,8 +76,9 @@ def wait(c: Context, ident: str, timeout: float | None) -> None:
     q = c.queue
     with api_errors():
         if ident.startswith("g"):
-            target: Group | Job = q.group(ident)
-            total = len(target)
+            group = q.group(ident)
+            target: Group | Job = group
+            total = len(group)
         else:
             target = q.get(ident)
             total = 1
@@ -162,19 +163,32 @@ def schedules(c: Context, as_json: bool) -> None:
         click.echo(f"{s.name:<20} {s.target:<30} {when:<22} next {iso(s.next_run_at)}")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def queues(c: Context, as_json: bool) -> None:
-    """Queues with their settings and counts."""
-    q = c.queue
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Queues with their settings, cap, paused flag and counts; `limit`, `pause`, `resume`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = ctx.find_object(Context)
+    assert found is not None
+    q = found.queue
     with api_errors():
         data = q.status()["queues"]
-    names = sorted(set(data) | set(q.settings.queues))
+        controls = {info.name: info for info in q.queues()}
     rows = []
-    for name in names:
+    for name in sorted(set(data) | set(controls)):
         settings = q.settings.queue_settings(name).model_dump()
-        rows.append({"queue": name, "settings": settings, "counts": data.get(name, dict.fromkeys(STATES, 0))})
+        info = controls.get(name)
+        rows.append(
+            {
+                "queue": name,
+                "settings": settings,
+                "concurrency": info.concurrency if info else None,
+                "paused": bool(info and info.paused),
+                "counts": data.get(name, dict.fromkeys(STATES, 0)),
+            }
+        )
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
@@ -182,4 +196,43 @@ def queues(c: Context, as_json: bool) -> None:
     for row in rows:
         s = {k: v for k, v in row["settings"].items() if v is not None}
         counts = " ".join(f"{k}={v}" for k, v in row["counts"].items() if v)
-        click.echo(f"{row['queue']:<20} {json.dumps(s) if s else '{}':<40} {counts}")
+        cap = row["concurrency"] if row["concurrency"] is not None else "-"
+        paused = "paused" if row["paused"] else "active"
+        click.echo(f"{row['queue']:<20} {paused:<7} cap={cap:<5} {json.dumps(s) if s else '{}':<40} {counts}")
+
+
+@queues.command("limit")
+@click.argument("name")
+@click.argument("concurrency")
+@pass_ctx
+def queues_limit(c: Context, name: str, concurrency: str) -> None:
+    """Cap how many jobs of queue NAME run at once across every supervisor (`none`: no cap)."""
+    if concurrency.lower() in ("none", "off", "0"):
+        cap = None
+    elif concurrency.isdigit():
+        cap = int(concurrency)
+    else:
+        raise CliError(f"concurrency: expected a whole number of at least 1, or 'none' (got {concurrency!r})", EXIT_USAGE)
+    with api_errors():
+        c.queue.set_queue_limit(name, cap)
+    click.echo(f"{name}: {'no cap' if cap is None else f'at most {cap} running'}")
+
+
+@queues.command("pause")
+@click.argument("name")
+@pass_ctx
+def queues_pause(c: Context, name: str) -> None:
+    """Stop every supervisor claiming from queue NAME (running jobs finish; submits still work)."""
+    with api_errors():
+        c.queue.pause_queue(name)
+    click.echo(f"{name}: paused")
+
+
+@queues.command("resume")
+@click.argument("name")
+@pass_ctx
+def queues_resume(c: Context, name: str) -> None:
+    """Let supervisors claim from queue NAME again."""
+    with api_errors():
+        c.queue.resume_queue(name)
+    click.echo(f"{name}: resumed")

@@ -226,10 +226,6 @@ class Store(ABC):
     def prune_supervisors(self, heartbeat_before: float) -> list[str]:
         """Forget supervisors whose last heartbeat is older than ``heartbeat_before``."""
 
-    @abstractmethod
-    def promote_scheduled(self, now: float) -> int:
-        """Scheduled jobs whose time has come become queued."""
-
     # -- user actions -------------------------------------------------------------------
     @abstractmethod
     def cancel(self, job_ids: Sequence[int], now: float) -> dict[int, str]:
@@ -256,9 +252,6 @@ class Store(ABC):
     def enqueue_due_schedules(self, now: float, next_after: Any) -> list[int]:
         """Enqueue one job per due schedule and move each to its next time after ``now``
         (``next_after(schedule, now) -> float``); exactly once across supervisors."""
-
-    @abstractmethod
-    def running_count(self, queue: str) -> int: ...
 
     # -- queue controls -----------------------------------------------------------------
     @abstractmethod

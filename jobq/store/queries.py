@@ -14,6 +14,8 @@ JOB_COLUMNS = (
 JOB_COLUMN_NAMES = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
 SUPERVISOR_COLUMNS = "id, host, pid, concurrency, queues, started_at, heartbeat_at, lock_path, presence"
+SCHEDULE_COLUMN_NAMES = tuple(c.strip() for c in SCHEDULE_COLUMNS.split(","))
+SUPERVISOR_COLUMN_NAMES = tuple(c.strip() for c in SUPERVISOR_COLUMNS.split(","))
 
 JOB_INSERT_COLUMNS = (
     "name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
@@ -36,8 +38,10 @@ INSERT_DEP = "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?
 SET_DEPS_PENDING = "UPDATE jobs SET deps_pending=? WHERE id=?"
 
 # -- claiming -------------------------------------------------------------------------------
+# Paused queues do not count: a burst supervisor with only paused work left exits.
 DUE = (
-    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues}), "
+    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues} "
+    "AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)), "
     "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {queues})"
 )
 QUEUE_CONTROLS = "SELECT name, concurrency, paused FROM queues WHERE paused<>0 OR concurrency IS NOT NULL"
@@ -135,6 +139,40 @@ UPSERT_QUEUE_PAUSED = (
     "ON CONFLICT(name) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at"
 )
 QUEUE_ROWS = "SELECT name, concurrency, paused FROM queues ORDER BY name"
+
+
+# -- reads, groups, supervisors and schedules (jobq/store/sql_admin.py) ----------------------
+JOB_DEPENDENCIES = "SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position"
+JOB_ERRORS = "SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt"
+JOB_RESULT = "SELECT id, state, result, error FROM jobs WHERE id=?"
+COUNT_JOBS = "SELECT count(*) FROM jobs"
+JOB_OUTPUT = "SELECT output FROM job_output WHERE job_id=?"
+GROUP_ROW = "SELECT size, sealed, created_at, updated_at FROM job_groups WHERE id=?"
+GROUP_EXISTS = "SELECT 1 FROM job_groups WHERE id=?"
+GROUP_JOB_IDS = "SELECT id FROM jobs WHERE group_id=? ORDER BY group_index"
+GROUP_RESULTS = "SELECT id, state, result, error FROM jobs WHERE group_id=? ORDER BY group_index"
+GROUP_COUNTS = "SELECT state, count(*) FROM jobs WHERE group_id=? GROUP BY state"
+UNREGISTER_SUPERVISOR = "DELETE FROM supervisors WHERE id=?"
+SUPERVISORS = f"SELECT {SUPERVISOR_COLUMNS} FROM supervisors ORDER BY started_at"
+ANY_STALE_SUPERVISOR = "SELECT 1 FROM supervisors WHERE heartbeat_at<? LIMIT 1"
+PRUNE_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at<? RETURNING id"
+SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
+ANY_SCHEDULE_DUE = "SELECT 1 FROM schedules WHERE next_run_at<=? LIMIT 1"
+DUE_SCHEDULES = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE next_run_at<=?{lock}"
+ADVANCE_SCHEDULE = "UPDATE schedules SET next_run_at=?, last_run_at=? WHERE name=?"
+UPSERT_SCHEDULE = (
+    "INSERT INTO schedules(name, target, args, kwargs, queue, cron, every, next_run_at) VALUES (?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(name) DO UPDATE SET target=excluded.target, args=excluded.args, kwargs=excluded.kwargs, "
+    "queue=excluded.queue, cron=excluded.cron, every=excluded.every, next_run_at=excluded.next_run_at "
+    "WHERE schedules.target <> excluded.target OR schedules.args <> excluded.args "
+    "OR schedules.kwargs <> excluded.kwargs OR schedules.queue <> excluded.queue "
+    "OR coalesce(schedules.cron, '') <> coalesce(excluded.cron, '') "
+    "OR coalesce(schedules.every, -1) <> coalesce(excluded.every, -1)"
+)
+DELETE_ROWS = "DELETE FROM {table} WHERE {column} IN ({marks})"
+JOBS_WHERE = f"SELECT {JOB_COLUMNS} FROM jobs {{where}}"
+STATES_OF = "SELECT id, state FROM jobs WHERE id IN ({marks})"
+UNSTARTED_AMONG = "SELECT id, queue, state FROM jobs WHERE id IN ({marks}) AND state IN ('waiting','queued','scheduled'){lock}"
 
 
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:

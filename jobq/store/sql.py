@@ -7,6 +7,7 @@ schema, bulk inserts, counts and its row-locking clauses."""
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -98,11 +99,12 @@ class SQLStore(SQLAdmin, Transitions, Store):
 
         The iterable is read outside any transaction, a chunk at a time, and each chunk is
         inserted in a short transaction of its own. Nothing is inserted until two chunks are
-        read, so a bad item among the first ``2 * chunk`` raises with nothing stored. With
-        ``group``, the group is *open* while chunks arrive and *sealed* by the last one; when
-        a later item is bad or the iterable raises, the group is *aborted*: its jobs that
-        have not started are cancelled (``GroupAborted``) and the error is raised. A group
-        whose submitter died stays open: :meth:`jobq.Group.join` reports it incomplete."""
+        read, so a bad item among the first ``2 * chunk`` raises with nothing stored. When a
+        later item is bad or the iterable raises, the jobs stored so far that have not started
+        are cancelled (``GroupAborted``), the group (with ``group``) is marked *aborted*, and
+        the error is raised. With ``group``, the group is *open* while chunks arrive and
+        *sealed* by the last one; a group whose submitter died stays open, and
+        :meth:`jobq.Group.join` reports it incomplete."""
         template = list(self._row(base, now, None, 0))
         kwargs_bytes = len(template[3])
         batches = _encoded_batches(args_iter, chunk, kwargs_bytes, max_payload_bytes)
@@ -147,26 +149,33 @@ class SQLStore(SQLAdmin, Transitions, Store):
             if group and group_id is None:  # an empty map is an empty, sealed group
                 group_id = self._write(lambda conn: conn.execute(Q.INSERT_GROUP, (0, now, 1, now)).fetchone()[0])
         except BaseException as exc:
-            if group_id is not None and ids:
-                self._abort_group(group_id, index, exc)
+            if ids:
+                self._abort_stream(ids, group_id, index, exc)
             raise
         return ids, (f"g{group_id}" if group_id is not None else None)
 
-    def _abort_group(self, group_id: int, index: int, exc: BaseException) -> None:
-        error = JobError("GroupAborted", f"submitting the group stopped at item {index}: {type(exc).__name__}: {exc}")
+    def _abort_stream(self, ids: Sequence[int], group_id: int | None, index: int, exc: BaseException) -> None:
+        """Cancel the jobs a stream stored before it failed (those not started yet) and mark
+        its group aborted."""
+        error = JobError("GroupAborted", f"submitting stopped at item {index}: {type(exc).__name__}: {exc}")
 
-        def abort(conn: Any) -> None:
-            rows = conn.execute(
-                "SELECT id, queue, state FROM jobs WHERE group_id=? AND state IN ('waiting','queued','scheduled')"
-                f"{self.row_lock}",
-                (group_id,),
-            ).fetchall()
+        def abort(conn: Any, chunk: Sequence[int]) -> None:
+            marks = Q.marks(len(chunk))
+            rows = conn.execute(Q.UNSTARTED_AMONG.format(marks=marks, lock=self.row_lock), tuple(chunk)).fetchall()
             self._end_unstarted(conn, rows, State.CANCELLED, error, time.time())
-            conn.execute(Q.ABORT_GROUP, (time.time(), group_id))
 
         try:
-            self._write(abort)
-        except Exception:  # the original error matters more; the group stays open
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                self._write(functools.partial(abort, chunk=chunk))
+            if group_id is not None:
+                gid = group_id
+
+                def mark(conn: Any) -> None:
+                    conn.execute(Q.ABORT_GROUP, (time.time(), gid))
+
+                self._write(mark)
+        except Exception:  # noqa: BLE001 - the original error matters more; the group stays open
             pass
 
     @staticmethod

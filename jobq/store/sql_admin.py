@@ -34,7 +34,15 @@ def _job_result(job_id: int, state: str, result: str | None, error: str | None) 
 
 
 def _schedule(r: Sequence[Any]) -> Schedule:
-    return Schedule(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8])
+    row = dict(zip(Q.SCHEDULE_COLUMN_NAMES, r, strict=True))
+    row["args"], row["kwargs"] = json.loads(row["args"]), json.loads(row["kwargs"])
+    return Schedule(**row)
+
+
+def _supervisor(r: Sequence[Any]) -> SupervisorInfo:
+    row = dict(zip(Q.SUPERVISOR_COLUMN_NAMES, r, strict=True))
+    row["queues"] = json.loads(row["queues"]) if row["queues"] else None
+    return SupervisorInfo(**row)
 
 
 class SQLAdmin:
@@ -47,13 +55,12 @@ class SQLAdmin:
     _insert_rows: Any
     _cancel: Any
     _retry: Any
-    _promote_due: Any
     _count_moves: Any
     row_lock: str
     claim_lock: str
 
     def _records(self, where: str, params: Sequence[Any]) -> list[JobRecord]:
-        rows = self._read(f"SELECT {Q.JOB_COLUMNS} FROM jobs {where}", params)
+        rows = self._read(Q.JOBS_WHERE.format(where=where), params)
         return [JobRecord.from_row(dict(zip(Q.JOB_COLUMN_NAMES, r, strict=True))) for r in rows]
 
     # -- reading --------------------------------------------------------------------
@@ -62,17 +69,12 @@ class SQLAdmin:
         if not found:
             return None
         record = found[0]
-        record.depends_on = [
-            r[0] for r in self._read("SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position", (job_id,))
-        ]
-        record.errors = [
-            {"attempt": a, **json.loads(e)}
-            for a, e in self._read("SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt", (job_id,))
-        ]
+        record.depends_on = [r[0] for r in self._read(Q.JOB_DEPENDENCIES, (job_id,))]
+        record.errors = [{"attempt": a, **json.loads(e)} for a, e in self._read(Q.JOB_ERRORS, (job_id,))]
         return record
 
     def outcome(self, job_id: int) -> JobResult | None:
-        rows = self._read("SELECT id, state, result, error FROM jobs WHERE id=?", (job_id,))
+        rows = self._read(Q.JOB_RESULT, (job_id,))
         return _job_result(*rows[0]) if rows else None
 
     def get_states(self, job_ids: Sequence[int]) -> dict[int, str]:
@@ -80,11 +82,11 @@ class SQLAdmin:
         ids = list(job_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            out.update(self._read(f"SELECT id, state FROM jobs WHERE id IN ({Q.marks(len(chunk))})", chunk))
+            out.update(self._read(Q.STATES_OF.format(marks=Q.marks(len(chunk))), chunk))
         return out
 
     def count_jobs(self) -> int:
-        return self._read("SELECT count(*) FROM jobs")[0][0]
+        return self._read(Q.COUNT_JOBS)[0][0]
 
     def list_jobs(self, state: str | None, queue: str | None, limit: int) -> list[JobRecord]:
         where, params = [], []
@@ -98,7 +100,7 @@ class SQLAdmin:
         return self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
 
     def output(self, job_id: int) -> str | None:
-        rows = self._read("SELECT output FROM job_output WHERE job_id=?", (job_id,))
+        rows = self._read(Q.JOB_OUTPUT, (job_id,))
         return rows[0][0] if rows else None
 
     # -- groups ---------------------------------------------------------------------
@@ -106,7 +108,7 @@ class SQLAdmin:
         gid = group_number(group_id)
         if gid is None:
             return None
-        rows = self._read("SELECT size, sealed, created_at, updated_at FROM job_groups WHERE id=?", (gid,))
+        rows = self._read(Q.GROUP_ROW, (gid,))
         if not rows:
             return None
         size, sealed, created_at, updated_at = rows[0]
@@ -114,22 +116,22 @@ class SQLAdmin:
 
     def group_jobs(self, group_id: str) -> list[int] | None:
         gid = group_number(group_id)
-        if gid is None or not self._read("SELECT 1 FROM job_groups WHERE id=?", (gid,)):
+        if gid is None or not self._read(Q.GROUP_EXISTS, (gid,)):
             return None
-        return [r[0] for r in self._read("SELECT id FROM jobs WHERE group_id=? ORDER BY group_index", (gid,))]
+        return [r[0] for r in self._read(Q.GROUP_JOB_IDS, (gid,))]
 
     def group_results(self, group_id: str) -> list[JobResult] | None:
         gid = group_number(group_id)
         if gid is None:
             return None
-        rows = self._read("SELECT id, state, result, error FROM jobs WHERE group_id=? ORDER BY group_index", (gid,))
+        rows = self._read(Q.GROUP_RESULTS, (gid,))
         return [_job_result(*r) for r in rows]
 
     def group_summary(self, group_id: str) -> dict[str, int] | None:
         gid = group_number(group_id)
-        if gid is None or not self._read("SELECT 1 FROM job_groups WHERE id=?", (gid,)):
+        if gid is None or not self._read(Q.GROUP_EXISTS, (gid,)):
             return None
-        return dict(self._read("SELECT state, count(*) FROM jobs WHERE group_id=? GROUP BY state", (gid,)))
+        return dict(self._read(Q.GROUP_COUNTS, (gid,)))
 
     # -- supervisors ----------------------------------------------------------------
     def register_supervisor(self, info: SupervisorInfo) -> None:
@@ -147,11 +149,11 @@ class SQLAdmin:
         self._write(lambda c: c.execute(Q.REGISTER_SUPERVISOR, params))
 
     def unregister_supervisor(self, supervisor_id: str) -> None:
-        self._write(lambda c: c.execute("DELETE FROM supervisors WHERE id=?", (supervisor_id,)))
+        self._write(lambda c: c.execute(Q.UNREGISTER_SUPERVISOR, (supervisor_id,)))
 
     def supervisors(self) -> list[SupervisorInfo]:
-        rows = self._read(f"SELECT {Q.SUPERVISOR_COLUMNS} FROM supervisors ORDER BY started_at")
-        return [SupervisorInfo(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], r[6], r[7], r[8]) for r in rows]
+        rows = self._read(Q.SUPERVISORS)
+        return [_supervisor(r) for r in rows]
 
     def heartbeat(self, supervisor_id: str, now: float, lease_until: float) -> list[int]:
         def beat(conn: Any) -> list[int]:
@@ -162,11 +164,9 @@ class SQLAdmin:
         return self._write(beat)
 
     def prune_supervisors(self, heartbeat_before: float) -> list[str]:
-        if not self._read("SELECT 1 FROM supervisors WHERE heartbeat_at<? LIMIT 1", (heartbeat_before,)):
+        if not self._read(Q.ANY_STALE_SUPERVISOR, (heartbeat_before,)):
             return []
-        return self._write(
-            lambda c: [r[0] for r in c.execute("DELETE FROM supervisors WHERE heartbeat_at<? RETURNING id", (heartbeat_before,))]
-        )
+        return self._write(lambda c: [r[0] for r in c.execute(Q.PRUNE_SUPERVISORS, (heartbeat_before,))])
 
     def set_progress(self, owner: str, updates: Sequence[ProgressUpdate]) -> None:
         if not updates:
@@ -191,11 +191,6 @@ class SQLAdmin:
             return ids
 
         return self._write(do)
-
-    def promote_scheduled(self, now: float) -> int:
-        if not self._read("SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? LIMIT 1", (now,)):
-            return 0
-        return self._write(lambda c: self._promote_due(c, now))
 
     def purge(self, now: float, states: Sequence[str], older_than: float | None, default_ttl: float | None = None) -> int:
         states = [s for s in states if s in FINISHED_STATES]
@@ -225,7 +220,7 @@ class SQLAdmin:
         ids = [r[0] for r in rows]
         m = Q.marks(len(ids))
         for table, column in Q.PURGE_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE {column} IN ({m})", ids)
+            conn.execute(Q.DELETE_ROWS.format(table=table, column=column, marks=m), ids)
         self._count_moves(conn, Counter((queue, state, "") for _, queue, state in rows))
         return len(ids)
 
@@ -239,9 +234,6 @@ class SQLAdmin:
     def queue_controls(self) -> list[QueueInfo]:
         return [QueueInfo(name, cap, bool(paused)) for name, cap, paused in self._read(Q.QUEUE_ROWS)]
 
-    def running_count(self, queue: str) -> int:
-        return self._read("SELECT count(*) FROM jobs WHERE state='running' AND queue=?", (queue,))[0][0]
-
     # -- schedules ------------------------------------------------------------------
     def upsert_schedule(self, schedule: Schedule) -> None:
         new = (schedule.target, dumps(schedule.args), dumps(schedule.kwargs), schedule.queue, schedule.cron, schedule.every)
@@ -249,26 +241,20 @@ class SQLAdmin:
         # schedule keeps its next run time.
         self._write(
             lambda conn: conn.execute(
-                "INSERT INTO schedules(name, target, args, kwargs, queue, cron, every, next_run_at) VALUES (?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(name) DO UPDATE SET target=excluded.target, args=excluded.args, kwargs=excluded.kwargs, "
-                "queue=excluded.queue, cron=excluded.cron, every=excluded.every, next_run_at=excluded.next_run_at "
-                "WHERE schedules.target <> excluded.target OR schedules.args <> excluded.args "
-                "OR schedules.kwargs <> excluded.kwargs OR schedules.queue <> excluded.queue "
-                "OR coalesce(schedules.cron, '') <> coalesce(excluded.cron, '') "
-                "OR coalesce(schedules.every, -1) <> coalesce(excluded.every, -1)",
+                Q.UPSERT_SCHEDULE,
                 (schedule.name, *new, schedule.next_run_at),
             )
         )
 
     def schedules(self) -> list[Schedule]:
-        return [_schedule(r) for r in self._read(f"SELECT {Q.SCHEDULE_COLUMNS} FROM schedules ORDER BY name")]
+        return [_schedule(r) for r in self._read(Q.SCHEDULES)]
 
     def enqueue_due_schedules(self, now: float, next_after: Any) -> list[int]:
-        if not self._read("SELECT 1 FROM schedules WHERE next_run_at<=? LIMIT 1", (now,)):
+        if not self._read(Q.ANY_SCHEDULE_DUE, (now,)):
             return []
 
         def do(conn: Any) -> list[int]:
-            rows = conn.execute(f"SELECT {Q.SCHEDULE_COLUMNS} FROM schedules WHERE next_run_at<=?{self.claim_lock}", (now,))
+            rows = conn.execute(Q.DUE_SCHEDULES.format(lock=self.claim_lock), (now,))
             ids = []
             for r in rows.fetchall():
                 schedule = _schedule(r)
@@ -277,7 +263,7 @@ class SQLAdmin:
                 )
                 ids.append(self._insert_rows(conn, [self._row(spec, now, None, 0)])[0])
                 conn.execute(
-                    "UPDATE schedules SET next_run_at=?, last_run_at=? WHERE name=?",
+                    Q.ADVANCE_SCHEDULE,
                     (next_after(schedule, now), now, schedule.name),
                 )
             return ids
