@@ -13,19 +13,23 @@ index (``error["item"]``), which ``Group.join`` reports as ``JobFailed.index``.
 
 from __future__ import annotations
 
-import inspect
+import functools
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import islice, repeat, starmap
+from types import CoroutineType
 from typing import Any
 
 from .errors import ValidationError
 from .models import resolve_target
 
 CHUNK_TARGET = "jobq.chunks:run_chunk"
-# How often (in items) a chunk job reports its progress.
+# How often (in items) a chunk job looks at the time, and how long it runs before it reports
+# its progress in items (a progress report costs a message and a write: not for short chunks).
 _PROGRESS_EVERY = 256
+_QUIET_SECONDS = 0.2
 
 _targets: dict[str, Any] = {}
 
@@ -35,32 +39,40 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
     else the single argument); the list of results.
 
     An item that raises fails the whole chunk with its exception, marked with its input
-    index (``first`` + its offset). Progress is reported in items."""
+    index (``first`` + its offset). Progress is reported in items. The calls run in C loops
+    (``map``/``starmap``): the failing item is found from how far the items were read."""
     from .aioloop import run_coroutine
     from .worker import current_job
 
     fn = _targets.get(target)
     if fn is None:
         fn = _targets[target] = resolve_target(target)
-    kw = kwargs or {}
+    call = functools.partial(fn, **kwargs) if kwargs else fn
+    mapper: Any = starmap if spread else map
     job = current_job()
     n = len(items)
+    it = iter(items)
     out: list[Any] = []
-    append = out.append
-    for offset, args in enumerate(items):
+    quiet_until = time.monotonic() + _QUIET_SECONDS
+    while len(out) < n:
         try:
-            if not spread:
-                value = fn(args, **kw) if kw else fn(args)
-            else:
-                value = fn(*args, **kw)
-            if inspect.iscoroutine(value):
-                value = run_coroutine(value)
+            out.extend(mapper(call, islice(it, _PROGRESS_EVERY)))
         except BaseException as exc:
-            mark_item(exc, first + offset)
+            mark_item(exc, first + n - it.__length_hint__() - 1)
             raise
-        append(value)
-        if job is not None and offset % _PROGRESS_EVERY == _PROGRESS_EVERY - 1:
-            job.set_progress((offset + 1) / n, f"{offset + 1}/{n} items")
+        if job is not None and len(out) < n and time.monotonic() > quiet_until:
+            job.set_progress(len(out) / n, f"{len(out)}/{n} items")
+    if any(map(isinstance, out, repeat(CoroutineType))):  # an async def target
+        for offset, value in enumerate(out):
+            if isinstance(value, CoroutineType):
+                try:
+                    out[offset] = run_coroutine(value)
+                except BaseException as exc:
+                    for rest in out[offset + 1 :]:
+                        if isinstance(rest, CoroutineType):
+                            rest.close()  # never started: no "never awaited" warning
+                    mark_item(exc, first + offset)
+                    raise
     return out
 
 

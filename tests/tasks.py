@@ -227,3 +227,10 @@ async def async_kill_self():
 
 async def async_fail(message="async boom"):
     raise ValueError(message)
+
+
+async def async_fail_at(x, bad=13):
+    """As fail_at, as a coroutine."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x * 10

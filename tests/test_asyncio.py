@@ -30,6 +30,9 @@ def test_async_targets_run_on_one_loop_per_worker(queue: jobq.Queue) -> None:
         err = failure_of(failing, 30)
         assert err.error_type == "ValueError" and err.message == "async boom"
         assert chunked.join(timeout=30) == [x * x for x in range(20)]
+        with pytest.raises(jobq.JobFailed) as info:
+            queue.map(tasks.async_fail_at, range(20), chunksize=8).join(timeout=30)
+        assert info.value.index == 13 and info.value.error_type == "ValueError"
         assert plain.join(timeout=30) == 2
         killed = queue.submit(tasks.async_kill_self)
         err = failure_of(killed, 30)
