@@ -26,9 +26,11 @@ from .errors import ValidationError
 from .models import resolve_target
 
 CHUNK_TARGET = "jobq.chunks:run_chunk"
-# How often (in items) a chunk job looks at the time, and how long it runs before it reports
-# its progress in items (a progress report costs a message and a write: not for short chunks).
-_PROGRESS_EVERY = 256
+# A chunk calls its items in rounds (C loops) of up to _MAX_ROUND items, about _ROUND_SECONDS
+# each, and reports its progress in items between rounds once it has run _QUIET_SECONDS (a
+# report costs a message and a write: not for short chunks).
+_MAX_ROUND = 1024
+_ROUND_SECONDS = 0.05
 _QUIET_SECONDS = 0.2
 
 _targets: dict[str, Any] = {}
@@ -53,14 +55,18 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
     n = len(items)
     it = iter(items)
     out: list[Any] = []
-    quiet_until = time.monotonic() + _QUIET_SECONDS
+    size = 8  # items a round: doubled while rounds are quick, halved when slow
+    started = last = time.monotonic()
     while len(out) < n:
         try:
-            out.extend(mapper(call, islice(it, _PROGRESS_EVERY)))
+            out.extend(mapper(call, islice(it, size)))
         except BaseException as exc:
             mark_item(exc, first + n - it.__length_hint__() - 1)
             raise
-        if job is not None and len(out) < n and time.monotonic() > quiet_until:
+        now = time.monotonic()
+        size = min(size * 2, _MAX_ROUND) if now - last < _ROUND_SECONDS else max(1, size // 2)
+        last = now
+        if job is not None and len(out) < n and now - started > _QUIET_SECONDS:
             job.set_progress(len(out) / n, f"{len(out)}/{n} items")
     if any(map(isinstance, out, repeat(CoroutineType))):  # an async def target
         for offset, value in enumerate(out):

@@ -96,3 +96,11 @@ def test_cli_submit_map_chunksize_and_wait(tmp_path: Path, db_path: str, process
     bad = run_cli(db_path, "submit", "tests.tasks:add", "1", "--chunksize", "5")
     assert bad.returncode == 2 and "--chunksize" in bad.stderr
     assert len(q.list(limit=100)) == 3  # nothing more was stored
+
+
+def test_a_long_chunk_reports_its_progress_in_items(queue: jobq.Queue) -> None:
+    group = queue.map(tasks.slow_square, [(i, 0.01) for i in range(100)], chunksize=100)
+    with jobq.Supervisor(queue, concurrency=1):
+        record = wait_for(lambda: (r := queue.record(group.job_ids[0])).progress_message and r, what="the chunk's progress")
+        assert record.progress_message.endswith("/100 items") and 0 < record.progress < 1
+        assert group.join(timeout=30) == [i * i for i in range(100)]
