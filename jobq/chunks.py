@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice, repeat, starmap
+from operator import length_hint
 from types import CoroutineType
 from typing import Any
 
@@ -61,7 +62,7 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
         try:
             out.extend(mapper(call, islice(it, size)))
         except BaseException as exc:
-            mark_item(exc, first + n - it.__length_hint__() - 1)
+            mark_item(exc, first + n - length_hint(it) - 1)
             raise
         now = time.monotonic()
         size = min(size * 2, _MAX_ROUND) if now - last < _ROUND_SECONDS else max(1, size // 2)

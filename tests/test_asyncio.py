@@ -108,6 +108,8 @@ def test_async_join_on_postgresql(pg_url: str) -> None:
     async def main() -> list[int]:
         async with jobq.Supervisor(q, concurrency=2):
             jobs = [await q.asubmit(tasks.async_square, (i,)) for i in range(20)]
+            group = await q.amap(tasks.square, range(30), chunksize=4)
+            assert await group.ajoin(timeout=30) == [i * i for i in range(30)]
             return await asyncio.gather(*(job.ajoin(timeout=30) for job in jobs))
 
     assert asyncio.run(main()) == [i * i for i in range(20)]
