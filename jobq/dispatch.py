@@ -32,7 +32,12 @@ class Dispatcher:
     def record_duration(self, seconds: float) -> None:
         """A job ran for ``seconds``: the batch size follows the average."""
         self.jobs_done += 1
-        self.avg_job_seconds = seconds if self.jobs_done == 1 else 0.9 * self.avg_job_seconds + 0.1 * seconds
+        if self.jobs_done == 1 or seconds > self.avg_job_seconds:
+            # Up at once, down slowly: after a run of tiny jobs, the first long one stops
+            # the prefetch, so no supervisor hoards long jobs another could run.
+            self.avg_job_seconds = seconds
+        else:
+            self.avg_job_seconds = 0.9 * self.avg_job_seconds + 0.1 * seconds
 
     def batch_size(self) -> int:
         if self.avg_job_seconds <= 0:

@@ -207,7 +207,7 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         if presence.sock is not None:
             self._selector.register(presence.sock, selectors.EVENT_READ, ("wake", None))
-        self.store.tune_for_runner()
+        self.store.tune_for_runner(self.settings.lease_seconds)
         self.store.register_supervisor(self._info)
         sync_schedules(self.store, self.settings, wall)
         for name, queue_settings in self.settings.queues.items():
@@ -384,6 +384,7 @@ class Supervisor:
             db_url=self.store.url,
             owner=self.id,
             busy_timeout_seconds=self.settings.busy_timeout_seconds,
+            lease_seconds=self.settings.lease_seconds,
         )
 
     def _start_worker(self, slot: int) -> None:

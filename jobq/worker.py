@@ -51,6 +51,7 @@ class WorkerConfig:
     db_url: str | None = None
     owner: str = ""
     busy_timeout_seconds: float = 60.0
+    lease_seconds: float | None = None
 
 
 class Reports:
@@ -272,7 +273,7 @@ class _Reporter:
         if config.db_url:
             try:
                 self.store = open_store(config.db_url, config.busy_timeout_seconds)
-                self.store.tune_for_runner()
+                self.store.tune_for_runner(config.lease_seconds)
             except StoreError as exc:
                 self.store = None
                 self.unusable = f"cannot open the database: {exc}"

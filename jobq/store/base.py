@@ -266,7 +266,7 @@ class Store(ABC):
     def queue_controls(self) -> list[QueueInfo]:
         """Every queue with a stored cap or pause flag."""
 
-    def tune_for_runner(self) -> None:  # noqa: B027 - optional hook
+    def tune_for_runner(self, lease_seconds: float | None = None) -> None:  # noqa: B027 - optional hook
         """Called once by a supervisor, and by each of its workers, before they write: backend
         session settings for writes that may be lost to a server crash and redone."""
 

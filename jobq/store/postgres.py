@@ -102,7 +102,18 @@ class PostgresStore(SQLStore):
     # -- connections ----------------------------------------------------------------
     def _connect(self) -> Any:
         try:
-            raw = psycopg.connect(self.conninfo, autocommit=True, options=f"-c search_path={self.schema}")
+            # Keepalives and a TCP user timeout: a connection whose link was cut fails within
+            # seconds instead of hanging on retransmissions for minutes.
+            raw = psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                options=f"-c search_path={self.schema}",
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+                tcp_user_timeout=10_000,
+            )
         except psycopg.Error as exc:
             raise StoreError(f"{self._where()}: cannot connect: {str(exc).strip().splitlines()[0]}") from None
         return raw
@@ -230,11 +241,17 @@ class PostgresStore(SQLStore):
             out.setdefault(queue, {})[state] = n
         return out
 
-    def tune_for_runner(self) -> None:
+    def tune_for_runner(self, lease_seconds: float | None = None) -> None:
         # The writes of supervisors and workers (claims, results, heartbeats) need not wait
         # for the WAL flush: one lost to a server crash only hands work back to be done
         # again (at least once). Submits, on other connections, stay fully durable.
-        self._conn().execute("SET synchronous_commit = off")
+        conn = self._conn()
+        conn.execute("SET synchronous_commit = off")
+        if lease_seconds:
+            # A runner's transactions last milliseconds. One left open (its host's link cut
+            # mid-transaction) would hold row locks that other supervisors' take-backs wait
+            # on: the server ends such a session well before the lease runs out.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {max(1000, int(lease_seconds * 500))}")
 
     def _serialize_limited_claims(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"jobq-limits-{self.schema}",))

@@ -193,10 +193,12 @@ class Transitions:
         """Take back running jobs of a dead ``owner``, or whose lease expired before
         ``expired_before``: queued again, or failed once out of (lost) attempts."""
         if owner is not None:
-            rows = conn.execute(Q.LOST_BY_OWNER.format(lock=self.row_lock), (owner,)).fetchall()
+            # SKIP LOCKED: a row held by a stuck session (a host cut off mid-transaction) is
+            # taken back by a later sweep, never waited on.
+            rows = conn.execute(Q.LOST_BY_OWNER.format(lock=self.claim_lock), (owner,)).fetchall()
             kind = "SupervisorLost"
         else:
-            rows = conn.execute(Q.LOST_BY_LEASE.format(lock=self.row_lock), (expired_before,)).fetchall()
+            rows = conn.execute(Q.LOST_BY_LEASE.format(lock=self.claim_lock), (expired_before,)).fetchall()
             kind = "LeaseExpired"
         taken = []
         for job_id, attempts, max_attempts, job_owner, queue in rows:
