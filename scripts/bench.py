@@ -43,6 +43,7 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatever the cwd
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_dashboard  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
@@ -314,6 +315,7 @@ def section_scale(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
         rep.add(f"scale.{key}_empty", empty[key], unit, f"{label}, empty file")
         rep.add(f"scale.{key}_full", full[key], unit, f"{label}, full file")
         rep.add(f"scale.{key}_ratio", full[key] / empty[key], "x", f"{label}, full/empty")
+    bench_dashboard.measure(rep, full_db, empty_db, 5 if s.repeat == 1 else 30)  # issue 10: pages and /metrics
 
 
 def section_memory(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
@@ -366,7 +368,10 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: supervisor within 10%", f.get("memory.supervisor_ratio"), "<=", 1.1, "x"),
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
-    judge_targets(rep, [(5, checks), (6, bench_pg.target_checks(f)), (11, bench_pool.target_checks(f))])
+    judge_targets(
+        rep,
+        [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f)), (11, bench_pool.target_checks(f))],
+    )
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:

@@ -324,7 +324,7 @@ def render(rep: Report, header: str, sections: list[RowsFn]) -> str:
         lines.append(f"  {peer}: skipped: {reason}")
     for key, error in rep.errors.items():
         lines.append(f"  {key}: ERROR: {error}")
-    for issue, title in ((5, "targets (issue 5)"), (6, "targets (issue 6, PostgreSQL)")):
+    for issue, title in ((5, "targets (issue 5)"), (6, "targets (issue 6, PostgreSQL)"), (10, "targets (issue 10, dashboard)")):
         targets = [t for t in rep.targets if t["issue"] == issue]
         if targets:
             lines.append(title)

@@ -29,6 +29,7 @@ JOBQ_FIGURES = [
         for file in ("empty", "full", "ratio")
     ),
     *(f"memory.{who}_{what}" for who in ("supervisor", "worker") for what in ("small_mb", "large_mb", "ratio")),
+    *(f"scale.dash_{p}_ms_{file}" for p in ("overview", "jobs", "failed", "metrics") for file in ("empty", "full", "ratio")),
 ]
 # Issue 11: chunked maps and jobq.Pool against multiprocessing.Pool.map, cold and warm.
 JOBQ_FIGURES += [f"map.{kind}.{who}" for kind in ("cold", "warm") for who in ("jobq_chunked", "jobq_pool", "pool_map")]

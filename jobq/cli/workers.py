@@ -29,6 +29,7 @@ def worker() -> None:
 @click.option("--max-jobs-per-worker", type=click.IntRange(min=1), help="Replace a worker after this many jobs.")
 @click.option("--max-memory-per-worker", type=click.IntRange(min=1), help="Replace a worker above this resident MB.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Default INFO.")
+@click.option("--dashboard", "dashboard_at", metavar="[HOST:]PORT", help="Also serve the dashboard from a child process.")
 @pass_ctx
 def worker_start(
     c: Context,
@@ -39,9 +40,11 @@ def worker_start(
     max_jobs_per_worker: int | None,
     max_memory_per_worker: int | None,
     log_level: str | None,
+    dashboard_at: str | None,
 ) -> None:
     """Run a supervisor and its workers in the foreground."""
     from ..supervisor import Supervisor
+    from .dashboard import with_dashboard
 
     q = c.queue
     logging.basicConfig(
@@ -58,7 +61,7 @@ def worker_start(
             max_jobs_per_worker=max_jobs_per_worker,
             max_memory_per_worker=max_memory_per_worker,
         )
-        code = sup.run()
+        code = with_dashboard(c, dashboard_at, sup.run)
     sys.exit(code)
 
 

@@ -266,6 +266,74 @@ class Store(ABC):
     def queue_controls(self) -> list[QueueInfo]:
         """Every queue with a stored cap or pause flag."""
 
+    # -- dashboard (issue 10): each served by an index or a table sized by time --------------
+    @abstractmethod
+    def jobs_page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        target: str | None = None,
+        name: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        """Jobs matching every given filter (exact values) with ids below ``before``, newest first."""
+
+    @abstractmethod
+    def dependents(self, job_id: int) -> list[int]:
+        """Ids of the jobs that depend on ``job_id``."""
+
+    @abstractmethod
+    def groups_page(self, before: int | None, limit: int) -> list[tuple[str, int, float]]:
+        """(group id, size, created_at) of groups with numbers below ``before``, newest first."""
+
+    @abstractmethod
+    def group_failed(self, group_id: str, limit: int) -> list[JobRecord]:
+        """The group's failed or cancelled jobs, in input order."""
+
+    @abstractmethod
+    def delete_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        """Delete the finished jobs among ``job_ids``; returns the ids deleted."""
+
+    @abstractmethod
+    def oldest_queued(self, queues: Sequence[str]) -> dict[str, float]:
+        """Per queue, the earliest ``run_at`` of its queued jobs (queues with none are left out)."""
+
+    @abstractmethod
+    def busy_workers(self) -> dict[str, int]:
+        """Running jobs per supervisor id."""
+
+    @abstractmethod
+    def job_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(queue, state) -> (jobs deleted in that state, jobs retried out of that finished
+        state), ever: with :meth:`counts` they give counters that never go down."""
+
+    @abstractmethod
+    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+        """(minute since the epoch, kind, attempts) of attempts that ended from ``since_minute``
+        on; kind is succeeded, failed or cancelled."""
+
+    @abstractmethod
+    def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:
+        """Per queue: (attempts, duration sum, wait sum, cumulative duration and wait counts
+        per bucket of :data:`jobq.store.sql_dashboard.BUCKETS`), ever."""
+
+    @abstractmethod
+    def pause_schedule(self, name: str, now: float) -> bool:
+        """Stop enqueueing the schedule ``name`` (False when no such schedule)."""
+
+    @abstractmethod
+    def resume_schedule(self, name: str, next_run_at: float) -> bool:
+        """Enqueue the paused schedule ``name`` again from ``next_run_at`` (False unless paused)."""
+
+    @abstractmethod
+    def paused_schedules(self) -> set[str]:
+        """Names of the paused schedules."""
+
+    @abstractmethod
+    def compact_stats(self, before_minute: int) -> int:
+        """Fold per-minute figures older than ``before_minute`` into all-time rows."""
+
     def tune_for_runner(self, lease_seconds: float | None = None) -> None:  # noqa: B027 - optional hook
         """Called once by a supervisor, and by each of its workers, before they write: backend
         session settings for writes that may be lost to a server crash and redone."""

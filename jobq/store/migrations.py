@@ -154,13 +154,49 @@ _V2_SQLITE_COUNTS: list[str] = [
     "INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
 ]
 
+# Version 3 (the dashboard): indexes for the jobs list's filters (newest first by id),
+# per-minute figures of finished attempts written once per finish statement (histograms
+# and the overview's chart), and totals of deleted and of retried jobs (kept by the purge
+# and retry transitions), from which the Prometheus counters follow.
+_HIST = ", ".join(f"d{i} {{BIGINT}} NOT NULL DEFAULT 0, w{i} {{BIGINT}} NOT NULL DEFAULT 0" for i in range(14))
+_V3: list[str] = [
+    # Partial on "id > 0", a term only the list's queries state: no other query (a claim of
+    # `-q NAME`, a count of running jobs by queue) can be planned through these indexes.
+    "CREATE INDEX jobs_list_queue ON jobs(queue, id) WHERE id > 0",
+    "CREATE INDEX jobs_list_target ON jobs(target, id) WHERE id > 0",
+    "CREATE INDEX jobs_list_name ON jobs(name, id) WHERE name IS NOT NULL AND id > 0",
+    "CREATE INDEX jobs_failed_id ON jobs(id) WHERE state = 'failed'",
+    "CREATE INDEX jobs_cancelled_id ON jobs(id) WHERE state = 'cancelled'",
+    f"""CREATE TABLE job_minutes (
+                minute {{BIGINT}} NOT NULL,
+                queue TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                shard {{BIGINT}} NOT NULL,
+                n {{BIGINT}} NOT NULL,
+                duration_sum {{REAL}} NOT NULL,
+                wait_sum {{REAL}} NOT NULL,
+                {_HIST},
+                PRIMARY KEY (minute, queue, kind, shard)
+            ){{WITHOUT_ROWID}}""",
+    # A paused schedule's row keeps its definition; its next run is parked far ahead.
+    "CREATE TABLE schedule_pauses (name TEXT PRIMARY KEY, paused_at {REAL} NOT NULL)",
+    """CREATE TABLE job_totals (
+                queue TEXT NOT NULL,
+                state TEXT NOT NULL,
+                deleted {BIGINT} NOT NULL DEFAULT 0,
+                retried {BIGINT} NOT NULL DEFAULT 0,
+                PRIMARY KEY (queue, state)
+            )""",
+]
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
+    (3, _render(_V3, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
+    (3, _render(_V3, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -130,6 +130,12 @@ HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
 RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
 SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
 SET_WORKER = "UPDATE jobs SET worker=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+# Totals of jobs that left the counts by queue and state (deleted, or retried out of a
+# finished state): with the counts, they make counters that never go down (metrics).
+ADD_TOTALS = (
+    "INSERT INTO job_totals(queue, state, {column}) VALUES (?, ?, ?) "
+    "ON CONFLICT(queue, state) DO UPDATE SET {column} = job_totals.{column} + excluded.{column}"
+)
 UPSERT_QUEUE_LIMIT = (
     "INSERT INTO queues(name, concurrency, paused, updated_at) VALUES (?, ?, 0, ?) "
     "ON CONFLICT(name) DO UPDATE SET concurrency=excluded.concurrency, updated_at=excluded.updated_at"

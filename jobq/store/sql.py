@@ -30,6 +30,7 @@ from ..models import (
 from . import queries as Q
 from .base import Store, Submitted
 from .sql_admin import SQLAdmin
+from .sql_dashboard import SQLDashboard
 from .transitions import Transitions
 
 T = TypeVar("T")
@@ -40,7 +41,7 @@ STREAM_CHUNK_ITEMS = 2000
 STREAM_CHUNK_SECONDS = 0.5
 
 
-class SQLStore(SQLAdmin, Transitions, Store):
+class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
     """The job operations over SQL; subclasses bind them to one database engine."""
 
     @abstractmethod
@@ -269,6 +270,7 @@ class SQLStore(SQLAdmin, Transitions, Store):
         others = [o for o in outcomes if o.kind != OutcomeKind.SUCCEEDED]
 
         def write(conn: Any) -> list[int]:
+            self._observe_finishes(conn, owner, outcomes, now)  # dashboard: per-minute figures, before the updates
             rejected = self._succeed(conn, owner, succeeded, now) if succeeded else []
             rejected += [o.job_id for o in others if not self._fail_or_retry(conn, owner, o, now)]
             self._notify(conn, "finished")

@@ -56,6 +56,7 @@ class SQLAdmin:
     _cancel: Any
     _retry: Any
     _count_moves: Any
+    _add_totals: Any
     row_lock: str
     claim_lock: str
 
@@ -222,6 +223,7 @@ class SQLAdmin:
         for table, column in Q.PURGE_TABLES:
             conn.execute(Q.DELETE_ROWS.format(table=table, column=column, marks=m), ids)
         self._count_moves(conn, Counter((queue, state, "") for _, queue, state in rows))
+        self._add_totals(conn, "deleted", Counter((queue, state) for _, queue, state in rows))
         return len(ids)
 
     # -- queue controls -------------------------------------------------------------

@@ -52,6 +52,13 @@ class Transitions:
         """Record state moves (a backend that keeps counts updates them here, once per
         (queue, old, new) and transaction, never per row)."""
 
+    def _add_totals(self, conn: Any, column: str, left: Counter[tuple[str, str]]) -> None:
+        """Jobs that left (queue, state) for good: ``deleted`` or ``retried`` (kept for metrics
+        counters that must never go down)."""
+        if left:
+            rows = [(queue, str(state), n) for (queue, state), n in sorted(left.items())]
+            conn.executemany(Q.ADD_TOTALS.format(column=column), rows)
+
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
 
@@ -289,6 +296,7 @@ class Transitions:
                 moves[(job_queue, str(old), State.QUEUED.value)] += 1
                 ids.append(job_id)
         self._count_moves(conn, moves)
+        self._add_totals(conn, "retried", Counter({(q, old): n for (q, old, _), n in moves.items()}))
         return sorted(ids)
 
 

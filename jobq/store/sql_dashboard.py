@@ -1,0 +1,242 @@
+"""The SQL stores' reads for the dashboard and its metrics: the jobs list paged by id, the
+oldest queued job per queue, busy workers, per-minute figures of finished attempts and the
+totals the Prometheus counters are derived from. Mixed into :class:`~jobq.store.sql.SQLStore`.
+
+Every query here is served by an index (see migration 2) or reads a small table whose size
+follows time (minutes x queues), never the number of jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..models import FINISHED_STATES, JobRecord, Outcome
+from . import queries as Q
+from .base import Schedule
+
+#: upper bounds (seconds) of the histogram buckets kept per minute, counted cumulatively
+#: (observations <= bound) as Prometheus exposes them; +Inf is the total
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_D = ", ".join(f"d{i}" for i in range(len(BUCKETS)))
+_W = ", ".join(f"w{i}" for i in range(len(BUCKETS)))
+_MINUTE_COLUMNS = f"minute, queue, kind, shard, n, duration_sum, wait_sum, {_D}, {_W}"
+_UPSERT_MINUTE = (
+    f"INSERT INTO job_minutes({_MINUTE_COLUMNS}) VALUES ({', '.join(['?'] * (7 + 2 * len(BUCKETS)))}) "
+    "ON CONFLICT(minute, queue, kind, shard) DO UPDATE SET n = job_minutes.n + excluded.n, "
+    "duration_sum = job_minutes.duration_sum + excluded.duration_sum, wait_sum = job_minutes.wait_sum + excluded.wait_sum, "
+    + ", ".join(f"{c} = job_minutes.{c} + excluded.{c}" for c in (*_D.split(", "), *_W.split(", ")))
+)
+_SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
+_ENDED = FINISHED_STATES
+#: where a paused schedule's next run is parked: 9999-12-31T23:59:59Z, never due
+PAUSED_UNTIL = 253402300799.0
+_ENDED_SQL = "('succeeded','failed','cancelled')"
+
+
+class SQLDashboard:
+    """Dashboard reads and finish statistics of the SQL stores (a mixin)."""
+
+    _write: Any
+    _read: Any
+    _records: Any
+    _delete_jobs: Any
+    row_lock: str
+
+    # -- the jobs list ----------------------------------------------------------------
+    def jobs_page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        target: str | None = None,
+        name: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        where: list[str] = ["id > 0"]  # the term that admits the jobs_list_* indexes
+        params: list[Any] = []
+        for column, value in (("state", state), ("queue", queue), ("target", target), ("name", name)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        if before is not None:
+            where.append("id<?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}"
+        records: list[JobRecord] = self._records(f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+        if records:  # dependencies and earlier errors too, as get() gives them: two reads by key
+            by_id = {r.id: r for r in records}
+            marks = Q.marks(len(by_id))
+            for job_id, dep in self._read(
+                f"SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({marks}) ORDER BY job_id, position", list(by_id)
+            ):
+                by_id[job_id].depends_on.append(dep)
+            for job_id, attempt, error in self._read(
+                f"SELECT job_id, attempt, error FROM job_errors WHERE job_id IN ({marks}) ORDER BY job_id, attempt", list(by_id)
+            ):
+                by_id[job_id].errors.append({"attempt": attempt, **json.loads(error)})
+        return records
+
+    def dependents(self, job_id: int) -> list[int]:
+        return [r[0] for r in self._read("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (job_id,))]
+
+    def groups_page(self, before: int | None, limit: int) -> list[tuple[str, int, float]]:
+        where, params = ("WHERE id<?", (before,)) if before is not None else ("", ())
+        rows = self._read(f"SELECT id, size, created_at FROM job_groups {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [(f"g{r[0]}", r[1], r[2]) for r in rows]
+
+    def group_failed(self, group_id: str, limit: int) -> list[JobRecord]:
+        if not (group_id.startswith("g") and group_id[1:].isdigit()):
+            return []
+        return self._records(
+            "WHERE group_id=? AND state IN ('failed','cancelled') ORDER BY group_index LIMIT ?", (int(group_id[1:]), limit)
+        )
+
+    def delete_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        """Delete finished jobs among ``job_ids`` (with their output, errors and edges)."""
+        ids = list(dict.fromkeys(int(i) for i in job_ids))
+        if not ids:
+            return []
+
+        def do(conn: Any) -> list[int]:
+            done: list[int] = []
+            for start in range(0, len(ids), Q.PURGE_CHUNK):
+                chunk = ids[start : start + Q.PURGE_CHUNK]
+                where = f"id IN ({Q.marks(len(chunk))}) AND state IN {_ENDED_SQL}"
+                ended = [r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE {where}{self.row_lock}", chunk)]
+                if ended:  # the purge's own deletion: output, errors, edges and counts too
+                    self._delete_jobs(conn, f"id IN ({Q.marks(len(ended))})", ended, len(ended))
+                    done.extend(ended)
+            return sorted(done)
+
+        return self._write(do)
+
+    # -- schedules: pause and resume ------------------------------------------------------
+    def pause_schedule(self, name: str, now: float) -> bool:
+        def do(conn: Any) -> bool:
+            if conn.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (PAUSED_UNTIL, name)).rowcount != 1:
+                return False
+            conn.execute("INSERT INTO schedule_pauses(name, paused_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, now))
+            return True
+
+        return self._write(do)
+
+    def resume_schedule(self, name: str, next_run_at: float) -> bool:
+        def do(conn: Any) -> bool:
+            if conn.execute("DELETE FROM schedule_pauses WHERE name=?", (name,)).rowcount != 1:
+                return False
+            conn.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (next_run_at, name))
+            return True
+
+        return self._write(do)
+
+    def paused_schedules(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT name FROM schedule_pauses")}
+
+    def upsert_schedule(self, schedule: Schedule) -> None:
+        """The configuration's upsert (which gives a changed schedule a new next run), then a
+        paused schedule parked again."""
+        super().upsert_schedule(schedule)  # type: ignore[misc]
+        if self._read("SELECT 1 FROM schedule_pauses WHERE name=?", (schedule.name,)):
+            self._write(lambda c: c.execute("UPDATE schedules SET next_run_at=? WHERE name=?", (PAUSED_UNTIL, schedule.name)))
+
+    # -- overview and metrics ---------------------------------------------------------
+    def oldest_queued(self, queues: Sequence[str]) -> dict[str, float]:
+        out = {}
+        for queue in queues:  # each a range of the partial claim index
+            (value,) = self._read("SELECT min(run_at) FROM jobs WHERE state='queued' AND queue=?", (queue,))[0]
+            if value is not None:
+                out[queue] = value
+        return out
+
+    def busy_workers(self) -> dict[str, int]:
+        return dict(self._read("SELECT owner, count(*) FROM jobs WHERE state='running' GROUP BY owner"))
+
+    def job_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(q, s): (d, r) for q, s, d, r in self._read("SELECT queue, state, deleted, retried FROM job_totals")}
+
+    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+        return [
+            (m, k, int(n))
+            for m, k, n in self._read(
+                "SELECT minute, kind, sum(n) FROM job_minutes WHERE minute>=? GROUP BY minute, kind ORDER BY minute",
+                (since_minute,),
+            )
+        ]
+
+    def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:
+        out = {}
+        k = len(BUCKETS)
+        for r in self._read(f"SELECT queue, {_SUMS} FROM job_minutes GROUP BY queue ORDER BY queue"):
+            out[r[0]] = (int(r[1]), float(r[2]), float(r[3]), [int(x) for x in r[4 : 4 + k]], [int(x) for x in r[4 + k :]])
+        return out
+
+    def compact_stats(self, before_minute: int) -> int:
+        """Fold the per-minute rows older than ``before_minute`` into one row per queue and kind
+        (minute 0): the table stays as small as the chart's hour."""
+        if not self._read("SELECT 1 FROM job_minutes WHERE minute>0 AND minute<? LIMIT 1", (before_minute,)):
+            return 0
+
+        def do(conn: Any) -> int:
+            # The rows this transaction deleted, and only those, are folded: a second compaction
+            # running at once deletes (and adds) nothing.
+            gone = conn.execute(
+                f"DELETE FROM job_minutes WHERE minute>0 AND minute<? "
+                f"RETURNING queue, kind, n, duration_sum, wait_sum, {_D}, {_W}",
+                (before_minute,),
+            ).fetchall()
+            folded: dict[tuple[str, str], list[Any]] = {}
+            for r in gone:
+                acc = folded.setdefault((r[0], r[1]), [0] * (len(r) - 2))
+                for i, value in enumerate(r[2:]):
+                    acc[i] += value
+            conn.executemany(_UPSERT_MINUTE, [(0, q, k, 0, *acc) for (q, k), acc in sorted(folded.items())])
+            return len(gone)
+
+        return self._write(do)
+
+    def _observe_finishes(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
+        """Per-minute figures of the attempts ``outcomes`` end, written in the finish's own
+        transaction before its fenced updates: one statement per chunk that reads the jobs by
+        id and adds to one row per minute, queue and kind (buckets counted in SQL, cumulative).
+        Rows are keyed by this process too, so concurrent writers never share a row."""
+        params: list[Any] = []
+        for o in outcomes:
+            kind = str(o.kind)  # a StrEnum's value
+            if kind in _ENDED:
+                finished = o.finished_at or now
+                params.append((o.job_id, o.attempts, finished, int(finished // 60), kind))
+        start = 0
+        shard = os.getpid()
+        for size in Q.FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
+            while len(params) - start >= size:
+                flat = [x for row in params[start : start + size] for x in row]
+                conn.execute(_observe_sql(size), (*flat, shard, owner))
+                start += size
+
+
+def _observe_sql(size: int) -> str:
+    text = _OBSERVE.get(size)
+    if text is None:
+        row = "(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS TEXT))"
+        d = "(v.fin - j.started_at)"
+        w = "(j.started_at - j.run_at)"
+        text = _OBSERVE[size] = (
+            f"WITH v(id, attempts, fin, minute, kind) AS (VALUES {','.join([row] * size)}) "
+            f"INSERT INTO job_minutes({_MINUTE_COLUMNS}) "
+            "SELECT v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END, "
+            f"CAST(? AS BIGINT), count(*), sum(CASE WHEN {d} > 0 THEN {d} ELSE 0 END), "
+            f"sum(CASE WHEN {w} > 0 THEN {w} ELSE 0 END), "
+            + ", ".join(f"sum(CASE WHEN {d} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
+            + ", "
+            + ", ".join(f"sum(CASE WHEN {w} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
+            + " FROM v JOIN jobs j ON j.id = v.id "
+            "WHERE j.state = 'running' AND j.owner = ? AND j.attempts = v.attempts AND j.started_at IS NOT NULL "
+            "GROUP BY v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END "
+            + _UPSERT_MINUTE[_UPSERT_MINUTE.index("ON CONFLICT") :]
+        )
+    return text
+
+
+_OBSERVE: dict[int, str] = {}

@@ -1,0 +1,120 @@
+"""The store's dashboard reads and figures on both backends, and the indexes behind them."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import jobq
+from jobq.models import JobError, Outcome, OutcomeKind
+from jobq.store import queries as Q
+from jobq.store.sql_dashboard import BUCKETS
+
+
+def _run(q: jobq.Queue, owner: str, kinds: list[str], queue: str = "default") -> list[int]:
+    """Claim jobs and end them with the given outcome kinds, as a supervisor would."""
+    now = time.time()
+    claimed = q.store.claim(owner, [queue], len(kinds), now, now + 60)
+    assert len(claimed) == len(kinds)
+    outcomes = []
+    for job, kind in zip(claimed, kinds, strict=True):
+        error = None if kind == "succeeded" else JobError("E", "m")
+        outcomes.append(
+            Outcome(
+                job.id,
+                job.attempts,
+                OutcomeKind(kind),
+                result_json="1" if kind == "succeeded" else None,
+                error=error,
+                retriable=False,
+                finished_at=time.time(),
+            )
+        )
+    assert q.store.finish(owner, outcomes, time.time()) == []
+    return [j.id for j in claimed]
+
+
+def test_jobs_page_filters_and_cursor(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    a = [q.submit("tests.tasks:add", (i,), queue="qa", name="n1").id for i in range(5)]
+    b = [q.submit("tests.tasks:echo", queue="qb", name="n2").id for i in range(3)]
+    s = q.store
+    assert [r.id for r in s.jobs_page(limit=100)] == sorted(a + b, reverse=True)
+    assert [r.id for r in s.jobs_page(queue="qa", limit=2)] == sorted(a, reverse=True)[:2]
+    assert [r.id for r in s.jobs_page(queue="qa", before=a[3], limit=10)] == sorted(a[:3], reverse=True)
+    assert [r.id for r in s.jobs_page(target="tests.tasks:echo")] == sorted(b, reverse=True)
+    assert [r.id for r in s.jobs_page(name="n1", state="queued", limit=10)] == sorted(a, reverse=True)
+    assert s.jobs_page(state="failed") == []
+    assert set(s.oldest_queued(["qa", "qb", "none"])) == {"qa", "qb"}
+
+
+def test_counters_survive_purge_retry_and_delete(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    q.submit_many("tests.tasks:add", [(i,) for i in range(6)])
+    ids = _run(q, "sup-1", ["succeeded"] * 4 + ["failed", "cancelled"])
+    s = q.store
+    hist = s.histograms()["default"]
+    assert hist[0] == 6 and len(hist[3]) == len(BUCKETS) and hist[3][-1] <= 6 and hist[4][-1] <= 6
+    minutes = {k: n for _, k, n in s.finished_by_minute(int(time.time() // 60) - 2)}
+    assert minutes == {"succeeded": 4, "failed": 1, "cancelled": 1}
+    assert s.busy_workers() == {}
+    q.retry(ids[4])
+    assert s.job_totals()[("default", "failed")] == (0, 1)
+    q.submit("tests.tasks:add", (9,), queue="other")
+    _run(q, "sup-1", ["failed"], queue="other")
+    assert q.retry(failed=True, queue="other") and s.job_totals()[("other", "failed")] == (0, 1)
+    assert s.delete_jobs([ids[0], ids[4]]) == [ids[0]]  # the retried one is queued again: kept
+    assert q.purge(older_than=0) == 4
+    totals = s.job_totals()
+    assert totals[("default", "succeeded")] == (4, 0) and totals[("default", "cancelled")] == (1, 0)
+    assert s.compact_stats(int(time.time() // 60) + 5) > 0
+    assert s.histograms()["default"] == hist  # folded, not lost
+    assert s.finished_by_minute(1) == []
+
+
+def test_fenced_out_finishes_are_not_counted(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    job = q.submit("tests.tasks:add", (1,))
+    now = time.time()
+    (claimed,) = q.store.claim("sup-a", None, 1, now, now + 60)
+    late = Outcome(claimed.id, claimed.attempts, OutcomeKind.SUCCEEDED, result_json="2", finished_at=now)
+    assert q.store.finish("sup-b", [late], now) == [job.id]
+    assert q.store.histograms() == {}
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[str]:
+    return [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+def test_dashboard_queries_use_indexes_and_leave_the_claim_alone(tmp_path) -> None:
+    db = str(tmp_path / "jobs.db")
+    jobq.Queue(db)
+    conn = sqlite3.connect(db)
+    page = "SELECT * FROM jobs WHERE id > 0 AND {} ORDER BY id DESC LIMIT 50"
+    queries = [
+        (page.format("queue=? AND id<?"), ("q", 5), "jobs_list_queue"),
+        (page.format("target=?"), ("t:f",), "jobs_list_target"),
+        (page.format("name=?"), ("n",), "jobs_list_name"),
+        (page.format("state=?"), ("failed",), "jobs_failed_id"),
+        (page.format("state=?"), ("cancelled",), "jobs_cancelled_id"),
+        ("SELECT min(run_at) FROM jobs WHERE state='queued' AND queue=?", ("q",), "jobs_claim"),
+        ("SELECT owner, count(*) FROM jobs WHERE state='running' GROUP BY owner", (), "jobs_running"),
+        ("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (1,), "job_deps_reverse"),
+        # the list's indexes never serve the job path: a claim of `-q NAME`, running by queue
+        (Q.PICK.format(queues="AND queue IN (?)", lock=""), (1.0, "q", 5), "jobs_claim"),
+        (Q.RUNNING_BY_QUEUE.format(marks="?"), ("q",), "jobs_running"),
+    ]
+    for sql, params, index in queries:
+        plan = _plan(conn, sql, params)
+        assert any(index in step for step in plan), (sql, plan)
+
+
+def test_a_paused_schedule_is_never_due_until_resumed(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    q.schedule("tick", "tests.tasks:add", (1,), every="1s")
+    s = q.store
+    assert s.pause_schedule("tick", time.time()) and not s.pause_schedule("nope", time.time())
+    assert s.paused_schedules() == {"tick"}
+    assert s.enqueue_due_schedules(time.time() + 3600, lambda sched, now: now + 1) == []
+    assert s.resume_schedule("tick", time.time() - 1) and not s.resume_schedule("tick", 0)
+    assert len(s.enqueue_due_schedules(time.time(), lambda sched, now: now + 1)) == 1
