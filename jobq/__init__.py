@@ -16,6 +16,10 @@ __version__ = "0.1.0"
 # Public names and the modules that define them. They are imported on first use, so that a
 # command such as `jobq status` loads only what it needs (``python -X importtime``).
 _EXPORTS = {
+    "Executor": "executor",
+    "Pool": "pool",
+    "Process": "process",
+    "run_chunk": "chunks",
     "STATES": "models",
     "ConfigError": "errors",
     "Group": "api",
@@ -40,6 +44,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Executor",
+    "Pool",
+    "Process",
+    "run_chunk",
     "STATES",
     "ConfigError",
     "Group",
@@ -65,6 +73,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .api import Group, Job, Queue
+    from .chunks import run_chunk
     from .config import Settings, load_settings
     from .errors import (
         ConfigError,
@@ -78,7 +87,10 @@ if TYPE_CHECKING:
         TargetNotAllowed,
         ValidationError,
     )
+    from .executor import Executor
     from .models import STATES, JobError, OutcomeKind, State
+    from .pool import Pool
+    from .process import Process
     from .supervisor import Supervisor
     from .worker import current_job
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .chunks import CHUNK_TARGET, ChunkLayout, check_chunksize, chunk_args, chunk_error, chunk_layout, failed_index, item_counts
 from .config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
 from .errors import GroupIncomplete, GroupNotFound, JobFailed, JobNotFound, StoreError, ValidationError
 from .fsmodes import prepare_database_file
@@ -251,12 +252,66 @@ class Queue:
         group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
         return group.jobs
 
-    def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
-        """One job per item, as a :class:`Group`. A tuple item is the argument list; any other
-        value (a list too) is the single argument. Streams the iterable in chunks, each stored
-        in a short transaction of its own; it is never held in memory whole, and no caller
-        code runs inside a transaction. ``options`` are those of :meth:`submit`."""
-        return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+    def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1, **options: Any) -> Group:
+        """One job per item (per ``chunksize`` items), as a :class:`Group`. A tuple item is the
+        argument list; any other value (a list too) is the single argument. Streams the
+        iterable in chunks, each stored in a short transaction of its own; it is never held in
+        memory whole, and no caller code runs inside a transaction. ``options`` are those of
+        :meth:`submit`. With ``chunksize=K`` each job runs K items in order (``jobq.chunks``);
+        the group still joins to one result per item, counts in items, and a failure names the
+        item's index."""
+        if check_chunksize(chunksize) == 1:
+            return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+        return self._map_chunks(target, iterable, chunksize, options, None)
+
+    def _map_chunks(
+        self,
+        target: str | Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int,
+        options: dict[str, Any],
+        spread: bool | None,
+    ) -> Group:
+        """A chunked map (see :mod:`jobq.chunks` for ``spread``)."""
+        options = dict(options)
+        if callable(target) and not isinstance(target, str):
+            target = target_of(target)
+        if not isinstance(target, str):
+            raise ValidationError("target", "expected 'package.module:function' or a function")
+        if options.get("check", True) and target not in self._checked:
+            check_target(target)
+            self._checked.add(target)
+        kwargs = options.pop("kwargs", None)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValidationError("kwargs", "expected an object")
+        try:
+            group = self._map(CHUNK_TARGET, chunk_args(target, iterable, chunksize, kwargs, spread), options, as_group=True)
+        except ValidationError as exc:
+            raise chunk_error(exc, chunksize) from None
+        group.layout = chunk_layout(self.store, group.job_ids[:1] + group.job_ids[-1:]) if group.job_ids else None
+        return group
+
+    def task(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorator: ``@q.task(queue=..., retries=..., timeout=...)`` returns the function,
+        still callable directly, with ``.submit(*args, **kwargs)``, ``.map(iterable,
+        chunksize=1)`` and ``.asubmit(...)`` using these options (those of :meth:`submit`)."""
+        from .decorator import task
+
+        return task(self, fn, **options)
+
+    async def asubmit(
+        self, target: str | Callable[..., Any], args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """:meth:`submit` for asyncio code: the write runs in a thread, never on the loop."""
+        from .aio import asubmit
+
+        return await asubmit(self, target, args, kwargs, **options)
+
+    async def amap(self, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
+        """:meth:`map` for asyncio code (a :class:`Group`; ``await group.ajoin()`` for results)."""
+        from .aio import amap
+
+        return await amap(self, target, iterable, **options)
 
     def _map(
         self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool
@@ -286,7 +341,7 @@ class Queue:
         ids = self.store.group_jobs(str(group_id))
         if ids is None:
             raise GroupNotFound(group_id)
-        return Group(self, str(group_id), ids)
+        return Group(self, str(group_id), ids, chunk_layout(self.store, ids[:1] + ids[-1:]) if ids else None)
 
     def record(self, job_id: Any) -> JobRecord:
         """The job's full stored record. Raises :class:`JobNotFound`."""
@@ -510,27 +565,55 @@ class Job:
             self.queue.store.wait_for_change(delay)
         raise AssertionError("unreachable")
 
+    async def ajoin(self, timeout: float | None = None) -> Any:
+        """:meth:`join` for asyncio code: waits without blocking the event loop."""
+        from .aio import ajoin_job
+
+        return await ajoin_job(self, timeout)
+
 
 class Group:
-    """The jobs of one :meth:`Queue.map`, in input order."""
+    """The jobs of one :meth:`Queue.map`, in input order. ``len()`` and :meth:`counts` are in
+    items (a chunked map's jobs hold ``chunksize`` items each; ``layout`` says how)."""
 
-    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int]) -> None:
+    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int], layout: ChunkLayout | None = None) -> None:
         self.queue = queue
         self.id = group_id
         self.job_ids = list(job_ids)
+        self.layout = layout
+        self.done_jobs = 0  # finished jobs at the last look (``finished()``)
+        self._size = len(self.job_ids)
 
     def __repr__(self) -> str:
-        return f"<jobq.Group {self.id} of {len(self.job_ids)}>"
+        return f"<jobq.Group {self.id} of {len(self)}>"
 
     def __len__(self) -> int:
-        return len(self.job_ids)
+        return self.layout.items if self.layout is not None else len(self.job_ids)
+
+    @property
+    def chunksize(self) -> int:
+        """Items per job (1 unless the map was chunked)."""
+        return self.layout.chunksize if self.layout is not None else 1
 
     @property
     def jobs(self) -> list[Job]:
         return [Job(self.queue, i) for i in self.job_ids]
 
     def counts(self) -> dict[str, int]:
-        """Counts of the group's jobs by state."""
+        """Counts of the group's items by state (of its jobs, unless the map was chunked)."""
+        summary = self._job_counts()
+        if self.layout is None:
+            return summary
+        last = self.queue.store.get_states(self.job_ids[-1:]).get(self.job_ids[-1]) if self.job_ids else None
+        return item_counts(self.layout, summary, last, len(self.job_ids))
+
+    async def ajoin(self, timeout: float | None = None) -> list[Any]:
+        """:meth:`join` for asyncio code: waits without blocking the event loop."""
+        from .aio import ajoin_group
+
+        return await ajoin_group(self, timeout)
+
+    def _job_counts(self) -> dict[str, int]:
         summary = self.queue.store.group_summary(str(self.id)) if self.id else None
         if summary is None:
             states = self.queue.store.get_states(self.job_ids)
@@ -540,40 +623,66 @@ class Group:
         return summary
 
     def join(self, timeout: float | None = None) -> list[Any]:
-        """Results in input order; raises :class:`JobFailed` naming the failed item's index,
-        :class:`GroupIncomplete` when the group's submitter stopped before submitting it whole,
-        or :class:`TimeoutError` when ``timeout`` passes first."""
+        """Results in input order (one per item, a chunked map's too); raises :class:`JobFailed`
+        naming the failed item's index, :class:`GroupIncomplete` when the group's submitter
+        stopped before submitting it whole, or :class:`TimeoutError` when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        seen, start = -1, time.monotonic()
         for delay in _backoff(0.001, 0.2):
-            info = self.queue.store.group_info(str(self.id)) if self.id else None
-            counts = self.counts()
-            size = info.size if info is not None else len(self)
-            finished = sum(counts.get(s, 0) for s in FINISHED_STATES)
-            if info is not None and info.status == "open" and not counts.get("failed") and not counts.get("cancelled"):
-                idle = time.time() - info.updated_at
-                if finished >= size and idle > self.queue.settings.lease_seconds:
-                    raise GroupIncomplete(self.id, size, idle)
-            elif any(counts.get(s) for s in ("failed", "cancelled")) or finished >= size:
+            looked = time.monotonic()
+            if self.finished():
                 break
+            now = time.monotonic()
+            if self.done_jobs != seen or now - start < 0.2:  # moving, or just begun: look again soon
+                seen, delay = self.done_jobs, 0.002
+            delay = max(delay, 5 * (now - looked))  # a big group's count is not free: at most a sixth of the time
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"group {self.id}: {finished}/{size} finished after {timeout:g}s")
+                    raise TimeoutError(f"group {self.id}: {self.done_jobs}/{self._size} jobs finished after {timeout:g}s")
                 delay = min(delay, left)
             time.sleep(delay)
+        return self.results()
+
+    def finished(self) -> bool:
+        """Whether a join would return now: every job finished, or one failed or was cancelled.
+        Raises :class:`GroupIncomplete` when the submitter stopped before submitting it whole."""
+        info = self.queue.store.group_info(str(self.id)) if self.id else None
+        counts = self._job_counts()
+        size = self._size = info.size if info is not None else len(self.job_ids)
+        self.done_jobs = sum(counts.get(s, 0) for s in FINISHED_STATES)
+        failed = bool(counts.get("failed") or counts.get("cancelled"))
+        if info is not None and info.status == "open" and not failed:
+            idle = time.time() - info.updated_at
+            if self.done_jobs >= size and idle > self.queue.settings.lease_seconds:
+                raise GroupIncomplete(self.id, size, idle)
+            return False
+        return failed or self.done_jobs >= size
+
+    def results(self) -> list[Any]:
+        """The results now, in input order: raises :class:`JobFailed` (naming the item's
+        index) for the first failed item, :class:`StoreError` while any is missing."""
         rows = self.queue.store.group_results(str(self.id)) if self.id else None
         if rows is None:
             rows = [r for r in (self.queue.store.outcome(i) for i in self.job_ids) if r is not None]
-        results = []
-        for index, row in enumerate(rows):
+        results: list[Any] = []
+        for position, row in enumerate(rows):
             if row is None:
                 continue
             if row.state in (State.FAILED, State.CANCELLED):
+                index = position if self.layout is None else failed_index(self.layout, position, row.error)
                 raise _failure(row.id, row.state, row.error, index=index)
-            results.append(row.result)
-        expected = info.size if info is not None else len(self)
+            if self.layout is None:
+                results.append(row.result)
+            elif row.state == State.SUCCEEDED:
+                results.extend(row.result)
+        if self.layout is not None:
+            expected = self.layout.items
+        else:
+            info = self.queue.store.group_info(str(self.id)) if self.id else None
+            expected = info.size if info is not None else len(self.job_ids)
         if len(results) != expected:
-            raise StoreError(f"group {self.id}: {expected - len(results)} jobs are missing (purged?)")
+            raise StoreError(f"group {self.id}: {expected - len(results)} results are missing (purged?)")
         return results
 
 

@@ -58,22 +58,33 @@ class JobError:
     type: str
     message: str = ""
     traceback: str = ""
+    item: int | None = None  # the input index of the item that raised it, in a chunked map
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
         """The error of an exception a job raised, with its formatted traceback."""
         text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(type(exc).__name__, str(exc), text)
+        item = getattr(exc, "jobq_item", None)  # set by jobq.chunks.run_chunk
+        return cls(type(exc).__name__, str(exc), text, item if isinstance(item, int) else None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> JobError:
         """The error of its stored JSON form (missing keys stay empty)."""
         data = data or {}
-        return cls(str(data.get("type") or "Error"), str(data.get("message") or ""), str(data.get("traceback") or ""))
+        item = data.get("item")
+        return cls(
+            str(data.get("type") or "Error"),
+            str(data.get("message") or ""),
+            str(data.get("traceback") or ""),
+            item if isinstance(item, int) else None,
+        )
 
-    def to_dict(self) -> dict[str, str]:
-        """The stored (and public JSON) form."""
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+    def to_dict(self) -> dict[str, Any]:
+        """The stored (and public JSON) form (``item`` only when set)."""
+        out: dict[str, Any] = {"type": self.type, "message": self.message, "traceback": self.traceback}
+        if self.item is not None:
+            out["item"] = self.item
+        return out
 
     def to_json(self) -> str:
         return dumps(self.to_dict())

@@ -38,6 +38,9 @@ from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
 log = logging.getLogger("jobq.supervisor")
 
+# A job running this long gets its worker's pid stored while it runs (jobq.Process.pid).
+NOTE_WORKER_AFTER = 0.05
+
 # How often the checkpointer process copies the SQLite WAL back into the database.
 CHECKPOINT_SECONDS = 0.25
 
@@ -99,6 +102,7 @@ class Supervisor:
         self._drain_deadline: float | None = None  # monotonic
         self._outcomes: list[Outcome] = []
         self._progress: dict[int, ProgressUpdate] = {}
+        self._noted: dict[int, tuple[int, int]] = {}  # slot -> (job, attempt) whose worker pid is stored
         self._store_fd: int | None = None
         self._info: SupervisorInfo | None = None
         self._presence: LocalPresence | None = None
@@ -152,6 +156,19 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def __aenter__(self) -> Supervisor:
+        """``async with Supervisor(q):`` starts it in a background process without blocking the
+        event loop (the fork and the drain run on a thread), for an async service's lifespan."""
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
 
     # -- running --------------------------------------------------------------------
     def run(self) -> int:
@@ -227,6 +244,7 @@ class Supervisor:
         self._read_reports()
         self._reap_workers(now)
         self._enforce_deadlines(now)
+        self._note_workers(now)
         if self.duties.due(now):
             self.duties.run(now, self.stopping, self._cancel_running)
             self.notifier.watchdog()  # every heartbeat, when systemd's watchdog is on
@@ -467,6 +485,20 @@ class Supervisor:
             for w in self.pool.workers:
                 if w.tasks:
                     self.pool.order_kill(w, KillOrder(OutcomeKind.RELEASED, drained, False), now, grace)
+
+    def _note_workers(self, now: float) -> None:
+        """Store which worker runs each job that has run for NOTE_WORKER_AFTER seconds (one
+        write per such job; short jobs get their worker with their result)."""
+        assert self.pool is not None
+        running = []
+        for w in self.pool.workers:
+            task, started = self.pool.current(w)
+            if task is None or now - started < NOTE_WORKER_AFTER or self._noted.get(w.slot) == (task.id, task.attempts):
+                continue
+            self._noted[w.slot] = (task.id, task.attempts)
+            running.append((task.id, task.attempts, w.pid))
+        if running:
+            self.store.set_workers(self.id, running)
 
     def _cancel_running(self, job_ids: set[int]) -> None:
         assert self.pool is not None

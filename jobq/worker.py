@@ -6,6 +6,7 @@ cannot be written, the supervisor writes the results instead."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .aioloop import run_coroutine
 from .allow import resolve_allowed
 from .errors import StoreError
 from .fsmodes import open_or_create
@@ -79,6 +81,51 @@ class Reports:
             self.conn.send(message)
 
 
+class _ProgressFlusher:
+    """One thread per worker process, started on first need, that sends a job's latest
+    progress when its interval is up (a timer thread per call cost a thread start a job)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.job: CurrentJob | None = None
+        self.at = 0.0
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def schedule(self, job: CurrentJob, at: float) -> None:
+        with self.cond:
+            if self.thread is None or self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name="jobq-progress", daemon=True)
+                self.thread.start()
+            if self.job is not job:
+                self.job, self.at = job, at
+                self.cond.notify()
+
+    def cancel(self, job: CurrentJob) -> None:
+        with self.cond:
+            if self.job is job:
+                self.job = None
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while self.job is None:
+                    self.cond.wait()
+                wait = self.at - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue  # cancelled or rescheduled meanwhile: look again
+                job, self.job = self.job, None
+            try:
+                job.flush_progress()
+            except (OSError, ValueError):
+                pass
+
+
+_flusher = _ProgressFlusher()
+
+
 class CurrentJob:
     """The job running in this worker process (see :func:`jobq.current_job`)."""
 
@@ -93,7 +140,6 @@ class CurrentJob:
         self._last_sent = 0.0
         self._pending: tuple[float, str] | None = None
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; ``jobq status`` and ``jobq wait`` show it."""
@@ -102,20 +148,16 @@ class CurrentJob:
             raise ValueError("fraction must be between 0 and 1")
         with self._lock:
             self._pending = (fraction, str(message).replace("\x00", "")[:500])
-            wait = self._last_sent + self.PROGRESS_INTERVAL_SECONDS - time.monotonic()
-            if wait > 0:
-                # Too soon to send: a timer sends the latest value once the interval is up.
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self.flush_progress)
-                    self._timer.daemon = True
-                    self._timer.start()
+            due = self._last_sent + self.PROGRESS_INTERVAL_SECONDS
+            if due > time.monotonic():
+                # Too soon to send: the flusher sends the latest value once the interval is up.
+                _flusher.schedule(self, due)
                 return
         self.flush_progress()
 
     def flush_progress(self) -> None:
         """Send the latest progress now, if any is pending."""
         with self._lock:
-            self._timer = None
             pending, self._pending = self._pending, None
             if pending is None or self._reports is None:
                 return
@@ -123,10 +165,8 @@ class CurrentJob:
             self._reports.send(Progress(self.id, self.attempt, pending[0], pending[1]))
 
     def close(self) -> None:
-        """The job ended: cancel the timer and send what is pending."""
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
+        """The job ended: send what is pending now."""
+        _flusher.cancel(self)
         try:
             self.flush_progress()
         except (OSError, ValueError):
@@ -269,6 +309,8 @@ def run_job(
             else:
                 fn = cache[task.target] = resolve_target(task.target)
         value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
+        if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
+            value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         return None, JobError.from_exception(exc)
     finally:

@@ -47,6 +47,7 @@ import bench_dashboard  # noqa: E402
 import bench_durability  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
+import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
 import bench_startup  # noqa: E402
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
@@ -74,7 +75,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "durability", "startup")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -370,7 +371,7 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
     groups = [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f))]
-    judge_targets(rep, [*groups, (12, bench_startup.target_checks(f))])
+    judge_targets(rep, [*groups, (11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f))])
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         ("scale", lambda: section_scale(rep, sizes, opts.workers, tmp)),
         ("memory", lambda: section_memory(rep, sizes, opts.workers, tmp)),
         ("postgres", lambda: bench_pg.section_postgres(rep, sizes, opts.workers, opts.postgres)),
+        ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
     ]
@@ -481,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    rows = [render_rows, bench_pg.render_rows, bench_durability.render_rows, bench_startup.render_rows]
+    rows = [render_rows, bench_pg.render_rows, bench_pool.render_rows, bench_durability.render_rows, bench_startup.render_rows]
     print(render(rep, header, rows), flush=True)
     if opts.json_path:
         data = {

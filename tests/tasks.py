@@ -156,3 +156,81 @@ def print_nul():
     """Print a NUL byte amid text (binary junk on stdout), then succeed."""
     sys.stdout.write("before\x00after\n")
     return "printed"
+
+
+# -- Process, Pool, Executor, chunked maps, asyncio (issue 11) --------------------------------
+def square_or_die(x, victim=3):
+    """x * x, but the worker running item ``victim`` SIGKILLs itself."""
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def fail_at(x, bad=13):
+    """x * 10, raising ValueError for item ``bad``."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x * 10
+
+
+def slow_square(x, seconds=0.1):
+    time.sleep(seconds)
+    return x * x
+
+
+def cube(x):
+    """Decorated with ``q.task`` by tests/test_asyncio.py (and nowhere else)."""
+    return x * x * x
+
+
+async def async_square(x, seconds=0.01):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return x * x
+
+
+async def async_loop_id():
+    """(pid, id of the running loop): a worker keeps one loop for its life."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return [os.getpid(), id(asyncio.get_running_loop())]
+
+
+async def async_print(n):
+    import asyncio
+
+    print(f"async Worker: {n}")
+    await asyncio.sleep(0)
+    return n
+
+
+async def async_sleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+async def async_spin(seconds):
+    """A coroutine that never awaits: only its timeout (the supervisor's kill) ends it."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "spun"
+
+
+async def async_kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def async_fail(message="async boom"):
+    raise ValueError(message)
+
+
+async def async_fail_at(x, bad=13):
+    """As fail_at, as a coroutine."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x * 10

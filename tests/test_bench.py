@@ -34,6 +34,8 @@ JOBQ_FIGURES = [
     *(f"durability.{what}_{mode}" for what in ("drain", "submit") for mode in ("normal", "full", "full_ratio")),
     *(f"startup.{what}" for what in ("python_ms", "jobq_version_ms", "jobq_status_ms", "jobq_submit_ms", "status_ratio")),
 ]
+# Issue 11: chunked maps and jobq.Pool against multiprocessing.Pool.map, cold and warm.
+JOBQ_FIGURES += [f"map.{kind}.{who}" for kind in ("cold", "warm") for who in ("jobq_chunked", "jobq_pool", "pool_map")]
 # Peers that ship with Python, or need nothing but the file system: always measured.
 BUILTIN_PEER_FIGURES = [
     "drain.pool_apply_async",

@@ -347,6 +347,16 @@ def test_released_outcome_returns_to_queued_without_counting_and_progress_is_fen
     assert (rec.progress, rec.progress_message) == (0.5, "half ✓")
 
 
+def test_a_released_job_whose_cancel_was_requested_ends_cancelled(store: Store) -> None:
+    (job_id,) = submit(store, spec())
+    store.claim("s", None, 1, T, T + 30)
+    assert store.cancel([job_id], T + 1) == {job_id: "cancelling"}
+    assert store.finish("s", [Outcome(job_id, 1, "released")], T + 2) == []  # a drain ended it
+    rec = store.get(job_id)
+    assert (rec.state, rec.finished_at, rec.error["type"]) == ("cancelled", T + 2, "Cancelled")
+    assert store.counts()["default"] == {"cancelled": 1}
+
+
 # -- cancel and retry ------------------------------------------------------------------------
 def test_cancel_queued_and_running(store: Store) -> None:
     queued, running, failing = submit(store, spec(queue="q"), spec(queue="r"), spec(queue="f"))

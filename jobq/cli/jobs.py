@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 @click.option("--result-ttl", help="Delete the finished job after this long: 7d.")
 @click.option("--no-check", is_flag=True, help="Do not import TARGET here before submitting.")
 @click.option("--map", "map_file", type=click.File("r"), help="JSONL file: one job per line (a group).")
+@click.option("--chunksize", type=int, help="With --map: items per job (default 1); results stay one per item.")
 @click.option("--file", "bulk_file", type=click.File("r"), help="JSONL file of jobs to submit in bulk.")
 @click.option("--wait", is_flag=True, help="Wait for the job and print its result (exit as `jobq result`).")
 @click.option("--wait-timeout", type=float, help="With --wait: give up after this many seconds (exit 3).")
@@ -62,6 +63,7 @@ def submit(
     result_ttl: str | None,
     no_check: bool,
     map_file: Any,
+    chunksize: int | None,
     bulk_file: Any,
     wait: bool,
     wait_timeout: float | None,
@@ -97,6 +99,8 @@ def submit(
         kwargs = parse_arg(kwargs_json)
         if not isinstance(kwargs, dict):
             raise CliError("kwargs: expected a JSON object", EXIT_USAGE)
+    if chunksize is not None and map_file is None:
+        raise CliError("--chunksize goes with --map", EXIT_USAGE)
     q = c.queue
     if map_file is not None or bulk_file is not None:
         if map_file is not None and bulk_file is not None:
@@ -107,8 +111,11 @@ def submit(
             if map_file is not None:
                 if not target:
                     raise CliError("--map needs TARGET", EXIT_USAGE)
-                group = q.map(target, (_jsonl_args(line, n) for n, line in _lines(map_file)), kwargs=kwargs, **options)
-                click.echo(json.dumps({"group": group.id, "jobs": len(group)}) if as_json else group.id)
+                items = (_jsonl_args(line, n) for n, line in _lines(map_file))
+                group = q.map(target, items, chunksize=1 if chunksize is None else chunksize, kwargs=kwargs, **options)
+                click.echo(
+                    json.dumps({"group": group.id, "jobs": len(group.job_ids), "items": len(group)}) if as_json else group.id
+                )
             else:
                 jobs = _submit_file(q, target, bulk_file, kwargs, options)
                 for job in jobs:

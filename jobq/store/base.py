@@ -214,6 +214,11 @@ class Store(ABC):
         """The latest progress of running jobs of ``owner``."""
 
     @abstractmethod
+    def set_workers(self, owner: str, running: Sequence[tuple[int, int, int]]) -> None:
+        """(job_id, attempt, worker pid) of running jobs of ``owner``: which worker runs each,
+        fenced like progress (``jobq.Process.pid`` reads it)."""
+
+    @abstractmethod
     def requeue_lost(
         self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = ""
     ) -> list[int]:

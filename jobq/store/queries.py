@@ -129,6 +129,7 @@ REGISTER_SUPERVISOR = (
 HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
 RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
 SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+SET_WORKER = "UPDATE jobs SET worker=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
 # Totals of jobs that left the counts by queue and state (deleted, or retried out of a
 # finished state): with the counts, they make counters that never go down (metrics).
 ADD_TOTALS = (

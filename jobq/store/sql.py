@@ -312,11 +312,16 @@ def _encoded_batches(
 def _encode_batch(batch: list[Any], first: int, kwargs_bytes: int, max_payload_bytes: int) -> str:
     """The batch's argument lists as one JSON array: one C call instead of one per job. Only
     when that fails or runs long are the items looked at one by one, to name the bad one."""
+    array = None
     try:
-        array = dumps(batch)
+        # Items that look big together (a chunked map's) go one by one at once: the whole
+        # array would be encoded only to find it over the limit.
+        if len(dumps(batch[0])) * len(batch) + kwargs_bytes <= max_payload_bytes:
+            array = dumps(batch)
     except (TypeError, ValueError):
         array = None
     if array is None or len(array) + kwargs_bytes > max_payload_bytes:
+        texts = []
         for offset, args in enumerate(batch):
             try:
                 text = dumps(args)
@@ -324,5 +329,6 @@ def _encode_batch(batch: list[Any], first: int, kwargs_bytes: int, max_payload_b
                 raise ValidationError("args", f"item {first + offset}: not JSON-serialisable: {exc}") from None
             if len(text) + kwargs_bytes > max_payload_bytes:
                 raise ValidationError("args", f"item {first + offset}: payload over max_payload_bytes={max_payload_bytes}")
-        array = dumps(batch)
+            texts.append(text)
+        array = "[" + ",".join(texts) + "]"  # the items' texts: big items (chunks) are encoded twice, not three times
     return array

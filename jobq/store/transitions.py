@@ -147,7 +147,7 @@ class Transitions:
         """A failed, cancelled or released attempt; False when the fence rejected it."""
         fence = (o.job_id, owner, o.attempts)
         if o.kind == OutcomeKind.RELEASED:
-            return self._release(conn, owner, o)
+            return self._release(conn, owner, o, now)
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
@@ -169,9 +169,18 @@ class Transitions:
             return cur.rowcount == 1
         return self._end_running(conn, owner, o.job_id, o.attempts, queue, State.FAILED, error, finished_at, o.worker)
 
-    def _release(self, conn: Any, owner: str, o: Outcome) -> bool:
-        """Back to queued without counting the attempt (never started, or drained)."""
-        row = conn.execute(Q.RELEASE, (o.job_id, owner, o.attempts)).fetchone()
+    def _release(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
+        """Back to queued without counting the attempt (never started, or drained); a job
+        whose cancel was requested meanwhile ends cancelled instead."""
+        fence = (o.job_id, owner, o.attempts)
+        row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
+        if row is None:
+            return False
+        if row[3]:  # cancel_requested
+            return self._end_running(
+                conn, owner, o.job_id, o.attempts, row[4], State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now, o.worker
+            )
+        row = conn.execute(Q.RELEASE, fence).fetchone()
         if row is None:
             return False
         self._count_moves(conn, Counter({(row[0], State.RUNNING.value, State.QUEUED.value): 1}))
