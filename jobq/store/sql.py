@@ -40,6 +40,7 @@ T = TypeVar("T")
 #: items a streamed submit inserts per transaction, and the most seconds it gathers them:
 #: each transaction holds the write lock for a few milliseconds at most
 STREAM_CHUNK_ITEMS = 2000
+STREAM_CHUNK_BYTES = 1 << 20
 STREAM_CHUNK_SECONDS = 0.5
 
 
@@ -294,11 +295,17 @@ def _encoded_batches(
     args_iter: Iterable[list[Any]], chunk: int, kwargs_bytes: int, max_payload_bytes: int
 ) -> Iterator[tuple[int, str]]:
     """(count, JSON array) of successive batches of ``args_iter``, each validated: at most
-    ``chunk`` items, or what arrived within ``STREAM_CHUNK_SECONDS``."""
+    ``chunk`` items or about ``STREAM_CHUNK_BYTES`` of JSON (judged by the first item), or
+    what arrived within ``STREAM_CHUNK_SECONDS``."""
     batch: list[Any] = []
     first = 0
     started = time.monotonic()
     for args in args_iter:
+        if not batch and first == 0:
+            try:
+                chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (len(dumps(args)) + 1)))
+            except (TypeError, ValueError):
+                pass  # the batch's encoding names the bad item
         batch.append(args)
         if len(batch) >= chunk or time.monotonic() - started >= STREAM_CHUNK_SECONDS:
             yield len(batch), _encode_batch(batch, first, kwargs_bytes, max_payload_bytes)
