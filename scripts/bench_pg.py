@@ -386,12 +386,16 @@ def target_checks(f: dict[str, float]) -> list[Check]:
         (
             "PostgreSQL: drain >= 10x procrastinate",
             jobq_drain / f["pg.drain.procrastinate"] if jobq_drain and "pg.drain.procrastinate" in f else None,
-            ">=", 10.0, "x",
+            ">=",
+            10.0,
+            "x",
         ),
         (
             "PostgreSQL: drain >= 5x Celery (its faster broker)",
             jobq_drain / max(celery) if jobq_drain and celery else None,
-            ">=", 5.0, "x",
+            ">=",
+            5.0,
+            "x",
         ),
         ("PostgreSQL: latency p50 <= 5 ms", f.get("pg.latency.p50_ms"), "<=", 5.0, " ms"),
     ]

@@ -64,7 +64,12 @@ def run_cli(
     """Run ``python -m jobq --db DB ARGS...`` from the repository root (``env`` added)."""
     return subprocess.run(
         [sys.executable, "-m", "jobq", "--db", db, *args],
-        cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout, input=input,
+        cwd=REPO,
+        env={**_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
 
 
@@ -90,7 +95,12 @@ class Processes:
                 full_env[key] = value
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobq", "--db", db, "worker", "start", *args],
-            cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=REPO,
+            env=full_env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         proc.log_path = log  # type: ignore[attr-defined]
         fh.close()

@@ -62,8 +62,12 @@ def test_queue_creates_file_and_schema(tmp_path: Path) -> None:
 
 def test_submit_string_target_stores_everything(queue: jobq.Queue) -> None:
     job = queue.submit(
-        "tests.tasks:echo", args=(1, "two", [3], {"four": 4}), kwargs={"k": None, "v": 1.5},
-        queue="emails", priority=7, name="my-echo",
+        "tests.tasks:echo",
+        args=(1, "two", [3], {"four": 4}),
+        kwargs={"k": None, "v": 1.5},
+        queue="emails",
+        priority=7,
+        name="my-echo",
     )
     assert isinstance(job, jobq.Job)
     assert job.state == "queued"

@@ -14,8 +14,22 @@ from tests.conftest import REPO, _env, run_cli, wait_for
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 RECORD_FIELDS = {
-    "id", "name", "target", "args", "kwargs", "queue", "priority", "state", "attempts", "result", "error",
-    "created_at", "started_at", "finished_at", "supervisor", "worker",
+    "id",
+    "name",
+    "target",
+    "args",
+    "kwargs",
+    "queue",
+    "priority",
+    "state",
+    "attempts",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "supervisor",
+    "worker",
 }
 
 
@@ -85,8 +99,17 @@ def test_submit_arg_parsing(db_path: str) -> None:
 
 def test_submit_options(db_path: str) -> None:
     job_id = submit(
-        db_path, "tests.tasks:echo", "7", "--kwargs", '{"k": [1, {"n": null}]}', "--queue", "emails",
-        "--priority", "-4", "--name", "nightly report",
+        db_path,
+        "tests.tasks:echo",
+        "7",
+        "--kwargs",
+        '{"k": [1, {"n": null}]}',
+        "--queue",
+        "emails",
+        "--priority",
+        "-4",
+        "--name",
+        "nightly report",
     )
     rec = jobq.Queue(db_path).record(job_id).to_dict()
     assert rec["args"] == [7]
@@ -204,7 +227,11 @@ def test_result_unfinished_exits_3(db_path: str) -> None:
 def test_submit_wait_prints_result(db_path: str, processes) -> None:
     waiter = subprocess.Popen(
         [sys.executable, "-m", "jobq", "--db", db_path, "submit", "--wait", "tests.tasks:add", "20", "3"],
-        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(lambda: count(db_path) == 1, timeout=30, what="job submitted")
@@ -245,7 +272,11 @@ def test_status_json(db_path: str) -> None:
     q.submit("tests.tasks:add", args=(1,), queue="later")
     status = json.loads(ok(run_cli(db_path, "status", "--json")))
     assert {s: status["counts"][s] for s in STATES} == {
-        "queued": 1, "running": 0, "succeeded": 1, "failed": 1, "cancelled": 0,
+        "queued": 1,
+        "running": 0,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 0,
     }
     assert set(status["queues"]) == {"default", "later"}
     for counts in status["queues"].values():

@@ -201,8 +201,9 @@ def test_jobq_db_environment_selects_postgresql(pg_url: str, tmp_path: Path) -> 
     env = _env()
     env["JOBQ_DB"] = pg_url
     cmd = [sys.executable, "-m", "jobq"]
-    sub = subprocess.run([*cmd, "submit", "tests.tasks:add", "1", "2"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=60)
+    sub = subprocess.run(
+        [*cmd, "submit", "tests.tasks:add", "1", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert sub.returncode == 0, sub.stderr
     job_id = sub.stdout.strip()
     status = subprocess.run([*cmd, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)

@@ -54,8 +54,24 @@ def seeded(queue: jobq.Queue) -> jobq.Queue:
 # -- one case at a time ----------------------------------------------------------------
 @pytest.mark.parametrize(
     "target",
-    ["", "add", "tests.tasks", "tests.tasks:", ":add", "tests.tasks:add:x", "tests tasks:add", "1tests:add",
-     "tests..tasks:add", "tests.tasks:add()", "tests/tasks:add", "tests.tasks:add ", 5, None, b"tests.tasks:add", ["a:b"]],
+    [
+        "",
+        "add",
+        "tests.tasks",
+        "tests.tasks:",
+        ":add",
+        "tests.tasks:add:x",
+        "tests tasks:add",
+        "1tests:add",
+        "tests..tasks:add",
+        "tests.tasks:add()",
+        "tests/tasks:add",
+        "tests.tasks:add ",
+        5,
+        None,
+        b"tests.tasks:add",
+        ["a:b"],
+    ],
 )
 def test_bad_target_format(seeded: jobq.Queue, target: Any) -> None:
     rejected(seeded, "target", target)
@@ -229,13 +245,50 @@ def test_random_job_definitions(
 
 # -- property-based: CLI ---------------------------------------------------------------
 _option_names = st.sampled_from(
-    ["--kwargs", "--queue", "--priority", "--name", "--no-check", "--timeout", "--retries", "--delay", "--json", "--key",
-     "--after", "--at", "--result-ttl", "--retry-backoff", "--bogus", "-x", "--"]
+    [
+        "--kwargs",
+        "--queue",
+        "--priority",
+        "--name",
+        "--no-check",
+        "--timeout",
+        "--retries",
+        "--delay",
+        "--json",
+        "--key",
+        "--after",
+        "--at",
+        "--result-ttl",
+        "--retry-backoff",
+        "--bogus",
+        "-x",
+        "--",
+    ]
 )
 _tokens = st.one_of(
     _option_names,
-    st.sampled_from([ADD, "tests.tasks:echo", "nope.mod:fn", "1", "-1", "1.5", "null", "[1,2]", '{"a":1}', '{"a":', "NaN",
-                     "Infinity", "", "9" * 30, "true", "\udcff", "--kwargs={}", "--priority=7"]),
+    st.sampled_from(
+        [
+            ADD,
+            "tests.tasks:echo",
+            "nope.mod:fn",
+            "1",
+            "-1",
+            "1.5",
+            "null",
+            "[1,2]",
+            '{"a":1}',
+            '{"a":',
+            "NaN",
+            "Infinity",
+            "",
+            "9" * 30,
+            "true",
+            "\udcff",
+            "--kwargs={}",
+            "--priority=7",
+        ]
+    ),
     st.text(max_size=15).filter(lambda s: "\x00" not in s),
 )
 
@@ -261,9 +314,7 @@ def test_random_cli_submit_arguments(argv: list[str]) -> None:
 # -- settings --------------------------------------------------------------------------
 def test_load_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "conf.toml"
-    config.write_text(
-        "lease_seconds = 11\nheartbeat_seconds = 2\ngrace_seconds = 5\nretries = 4\nmax_output_bytes = 100\n"
-    )
+    config.write_text("lease_seconds = 11\nheartbeat_seconds = 2\ngrace_seconds = 5\nretries = 4\nmax_output_bytes = 100\n")
     environ = {"JOBQ_HEARTBEAT_SECONDS": "3", "JOBQ_GRACE_SECONDS": "6", "JOBQ_RETRIES": "5"}
     s = jobq.load_settings(config, overrides={"grace_seconds": 7, "retries": None}, environ=environ)
     assert s.grace_seconds == 7  # flag > env > file

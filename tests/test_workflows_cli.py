@@ -26,7 +26,12 @@ def supervisor_with_config(processes: Processes, db: str, config: Path, *args: s
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobq", "--db", db, "--config", str(config), "worker", "start", *args],
-            cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=REPO,
+            env=_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
     proc.log_path = log  # type: ignore[attr-defined]
     processes.procs.append(proc)
@@ -223,10 +228,7 @@ def test_purge_command(db_path: str, processes) -> None:  # type: ignore[no-unty
 
 def test_queues_json_lists_configured_queues_with_settings_and_counts(db_path: str, tmp_path: Path) -> None:
     config = tmp_path / "jobq.toml"
-    config.write_text(
-        "[queues.serial]\nconcurrency = 1\n\n"
-        '[queues.slow]\ntimeout = "30s"\nretries = 2\npriority = 5\n'
-    )
+    config.write_text('[queues.serial]\nconcurrency = 1\n\n[queues.slow]\ntimeout = "30s"\nretries = 2\npriority = 5\n')
     q = jobq.Queue(db_path, config=str(config))
     q.submit(ADD, (1,), queue="serial")
     q.submit(ADD, (1,), queue="serial", delay="1h")
