@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from typing import Any
 
+from .background import InBackground
 from .config import QUEUE_NAME_PATTERN, Settings
 from .dispatch import Dispatcher
 from .duties import Duties
@@ -28,12 +29,12 @@ from .errors import StoreError, ValidationError
 from .fsmodes import prepare_database_file
 from .local import LocalPresence, presence_id
 from .logformat import job_fields, set_context
-from .messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
 from .models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
 from .notify import NO_NOTIFIER, Notifier
+from .reports import ReportHandling
 from .schedules import sync_schedules
 from .store import ProgressUpdate, Store, SupervisorInfo, open_store
-from .worker import WorkerConfig, checkpointer_main, set_process_name
+from .worker import WorkerConfig, checkpointer_main
 from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
 log = logging.getLogger("jobq.supervisor")
@@ -45,7 +46,7 @@ NOTE_WORKER_AFTER = 0.05
 CHECKPOINT_SECONDS = 0.25
 
 
-class Supervisor:
+class Supervisor(InBackground, ReportHandling):
     """Runs jobs of a queue on ``concurrency`` worker processes.
 
     ``Supervisor(q).run()`` blocks (what ``jobq worker start`` runs); used as a context
@@ -121,54 +122,6 @@ class Supervisor:
         for name in ("pool", "dispatcher", "duties", "_selector", "_presence", "_checkpointer"):
             state[name] = None
         return state
-
-    # -- embedding ------------------------------------------------------------------
-    def start(self) -> Supervisor:
-        """Run this supervisor in a background process; returns self."""
-        if self._background is not None:
-            raise RuntimeError("supervisor already started")
-        ctx: Any = multiprocessing.get_context(self.start_method)
-        self._background = ctx.Process(target=_run_in_background, args=(self,), name=f"jobq-supervisor-{self.id}")
-        self._background.start()
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of the background supervisor process (None before start)."""
-        return self._background.pid if self._background is not None else None
-
-    def stop(self, timeout: float | None = None) -> int | None:
-        """Drain the background supervisor (SIGTERM) and wait for it; returns its exit code."""
-        proc = self._background
-        if proc is None:
-            return None
-        if proc.is_alive():
-            os.kill(proc.pid, signal.SIGTERM)
-        proc.join(timeout if timeout is not None else self.grace + self.settings.kill_grace_seconds + 30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        self._background = None
-        return proc.exitcode
-
-    def __enter__(self) -> Supervisor:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Supervisor:
-        """``async with Supervisor(q):`` starts it in a background process without blocking the
-        event loop (the fork and the drain run on a thread), for an async service's lifespan."""
-        import asyncio
-
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)
 
     # -- running --------------------------------------------------------------------
     def run(self) -> int:
@@ -322,66 +275,6 @@ class Supervisor:
                 self.store.drain_wakeups()
                 self._idle_wait = 0.001
             # "sentinel": a worker died; the next tick reaps it.
-
-    # -- reports from workers -------------------------------------------------------
-    def _read_reports(self) -> None:
-        assert self.pool is not None
-        for w in self.pool.workers:
-            self._read_worker(w)
-
-    def _read_worker(self, w: WorkerProcess) -> None:
-        for report in w.reports():
-            self._handle_report(w, report)
-
-    def _handle_report(self, w: WorkerProcess, report: Any) -> None:
-        if isinstance(report, Finished):  # written by the worker itself
-            for result in report.results:
-                self._account(w, result)
-            for job_id in report.rejected:
-                log.warning("job %d: result dropped, the job was taken back from this supervisor", job_id)
-        elif isinstance(report, Unwritten):  # results the worker could not write: we write them
-            ids = [r.job_id for r in report.results]
-            log.warning(
-                "worker %d could not write the results of jobs %s (%s); the supervisor writes them",
-                w.pid,
-                ", ".join(map(str, ids)),
-                report.reason,
-            )
-            for result in report.results:
-                if self._account(w, result):
-                    self._outcomes.append(result.outcome(w.pid))
-        elif isinstance(report, Progress):
-            self._progress[report.job_id] = ProgressUpdate(report.job_id, report.attempt, report.fraction, report.message)
-        elif isinstance(report, Unstarted):
-            for job_id in report.job_ids:
-                task = w.tasks.pop(job_id, None)
-                if task is not None:
-                    self._outcomes.append(Outcome(job_id, task.attempts, OutcomeKind.RELEASED, worker=w.pid))
-        elif isinstance(report, Retire):
-            w.retiring = True
-            log.info("worker %d retires: %s", w.pid, report.reason)
-
-    def _account(self, w: WorkerProcess, result: Result) -> bool:
-        """Book a job a worker reports finished; False when it is no longer the worker's."""
-        assert self.dispatcher is not None
-        task = w.tasks.pop(result.job_id, None)
-        if task is None:
-            return False
-        self.dispatcher.record_duration(result.duration_seconds)
-        self._log_output(result.job_id, result.output)
-        if result.error is not None:
-            fields = job_fields(task, "job_failed", result.duration_seconds)
-            log.warning("job %d failed: %s: %s", result.job_id, result.error.type, result.error.message, extra=fields)
-        elif log.isEnabledFor(logging.DEBUG):
-            fields = job_fields(task, "job_succeeded", result.duration_seconds)
-            log.debug("job %d succeeded in %.3fs", result.job_id, result.duration_seconds, extra=fields)
-        return True
-
-    @staticmethod
-    def _log_output(job_id: int, output: str | None) -> None:
-        if output and log.isEnabledFor(logging.INFO):
-            for line in output.splitlines():
-                log.info("[job %d] %s", job_id, line, extra={"event": "job_output", "job_id": job_id})
 
     # -- workers --------------------------------------------------------------------
     def _worker_config(self, slot: int, capture_path: str) -> WorkerConfig:
@@ -593,14 +486,3 @@ class Supervisor:
         if self._presence is not None:
             self._presence.release()  # the lock, the socket and the workers' output files
             self._presence = None
-
-
-def _run_in_background(supervisor: Supervisor) -> None:
-    set_process_name("jobq-supervisor")
-    code = 1
-    try:
-        code = supervisor.run()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    sys.exit(code)
