@@ -164,20 +164,7 @@ def schedules(q: Queue) -> list[dict[str, Any]]:
     """Every schedule as ``jobq schedules --json`` prints it, with ``paused`` (a paused one has
     no next run)."""
     paused = q.store.paused_schedules()
-    return [
-        {
-            "name": s.name,
-            "target": s.target,
-            "args": s.args,
-            "queue": s.queue,
-            "cron": s.cron,
-            "every": s.every,
-            "next_run_at": None if s.name in paused else iso(s.next_run_at),
-            "last_run_at": iso(s.last_run_at),
-            "paused": s.name in paused,
-        }
-        for s in q.schedules()
-    ]
+    return [{**s.to_dict(paused=s.name in paused), "paused": s.name in paused} for s in q.schedules()]
 
 
 def pause_schedule(q: Queue, name: str) -> None:

@@ -151,20 +151,7 @@ def schedules(c: Context, as_json: bool) -> None:
         items = c.queue.schedules()
     if as_json:
         for s in items:
-            click.echo(
-                json.dumps(
-                    {
-                        "name": s.name,
-                        "target": s.target,
-                        "args": s.args,
-                        "queue": s.queue,
-                        "cron": s.cron,
-                        "every": s.every,
-                        "next_run_at": iso(s.next_run_at),
-                        "last_run_at": iso(s.last_run_at),
-                    }
-                )
-            )
+            click.echo(json.dumps(s.to_dict()))
         return
     for s in items:
         when = f"cron {s.cron!r}" if s.cron else f"every {s.every:g}s"

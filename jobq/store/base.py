@@ -107,6 +107,22 @@ class Schedule:
     next_run_at: float
     last_run_at: float | None = None
 
+    def to_dict(self, paused: bool = False) -> dict[str, Any]:
+        """The public JSON shape (``jobq schedules --json``, the HTTP API); a paused
+        schedule has no next run."""
+        from ..models import iso
+
+        return {
+            "name": self.name,
+            "target": self.target,
+            "args": self.args,
+            "queue": self.queue,
+            "cron": self.cron,
+            "every": self.every,
+            "next_run_at": None if paused else iso(self.next_run_at),
+            "last_run_at": iso(self.last_run_at),
+        }
+
 
 class Store(ABC):
     """What jobq needs from a backend. One instance per process; safe to use after fork
