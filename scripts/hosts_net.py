@@ -198,7 +198,18 @@ class Host:
 
     def start_supervisor(self, url: str, concurrency: int, env: dict[str, str], cwd: Path) -> None:
         """``jobq worker start`` in the network namespace, with its own host name and /tmp."""
-        inner = 'mount --bind "$1" /tmp && hostname "$2" && shift 2 && exec "$@"'
+        # The host's own /tmp hides the machine's. What the supervisor runs from may live
+        # there (a checkout, its virtual environment): each such path is bound into the new
+        # /tmp at the same place first, and the new /tmp goes over the old one with its binds.
+        keep = []
+        for path in {os.path.realpath(p) for p in (str(cwd), sys.prefix, *env.get("PYTHONPATH", "").split(os.pathsep)) if p}:
+            if path.startswith("/tmp/") and os.path.exists(path):
+                keep += [path, str(self.tmp) + path[len("/tmp") :]]
+        inner = (
+            'new="$1"; host="$2"; shift 2; '
+            'while [ "$1" != "--" ]; do mkdir -p "$2" && mount --bind "$1" "$2" || exit 1; shift 2; done; shift; '
+            'mount --rbind "$new" /tmp && hostname "$host" && exec "$@"'
+        )
         cmd = [
             "ip",
             "netns",
@@ -215,6 +226,8 @@ class Host:
             "sh",
             str(self.tmp),
             self.hostname,
+            *keep,
+            "--",
             sys.executable,
             "-m",
             "jobq",
