@@ -473,6 +473,7 @@ class Supervisor(InBackground, ReportHandling):
         try:
             if self._info is not None:
                 self._flush_outcomes()
+                self.store.flush_figures()
                 self.store.unregister_supervisor(self.id)
         except StoreError as exc:
             log.error("supervisor %s: could not write its last results: %s", self.id, exc)

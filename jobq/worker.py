@@ -345,6 +345,14 @@ class _Reporter:
                 self.store = None
                 self.unusable = f"cannot open the database: {exc}"
 
+    def idle(self) -> None:
+        """The worker has nothing to run: write its booked figures (dashboard) now."""
+        if self.store is not None:
+            try:
+                self.store.flush_figures()
+            except StoreError:
+                pass  # written with the next finish
+
     def send(self, results: list[Result]) -> None:
         if not results:
             return
@@ -383,11 +391,14 @@ def worker_main(
     jobs_done = 0
     retire_reason = ""
     while not retire_reason:
+        if not tasks_in.poll(0):
+            reporter.idle()  # nothing to run: write what is still booked before waiting
         try:
             batch: list[Task] | None = tasks_in.recv()
         except (EOFError, OSError):
             return
         if batch is None:
+            reporter.idle()
             return
         results: list[Result] = []
         last_send = time.monotonic()
@@ -431,6 +442,7 @@ def worker_main(
                 results = []
                 last_send = ended
         reporter.send(results)
+    reporter.idle()
     reports.send(Retire(retire_reason))
 
 

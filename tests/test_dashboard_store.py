@@ -31,6 +31,7 @@ def _run(q: jobq.Queue, owner: str, kinds: list[str], queue: str = "default") ->
             )
         )
     assert q.store.finish(owner, outcomes, time.time()) == []
+    q.store.flush_figures()  # a process writes its figures at most once a second: now
     return [j.id for j in claimed]
 
 
@@ -79,6 +80,7 @@ def test_fenced_out_finishes_are_not_counted(any_db: str) -> None:
     (claimed,) = q.store.claim("sup-a", None, 1, now, now + 60)
     late = Outcome(claimed.id, claimed.attempts, OutcomeKind.SUCCEEDED, result_json="2", finished_at=now)
     assert q.store.finish("sup-b", [late], now) == [job.id]
+    q.store.flush_figures()
     assert q.store.histograms() == {}
 
 

@@ -357,6 +357,10 @@ class Store(ABC):
         """Called once by a supervisor, and by each of its workers, before they write: backend
         session settings for writes that may be lost to a server crash and redone."""
 
+    def flush_figures(self) -> None:  # noqa: B027 - optional hook
+        """Write the per-minute figures of finished attempts this process booked and has not
+        written yet (they are written with finishes, at most once a second)."""
+
     def checkpoint(self) -> None:  # noqa: B027 - optional hook
         """Housekeeping a backend wants done off the job path, now and then (SQLite: WAL
         checkpoint). Run by the supervisor's checkpointer process."""

@@ -272,14 +272,24 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         succeeded = [o for o in outcomes if o.kind == OutcomeKind.SUCCEEDED]
         others = [o for o in outcomes if o.kind != OutcomeKind.SUCCEEDED]
 
+        figures = self._take_figures(time.monotonic())  # the dashboard's, booked by earlier finishes
+
         def write(conn: Any) -> list[int]:
-            self._observe_finishes(conn, owner, outcomes, now)  # dashboard: per-minute figures, before the updates
+            self._begin_observing()  # again on a retried attempt: nothing is booked twice
             rejected = self._succeed(conn, owner, succeeded, now) if succeeded else []
             rejected += [o.job_id for o in others if not self._fail_or_retry(conn, owner, o, now)]
+            self._write_figures(conn, figures)
             self._notify(conn, "finished")
             return rejected
 
-        return self._write(write)
+        try:
+            rejected = self._write(write)
+        except BaseException:
+            self._end_observing(committed=False)
+            self._restore_figures(figures)
+            raise
+        self._end_observing(committed=True)
+        return rejected
 
     def requeue_lost(
         self, now: float, owner: str | None = None, expired_before: float | None = None, reason: str = ""

@@ -7,12 +7,15 @@ follows time (minutes x queues), never the number of jobs."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import FINISHED_STATES, JobRecord, Outcome
+from ..models import FINISHED_STATES, JobRecord
 from . import queries as Q
 from .base import Schedule
 
@@ -30,6 +33,9 @@ _UPSERT_MINUTE = (
 )
 _SUMS = f"sum(n), sum(duration_sum), sum(wait_sum), {', '.join(f'sum({c})' for c in (*_D.split(', '), *_W.split(', ')))}"
 _ENDED = FINISHED_STATES
+#: how often a process writes the figures it booked (a crash loses at most this much of the
+#: histograms and the chart; the counters come from the job counts and are exact)
+FIGURES_EVERY_SECONDS = 1.0
 #: where a paused schedule's next run is parked: 9999-12-31T23:59:59Z, never due
 PAUSED_UNTIL = 253402300799.0
 _ENDED_SQL = "('succeeded','failed','cancelled')"
@@ -42,6 +48,7 @@ class SQLDashboard:
     _read: Any
     _records: Any
     _delete_jobs: Any
+    _local: Any
     row_lock: str
 
     # -- the jobs list ----------------------------------------------------------------
@@ -196,47 +203,89 @@ class SQLDashboard:
 
         return self._write(do)
 
-    def _observe_finishes(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
-        """Per-minute figures of the attempts ``outcomes`` end, written in the finish's own
-        transaction before its fenced updates: one statement per chunk that reads the jobs by
-        id and adds to one row per minute, queue and kind (buckets counted in SQL, cumulative).
-        Rows are keyed by this process too, so concurrent writers never share a row."""
-        params: list[Any] = []
-        for o in outcomes:
-            kind = str(o.kind)  # a StrEnum's value
-            if kind in _ENDED:
-                finished = o.finished_at or now
-                params.append((o.job_id, o.attempts, finished, int(finished // 60), kind))
-        start = 0
+    # -- per-minute figures of finished attempts --------------------------------------
+    def _observe(self, queue: str, kind: str, started_at: float | None, run_at: float | None, finished_at: float) -> None:
+        """Book one attempt that a finish statement ended (called from the fenced
+        transitions, so a rejected late finish is never booked): into this transaction's
+        list, merged into the process's figures once the transaction commits."""
+        pending = getattr(self._local, "observed", None)
+        if pending is not None:
+            pending.append((queue, kind, started_at, run_at, finished_at))
+
+    def _begin_observing(self) -> None:
+        self._local.observed = []
+
+    def _end_observing(self, committed: bool) -> None:
+        """Merge what the transaction booked into the figures waiting to be written."""
+        booked = getattr(self._local, "observed", None) or []
+        self._local.observed = None
+        if not committed or not booked:
+            return
+        figures = self.__dict__.setdefault("_figures", {})
+        k = len(BUCKETS)
+        for queue, kind, started_at, run_at, finished_at in booked:
+            if started_at is None:
+                continue
+            duration = max(0.0, finished_at - started_at)
+            wait = max(0.0, started_at - run_at) if run_at is not None else 0.0
+            key = (int(finished_at // 60), queue, kind)
+            acc = figures.get(key)
+            if acc is None:
+                acc = figures[key] = [0, 0.0, 0.0] + [0] * (2 * k + 2)
+            acc[0] += 1
+            acc[1] += duration
+            acc[2] += wait
+            # Per bucket here (one bisect a figure); made cumulative when written.
+            acc[3 + bisect.bisect_left(BUCKETS, duration)] += 1
+            acc[4 + k + bisect.bisect_left(BUCKETS, wait)] += 1
+
+    def flush_figures(self) -> None:
+        """Write the figures this process booked and has not written yet (a worker going
+        idle, a supervisor stopping)."""
+        rows = self._take_figures(None)
+        if rows:
+            try:
+                self._write(lambda conn: self._write_figures(conn, rows))
+            except BaseException:
+                self._restore_figures(rows)
+                raise
+
+    def _take_figures(self, now_monotonic: float | None) -> list[tuple[Any, ...]]:
+        """The figures to write now (at most once per FIGURES_EVERY_SECONDS unless
+        ``now_monotonic`` is None), as rows."""
+        if not self.__dict__.get("_figures"):
+            return []
+        if now_monotonic is None:
+            now_monotonic = time.monotonic()
+        elif now_monotonic < self.__dict__.get("_figures_due", 0.0):
+            return []
+        self.__dict__["_figures_due"] = now_monotonic + FIGURES_EVERY_SECONDS
+        figures = self.__dict__.pop("_figures", {})
         shard = os.getpid()
-        for size in Q.FINISH_CHUNKS:  # a few fixed statement texts, as the finish itself uses
-            while len(params) - start >= size:
-                flat = [x for row in params[start : start + size] for x in row]
-                conn.execute(_observe_sql(size), (*flat, shard, owner))
-                start += size
+        k = len(BUCKETS)
+        rows = []
+        for (minute, queue, kind), acc in sorted(figures.items()):
+            durations = list(itertools.accumulate(acc[3 : 3 + k]))  # observations <= each bound
+            waits = list(itertools.accumulate(acc[4 + k : 4 + 2 * k]))
+            rows.append((minute, queue, kind, shard, acc[0], acc[1], acc[2], *durations, *waits))
+        return rows
 
+    def _write_figures(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.executemany(_UPSERT_MINUTE, rows)
 
-def _observe_sql(size: int) -> str:
-    text = _OBSERVE.get(size)
-    if text is None:
-        row = "(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS TEXT))"
-        d = "(v.fin - j.started_at)"
-        w = "(j.started_at - j.run_at)"
-        text = _OBSERVE[size] = (
-            f"WITH v(id, attempts, fin, minute, kind) AS (VALUES {','.join([row] * size)}) "
-            f"INSERT INTO job_minutes({_MINUTE_COLUMNS}) "
-            "SELECT v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END, "
-            f"CAST(? AS BIGINT), count(*), sum(CASE WHEN {d} > 0 THEN {d} ELSE 0 END), "
-            f"sum(CASE WHEN {w} > 0 THEN {w} ELSE 0 END), "
-            + ", ".join(f"sum(CASE WHEN {d} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
-            + ", "
-            + ", ".join(f"sum(CASE WHEN {w} <= {b!r} THEN 1 ELSE 0 END)" for b in BUCKETS)
-            + " FROM v JOIN jobs j ON j.id = v.id "
-            "WHERE j.state = 'running' AND j.owner = ? AND j.attempts = v.attempts AND j.started_at IS NOT NULL "
-            "GROUP BY v.minute, j.queue, CASE WHEN j.cancel_requested <> 0 THEN 'cancelled' ELSE v.kind END "
-            + _UPSERT_MINUTE[_UPSERT_MINUTE.index("ON CONFLICT") :]
-        )
-    return text
-
-
-_OBSERVE: dict[int, str] = {}
+    def _restore_figures(self, rows: list[tuple[Any, ...]]) -> None:
+        """Rows whose transaction failed go back to be written next time."""
+        figures = self.__dict__.setdefault("_figures", {})
+        k = len(BUCKETS)
+        for minute, queue, kind, _shard, n, duration_sum, wait_sum, *cumulative in rows:
+            mine = figures.setdefault((minute, queue, kind), [0, 0.0, 0.0] + [0] * (2 * k + 2))
+            mine[0] += n
+            mine[1] += duration_sum
+            mine[2] += wait_sum
+            durations, waits = cumulative[:k], cumulative[k:]
+            for i in range(k):  # back to per-bucket counts; the rest were above every bound
+                mine[3 + i] += durations[i] - (durations[i - 1] if i else 0)
+                mine[4 + k + i] += waits[i] - (waits[i - 1] if i else 0)
+            mine[3 + k] += n - durations[-1]
+            mine[4 + 2 * k] += n - waits[-1]

@@ -48,6 +48,10 @@ class Transitions:
     #: appended to a SELECT of rows that must not change until the transaction ends
     share_lock = ""
 
+    def _observe(self, queue: str, kind: str, started_at: float | None, run_at: float | None, finished_at: float) -> None:
+        """An attempt ended (``kind``: succeeded, failed or cancelled): a backend keeping
+        figures (the dashboard's histograms) books it, once its transaction commits."""
+
     def _count_moves(self, conn: Any, moves: Moves) -> None:
         """Record state moves (a backend that keeps counts updates them here, once per
         (queue, old, new) and transaction, never per row)."""
@@ -128,12 +132,15 @@ class Transitions:
     def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
         done: dict[int, str] = {}
+        finished = {o.job_id: o.finished_at or now for o in outcomes}
         for chunk in fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
                 params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
-            done.update((r[0], r[1]) for r in rows)
+            for job_id, queue, started_at, run_at in rows:
+                done[job_id] = queue
+                self._observe(queue, "succeeded", started_at, run_at, finished[job_id])
         self._count_moves(conn, Counter((q, State.RUNNING.value, State.SUCCEEDED.value) for q in done.values()))
         for o in outcomes:
             if o.output and o.job_id in done:
@@ -151,11 +158,13 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        max_attempts, backoff, backoff_max, cancel_requested, queue = row
+        max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at = row
         finished_at = o.finished_at or now
+        cancelled = o.kind == OutcomeKind.CANCELLED or bool(cancel_requested)
+        self._observe(queue, "cancelled" if cancelled else "failed", started_at, run_at, finished_at)
         if o.output:
             conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
-        if o.kind == OutcomeKind.CANCELLED or cancel_requested:
+        if cancelled:
             return self._end_running(
                 conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at, o.worker
             )
