@@ -33,7 +33,7 @@ from .models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
 from .notify import NO_NOTIFIER, Notifier
 from .reports import ReportHandling
 from .schedules import sync_schedules
-from .store import ProgressUpdate, Store, SupervisorInfo, open_store
+from .store import OutputUpdate, ProgressUpdate, Store, SupervisorInfo, open_store
 from .worker import WorkerConfig, checkpointer_main
 from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
@@ -41,6 +41,9 @@ log = logging.getLogger("jobq.supervisor")
 
 # A job running this long gets its worker's pid stored while it runs (jobq.Process.pid).
 NOTE_WORKER_AFTER = 0.05
+
+# A job running this long has its output so far stored, and again this often while it grows.
+OUTPUT_EVERY_SECONDS = 1.0
 
 # How often the checkpointer process copies the SQLite WAL back into the database.
 CHECKPOINT_SECONDS = 0.25
@@ -103,7 +106,9 @@ class Supervisor(InBackground, ReportHandling):
         self._drain_deadline: float | None = None  # monotonic
         self._outcomes: list[Outcome] = []
         self._progress: dict[int, ProgressUpdate] = {}
-        self._noted: dict[int, tuple[int, int]] = {}  # slot -> (job, attempt) whose worker pid is stored
+        self._noted: dict[int, tuple[int, int]] = {}
+        self._published: dict[int, tuple[int, int, int]] = {}  # slot -> (job, attempt, output size) last stored
+        self._next_output_at = 0.0  # slot -> (job, attempt) whose worker pid is stored
         self._store_fd: int | None = None
         self._info: SupervisorInfo | None = None
         self._presence: LocalPresence | None = None
@@ -198,6 +203,7 @@ class Supervisor(InBackground, ReportHandling):
         self._reap_workers(now)
         self._enforce_deadlines(now)
         self._note_workers(now)
+        self._publish_output(now)
         if self.duties.due(now):
             self.duties.run(now, self.stopping, self._cancel_running)
             self.notifier.watchdog()  # every heartbeat, when systemd's watchdog is on
@@ -392,6 +398,26 @@ class Supervisor(InBackground, ReportHandling):
             running.append((task.id, task.attempts, w.pid))
         if running:
             self.store.set_workers(self.id, running)
+
+    def _publish_output(self, now: float) -> None:
+        """Store what each job running for OUTPUT_EVERY_SECONDS or more has printed so far,
+        once a second while it grows: `jobq logs`, the API and the dashboard follow it live."""
+        assert self.pool is not None
+        if now < self._next_output_at:
+            return
+        self._next_output_at = now + OUTPUT_EVERY_SECONDS
+        updates = []
+        for w in self.pool.workers:
+            task, started = self.pool.current(w)
+            if task is None or now - started < OUTPUT_EVERY_SECONDS:
+                continue
+            size = self.pool.output_size(w)
+            if self._published.get(w.slot) == (task.id, task.attempts, size):
+                continue
+            self._published[w.slot] = (task.id, task.attempts, size)
+            updates.append(OutputUpdate(task.id, task.attempts, self.pool.output_of_current(w, self.settings.max_output_bytes)))
+        if updates:
+            self.store.set_output(self.id, updates)
 
     def _cancel_running(self, job_ids: set[int]) -> None:
         assert self.pool is not None

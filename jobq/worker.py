@@ -246,6 +246,9 @@ class OutputCapture:
         # not fds 1 and 2 (pytest, Jupyter, redirect_stdout): a job's print must reach the file.
         sys.stdout = _stream_on(1, sys.stdout)
         sys.stderr = _stream_on(2, sys.stderr)
+        for stream in (sys.stdout, sys.stderr):  # a running job's lines reach the file as printed
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(line_buffering=True)
         self.offset = 0
 
     def start(self) -> int:

@@ -160,8 +160,15 @@ class WorkerPool:
     def current_job_id(self, w: WorkerProcess) -> int:
         return int(self.slots[w.slot * SLOT_SIZE + SLOT_JOB])
 
+    def output_size(self, w: WorkerProcess) -> int:
+        """How many bytes the worker's capture file holds (grows as its job prints)."""
+        try:
+            return os.stat(w.capture_path).st_size
+        except OSError:
+            return 0
+
     def output_of_current(self, w: WorkerProcess, max_bytes: int) -> str:
-        """What the worker's current job printed so far (for a worker that died)."""
+        """What the worker's current job printed so far (while it runs, or when it died)."""
         start = int(self.slots[w.slot * SLOT_SIZE + SLOT_OUTPUT_AT])
         try:
             fd = os.open(w.capture_path, os.O_RDONLY)

@@ -42,3 +42,16 @@ def ignore_term_then_sleep(seconds: float) -> str:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     time.sleep(seconds)
     return "slept"
+
+
+def print_then_wait(more: str, release: str) -> str:
+    """Print a line, wait for ``more``, print another, wait for ``release``, print the last."""
+    print("first line")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(more) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("second line")
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("last line")
+    return "done"

@@ -61,6 +61,14 @@ class ProgressUpdate(NamedTuple):
     message: str
 
 
+class OutputUpdate(NamedTuple):
+    """What a running job has printed so far, published while it runs (fenced on its attempt)."""
+
+    job_id: int
+    attempt: int
+    output: str
+
+
 @dataclass
 class GroupInfo:
     """A group as stored: how many jobs it has so far, and whether its submitter finished
@@ -228,6 +236,10 @@ class Store(ABC):
     @abstractmethod
     def set_progress(self, owner: str, updates: Sequence[ProgressUpdate]) -> None:
         """The latest progress of running jobs of ``owner``."""
+
+    @abstractmethod
+    def set_output(self, owner: str, updates: Sequence[OutputUpdate]) -> None:
+        """What running jobs of ``owner`` printed so far (their final output replaces it)."""
 
     @abstractmethod
     def set_workers(self, owner: str, running: Sequence[tuple[int, int, int]]) -> None:

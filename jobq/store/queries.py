@@ -129,6 +129,13 @@ REGISTER_SUPERVISOR = (
 HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
 RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
 SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+# The output of a running job so far; only while that attempt runs (its final output, written
+# with its outcome, is never overwritten by a late one).
+SET_RUNNING_OUTPUT = (
+    "INSERT INTO job_output(job_id, output) SELECT ?, ? "
+    "WHERE EXISTS(SELECT 1 FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=?) "
+    "ON CONFLICT(job_id) DO UPDATE SET output=excluded.output"
+)
 SET_WORKER = "UPDATE jobs SET worker=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
 # Totals of jobs that left the counts by queue and state (deleted, or retried out of a
 # finished state): with the counts, they make counters that never go down (metrics).

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..models import FINISHED_STATES, JobError, JobRecord, State, dumps
 from . import queries as Q
-from .base import GroupInfo, JobResult, ProgressUpdate, QueueInfo, Schedule, SupervisorInfo
+from .base import GroupInfo, JobResult, OutputUpdate, ProgressUpdate, QueueInfo, Schedule, SupervisorInfo
 
 _GROUP_STATUS = {1: "sealed", 0: "open", -1: "aborted"}
 
@@ -174,6 +174,12 @@ class SQLAdmin:
             return
         rows = [(u.fraction, u.message, u.job_id, owner, u.attempt) for u in updates]
         self._write(lambda c: c.executemany(Q.SET_PROGRESS, rows))
+
+    def set_output(self, owner: str, updates: Sequence[OutputUpdate]) -> None:
+        if not updates:
+            return
+        rows = [(u.job_id, u.output, u.job_id, owner, u.attempt) for u in updates]
+        self._write(lambda c: c.executemany(Q.SET_RUNNING_OUTPUT, rows))
 
     def set_workers(self, owner: str, running: Sequence[tuple[int, int, int]]) -> None:
         if not running:
