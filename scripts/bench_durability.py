@@ -22,6 +22,7 @@ from pathlib import Path
 
 import bench_common as common
 from bench_common import Check, Report, Sizes, say
+from bench_pg import jobq_pg_drain
 
 import jobq
 
@@ -40,30 +41,6 @@ def durability(mode: str) -> Iterator[None]:
             os.environ.pop("JOBQ_DURABILITY", None)
         else:
             os.environ["JOBQ_DURABILITY"] = old
-
-
-def _succeeded(q: jobq.Queue) -> int:
-    return sum(states.get("succeeded", 0) for states in q.store.counts().values())
-
-
-def _drain(url: str, n: int, workers: int, timeout: float = 600) -> float:
-    """Seconds for a burst supervisor to run ``n`` queued jobs (from its start)."""
-    q = jobq.Queue(url)
-    q.submit_many(common.TARGET, ((i,) for i in range(n)))
-    proc = common.FORK.Process(target=common._run_burst_supervisor, args=(url, workers), name="bench-durability")
-    t0 = time.perf_counter()
-    proc.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while (done := _succeeded(q)) < n:
-            if time.monotonic() > deadline or not proc.is_alive():
-                raise RuntimeError(f"{done}/{n} succeeded (supervisor alive: {proc.is_alive()})")
-            time.sleep(0.002)
-        elapsed = time.perf_counter() - t0
-        proc.join(60)
-    finally:
-        common._end_process(proc)
-    return elapsed
 
 
 def _submits(url: str, n: int) -> float:
@@ -101,7 +78,9 @@ def section_durability(rep: Report, s: Sizes, workers: int, tmp: Path, pg_url: s
                 say(f"  run {r + 1}/{s.repeat}: {prefix}{mode}: drain of {s.drain}, {single} submits")
                 with durability(mode):
                     with make_db(f"{r}-{mode}-drain") as url:  # type: ignore[attr-defined]
-                        runs.setdefault(f"{prefix}drain_{mode}", []).append(s.drain / _drain(url, s.drain, workers))
+                        runs.setdefault(f"{prefix}drain_{mode}", []).append(
+                            s.drain / jobq_pg_drain(url, s.drain, workers, label=f"jobq ({mode})")
+                        )
                     with make_db(f"{r}-{mode}-submit") as url:  # type: ignore[attr-defined]
                         runs.setdefault(f"{prefix}submit_{mode}", []).append(single / _submits(url, single))
         where = "PostgreSQL" if prefix.startswith("pg.") else "SQLite"

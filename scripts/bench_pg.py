@@ -110,7 +110,8 @@ def _succeeded(q: jobq.Queue) -> int:
     return sum(states.get("succeeded", 0) for states in q.store.counts().values())
 
 
-def jobq_pg_drain(url: str, n: int, workers: int, timeout: float = 600) -> float:
+def jobq_pg_drain(url: str, n: int, workers: int, timeout: float = 600, label: str = "jobq on PostgreSQL") -> float:
+    """Seconds for a burst supervisor to run ``n`` queued jobs of ``url`` (any backend)."""
     q = jobq.Queue(url)
     q.submit_many(common.TARGET, ((i,) for i in range(n)))
     proc = common.FORK.Process(target=common._run_burst_supervisor, args=(url, workers), name="bench-jobq-pg-supervisor")
@@ -120,7 +121,7 @@ def jobq_pg_drain(url: str, n: int, workers: int, timeout: float = 600) -> float
         deadline = time.monotonic() + timeout
         while (done := _succeeded(q)) < n:
             if time.monotonic() > deadline or not proc.is_alive():
-                raise RuntimeError(f"jobq on PostgreSQL: {done}/{n} succeeded (supervisor alive: {proc.is_alive()})")
+                raise RuntimeError(f"{label}: {done}/{n} succeeded (supervisor alive: {proc.is_alive()})")
             _pause(t0)
         elapsed = time.perf_counter() - t0
         proc.join(60)
