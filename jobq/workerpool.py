@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -69,8 +70,8 @@ class WorkerProcess:
     def idle(self) -> bool:
         return not self.tasks
 
-    def enqueue(self, batch: list[Task]) -> None:
-        """Queue a batch for the worker, in the framing ``Connection.recv`` reads."""
+    def enqueue(self, batch: list[Task] | None) -> None:
+        """Queue a batch (None: stop) for the worker, in the framing ``Connection.recv`` reads."""
         payload = bytes(ForkingPickler.dumps(batch))
         n = len(payload)
         header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", n)
@@ -208,11 +209,10 @@ class WorkerPool:
 
     def stop_all(self, timeout_seconds: float) -> None:
         """Ask every worker to exit, then kill those that did not within the timeout."""
-        import time
-
         for w in self.workers:
-            w.outbox.clear()
-            w.enqueue(None)  # type: ignore[arg-type]
+            # After what is already queued (a frame cut short would garble the pipe): a
+            # draining worker gives unstarted tasks back before it reads the stop.
+            w.enqueue(None)
             w.flush()
         deadline = time.monotonic() + timeout_seconds
         for w in self.workers:

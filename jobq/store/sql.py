@@ -123,31 +123,26 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
                 last = upcoming is None
 
                 def insert(
-                    conn: Any, count: int = count, array: str = array, last: bool = last, index: int = index
-                ) -> Sequence[int]:
-                    nonlocal group_id
-                    if group and group_id is None:
-                        row = conn.execute(Q.INSERT_GROUP, (0, now, 1 if last else 0, time.time())).fetchone()
-                        template[Q.ROW_GROUP_ID] = row[0]
-                        new_ids = self._insert_args(conn, template, array, count, index)
-                        conn.execute(Q.GROW_GROUP, (count, time.time(), row[0]))
-                        group_id = row[0]  # set only once the transaction is about to commit
-                        self._notify(conn, "submitted")
-                        return new_ids
+                    conn: Any,
+                    count: int = count,
+                    array: str = array,
+                    last: bool = last,
+                    index: int = index,
+                    gid: int | None = group_id,
+                ) -> tuple[int | None, Sequence[int]]:
+                    if group and gid is None:  # the first chunk makes the group: sealed at once when it is the last
+                        gid = conn.execute(Q.INSERT_GROUP, (0, now, 1 if last else 0, time.time())).fetchone()[0]
+                        template[Q.ROW_GROUP_ID] = gid
+                    elif last and gid is not None:
+                        conn.execute(Q.SEAL_GROUP, (time.time(), gid))
                     new_ids = self._insert_args(conn, template, array, count, index if group else None)
-                    if group_id is not None:
-                        conn.execute(Q.GROW_GROUP, (count, time.time(), group_id))
-                        if last:
-                            conn.execute(Q.SEAL_GROUP, (time.time(), group_id))
+                    if gid is not None:
+                        conn.execute(Q.GROW_GROUP, (count, time.time(), gid))
                     self._notify(conn, "submitted")
-                    return new_ids
+                    return gid, new_ids
 
-                try:
-                    ids.extend(self._write(insert))
-                except BaseException:
-                    if group and group_id is not None and not ids:
-                        group_id = None  # the group's first transaction rolled back
-                    raise
+                group_id, new_ids = self._write(insert)  # the group is ours once its first chunk commits
+                ids.extend(new_ids)
                 index += count
                 current = upcoming
             if group and group_id is None:  # an empty map is an empty, sealed group

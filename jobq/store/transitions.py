@@ -185,9 +185,10 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        if row[3]:  # cancel_requested
+        _, _, _, cancel_requested, queue, _, _ = row
+        if cancel_requested:
             return self._end_running(
-                conn, owner, o.job_id, o.attempts, row[4], State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now, o.worker
+                conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now, o.worker
             )
         row = conn.execute(Q.RELEASE, fence).fetchone()
         if row is None:
