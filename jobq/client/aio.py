@@ -13,6 +13,7 @@ at once; on SQLite it sleeps on the loop (``asyncio``), woken early by a new ``a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import weakref
 from collections.abc import Callable, Hashable, Iterable
@@ -35,13 +36,16 @@ async def asubmit(
 ) -> Job:
     """``queue.submit`` run on the loop's default thread pool."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(queue.submit, target, args, kwargs, **options))
+    # The caller's context (its current span, for the submit's trace) goes along, as with asyncio.to_thread.
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(None, ctx.run, functools.partial(queue.submit, target, args, kwargs, **options))
 
 
 async def amap(queue: Queue, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
     """``queue.map`` run on the loop's default thread pool."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(queue.map, target, iterable, **options))
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(None, ctx.run, functools.partial(queue.map, target, iterable, **options))
 
 
 def _failure(job_id: int, state: str, error: JobError | None) -> JobFailed:

@@ -234,4 +234,13 @@ class Group:
 
 def _failure(job_id: int, state: State, error: JobError | None, index: int | None = None) -> JobFailed:
     error = error or JobError("Error")
-    return JobFailed(job_id, error.type, error.message, error.traceback, state=state.value, index=index)
+    return JobFailed(
+        job_id,
+        error.type,
+        error.message,
+        error.traceback,
+        state=state.value,
+        index=index,
+        error_class=error.exc_class,
+        error_args=error.exc_args,
+    )

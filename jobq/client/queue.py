@@ -8,9 +8,11 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..core import tracing
 from ..core.config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
 from ..core.errors import GroupNotFound, JobNotFound, ValidationError
 from ..core.fsmodes import prepare_database_file
@@ -39,6 +41,7 @@ _SUBMIT_OPTIONS = frozenset(
         "pass_results",
         "result_ttl",
         "check",
+        "conn",
     }
 )
 
@@ -59,9 +62,18 @@ class Queue:
         self.store: Store = open_store(self.settings.db, self.settings.busy_timeout_seconds, self.settings.durability)
         self._poker = Poker(self.store.url) if not self.store.url.startswith("postgres") else None
         self._checked: set[str] = set()
+        # Called after each submit stored jobs (jobq.testing.run_inline runs them at once).
+        self._after_submit: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"jobq.Queue({self.store.url!r})"
+
+    def close(self) -> None:
+        """Close this thread's connection to the database and the wake-up socket (the queue
+        opens them again when used)."""
+        if self._poker is not None:
+            self._poker.close()
+        self.store.close()
 
     @property
     def path(self) -> str:
@@ -154,11 +166,24 @@ class Queue:
             self._checked.add(spec.target)
         return spec
 
-    def _insert(self, specs: list[JobSpec], group: bool = False) -> tuple[list[Job], str | None]:
-        submitted, group_id = self.store.submit(specs, time.time(), group=group)
+    def _insert(self, specs: list[JobSpec], group: bool = False, conn: Any = None) -> tuple[list[Job], str | None]:
+        with tracing.submit_span(specs[0].target, specs[0].queue) if specs else nullcontext() as span:
+            if span is not None:
+                for spec in specs:
+                    spec.trace = span.carrier
+            submitted, group_id = self.store.submit(specs, time.time(), group=group, conn=conn)
+            if span is not None:
+                span.submitted([s.id for s in submitted], group_id)
+        self._submitted(conn)
+        return [Job(self, s.id, existing=s.existing) for s in submitted], group_id
+
+    def _submitted(self, conn: Any) -> None:
+        if conn is not None:
+            return  # invisible until the caller commits: supervisors find it at their next look
         if self._poker is not None:
             self._poker.poke()
-        return [Job(self, s.id, existing=s.existing) for s in submitted], group_id
+        if self._after_submit is not None:
+            self._after_submit()
 
     def submit(
         self,
@@ -180,9 +205,14 @@ class Queue:
         pass_results: bool = False,
         result_ttl: float | str | None = None,
         check: bool = True,
+        conn: Any = None,
     ) -> Job:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
-        matched an unfinished job). Raises :class:`ValidationError` on bad input."""
+        matched an unfinished job). Raises :class:`ValidationError` on bad input.
+
+        ``conn``: the caller's connection (a ``sqlite3.Connection`` or sqlite-utils ``Database``
+        on this file, a psycopg connection to this database) in an open transaction: the job
+        is written in it and exists only once the caller commits."""
         options = {
             "queue": queue,
             "priority": priority,
@@ -202,7 +232,7 @@ class Queue:
         data = self._spec_data(target, args, kwargs, options, time.time())
         # Dependencies must exist when the job is submitted, so they can never form a cycle;
         # an unknown id is rejected inside the insert transaction.
-        jobs, _ = self._insert([self._validate(data)])
+        jobs, _ = self._insert([self._validate(data)], conn=conn)
         return jobs[0]
 
     def submit_batch(self, definitions: Iterable[dict[str, Any]]) -> builtins.list[Job]:
@@ -300,14 +330,18 @@ class Queue:
     ) -> Group:
         options = dict(options)
         kwargs = options.pop("kwargs", None)
+        conn = options.pop("conn", None)
         for name in ("key", "depends_on", "pass_results"):  # per-job notions, not for a batch
             if options.get(name) not in (None, False):
                 raise ValidationError(name, "not supported by map/submit_many; use submit")
         now = time.time()
         first = self._validate(self._spec_data(target, [], kwargs, options, now))
-        ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes)
-        if self._poker is not None:
-            self._poker.poke()
+        with tracing.submit_span(first.target, first.queue) as span:
+            first.trace = span.carrier if span is not None else None
+            ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes, conn=conn)
+            if span is not None:
+                span.submitted(ids, group_id)
+        self._submitted(conn)
         return Group(self, group_id, ids)
 
     # -- reading --------------------------------------------------------------------

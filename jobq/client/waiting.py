@@ -33,7 +33,16 @@ def failure(job_id: int, outcome: Outcome | None, index: int | None = None) -> E
     if outcome is None:
         return JobNotFound(job_id)
     error = outcome.error or JobError("Error")
-    return JobFailed(job_id, error.type, error.message, error.traceback, state=outcome.state.value, index=index)
+    return JobFailed(
+        job_id,
+        error.type,
+        error.message,
+        error.traceback,
+        state=outcome.state.value,
+        index=index,
+        error_class=error.exc_class,
+        error_args=error.exc_args,
+    )
 
 
 def outcomes(store: Store, ids: list[int]) -> dict[int, Outcome | None]:
@@ -98,8 +107,16 @@ class Watcher:
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self._thread = None
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.store.close()  # this thread's connection
+
+    def _loop(self) -> None:
         delay = _FIRST_DELAY
         active = time.monotonic()  # the last new watch or finish: look often for a while after
         while True:

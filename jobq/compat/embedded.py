@@ -59,8 +59,10 @@ class EmbeddedSupervisor:
         self._launch()
         with _live_lock:
             _live.add(self)
+        self._keeper: threading.Thread | None = None
         if keep_alive:
-            threading.Thread(target=self._keep_alive, name="jobq-embedded-keeper", daemon=True).start()
+            self._keeper = threading.Thread(target=self._keep_alive, name="jobq-embedded-keeper", daemon=True)
+            self._keeper.start()
 
     def _launch(self) -> None:
         self.supervisor = Supervisor(*self._args, **self._options)
@@ -117,6 +119,9 @@ class EmbeddedSupervisor:
             proc.join()
         with _live_lock:
             _live.discard(self)
+        keeper = self._keeper
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join()  # it sees _stopping within its 0.2 s tick
         return proc.exitcode
 
 

@@ -19,6 +19,7 @@ from ..client.waiting import Outcome, ResultIterator, Watcher, failure
 from ..core.models import FINISHED_STATES, QUEUED, SCHEDULED, SUCCEEDED, WAITING
 from .embedded import EmbeddedSupervisor
 from .pool import check_options
+from .remote import RaisingAsStdlib, as_raised
 
 log = logging.getLogger("jobq.executor")
 
@@ -45,7 +46,7 @@ class JobFuture(concurrent.futures.Future[Any]):
         if outcome is not None and outcome.state == SUCCEEDED:
             self.set_result(outcome.result)
         else:
-            self.set_exception(failure(self.job.id, outcome))
+            self.set_exception(as_raised(failure(self.job.id, outcome)))
 
 
 class Executor(concurrent.futures.Executor):
@@ -146,6 +147,7 @@ class Executor(concurrent.futures.Executor):
         if sup is not None:
             sup.stop()
         self._watcher.close()
+        self.queue.close()
 
     @property
     def supervisor_pid(self) -> int | None:
@@ -154,5 +156,6 @@ class Executor(concurrent.futures.Executor):
 
 
 def _until_failure(results: ResultIterator) -> Iterator[Any]:
-    """The results, ending at the first failure (raised), as ``Executor.map``'s iterator does."""
-    yield from results
+    """The results, ending at the first failure (raised as the job raised it), as
+    ``Executor.map``'s iterator does."""
+    yield from RaisingAsStdlib(results)

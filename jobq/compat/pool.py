@@ -22,6 +22,7 @@ from ..core.errors import ValidationError
 from ..core.models import FINISHED_STATES, SUCCEEDED
 from ..worker.chunks import check_chunksize
 from .embedded import EmbeddedSupervisor
+from .remote import RaisingAsStdlib, as_raised
 
 log = logging.getLogger("jobq.pool")
 
@@ -34,7 +35,7 @@ MAX_AUTO_CHUNKSIZE = 1000
 def check_options(options: dict[str, Any], where: str) -> None:
     """Reject keywords that are not :meth:`Queue.submit` options (or are per-call ones)."""
     for name in options:
-        if name not in _SUBMIT_OPTIONS or name in ("queue", "key", "depends_on", "pass_results"):
+        if name not in _SUBMIT_OPTIONS or name in ("queue", "key", "depends_on", "pass_results", "conn"):
             raise ValidationError(name, f"not an option of {where}")
 
 
@@ -101,7 +102,7 @@ class ApplyResult(AsyncResult):
         if outcome is not None and outcome.state == SUCCEEDED:
             self._set(True, outcome.result)
         else:
-            self._set(False, failure(self.job.id, outcome))
+            self._set(False, as_raised(failure(self.job.id, outcome)))
 
 
 class MapResult(AsyncResult):
@@ -123,7 +124,7 @@ class MapResult(AsyncResult):
         try:
             value = self.group.results()
         except Exception as exc:  # the failed item's JobFailed (or the store's error)
-            self._set(False, exc)
+            self._set(False, as_raised(exc))
         else:
             self._set(True, value)
 
@@ -260,15 +261,28 @@ class Pool:
         self._watcher.watch_group(group, result._done)
         return result
 
-    def imap(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> ResultIterator:
-        """Like :meth:`map`, as an iterator of results in input order (``next(timeout)``)."""
-        group = self._submit_map(func, iterable, chunksize, star=False)
-        return ResultIterator(group, ordered=True, timeout_error=multiprocessing.TimeoutError)
+    def imap(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> RaisingAsStdlib:
+        """Like :meth:`map`, as an iterator of results in input order (``next(timeout)``). When
+        ``iterable`` raises part way, the results of the items before come first, then its
+        exception (as ``multiprocessing`` does)."""
+        return self._imap(func, iterable, chunksize, ordered=True)
 
-    def imap_unordered(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> ResultIterator:
+    def imap_unordered(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int = 1) -> RaisingAsStdlib:
         """Like :meth:`imap`, results in the order they finish."""
-        group = self._submit_map(func, iterable, chunksize, star=False)
-        return ResultIterator(group, ordered=False, timeout_error=multiprocessing.TimeoutError)
+        return self._imap(func, iterable, chunksize, ordered=False)
+
+    def _imap(self, func: Callable[..., Any] | str, iterable: Iterable[Any], chunksize: int, ordered: bool) -> RaisingAsStdlib:
+        self._check_running()
+        items: list[Any] = []
+        source_error: Exception | None = None
+        try:
+            for item in iterable:
+                items.append(item)
+        except Exception as exc:  # noqa: BLE001 - the iterable's own error, raised after the results
+            source_error = exc
+        group = self._submit_map(func, items, chunksize, star=False)
+        results = ResultIterator(group, ordered=ordered, timeout_error=multiprocessing.TimeoutError)
+        return RaisingAsStdlib(results, source_error, group)
 
     # -- life ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -287,6 +301,7 @@ class Pool:
         ids = self._unfinished_ids()
         if ids:
             self.queue.cancel(*ids)
+        self.queue.close()  # the last of what the pool opened: no socket, pipe or thread is left
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every submitted task (after :meth:`close` or :meth:`terminate`), then stop
@@ -302,6 +317,7 @@ class Pool:
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
         self._stop(now=self._state == TERMINATE)
+        self.queue.close()
 
     def _unfinished_ids(self) -> list[int]:
         with self._lock:

@@ -126,7 +126,7 @@ class Process:
         if target is None:
             raise ValueError("jobq.Process needs a target (a function or 'package.module:function')")
         for option in options:
-            if option not in _SUBMIT_OPTIONS or option in ("queue", "name"):
+            if option not in _SUBMIT_OPTIONS or option in ("queue", "name", "conn"):
                 raise ValidationError(option, "not an option of jobq.Process (those of Queue.submit)")
         self._target = target
         self._args = tuple(args)

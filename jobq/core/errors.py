@@ -80,6 +80,8 @@ class JobFailed(JobqError):
         traceback: str = "",
         state: str = "failed",
         index: int | None = None,
+        error_class: str | None = None,
+        error_args: list[object] | None = None,
     ) -> None:
         self.job_id = job_id
         self.error_type = error_type
@@ -87,5 +89,8 @@ class JobFailed(JobqError):
         self.traceback = traceback
         self.state = state
         self.index = index
+        #: ``module:qualname`` of the job's exception class and its JSON ``args``, when stored
+        self.error_class = error_class
+        self.error_args = error_args
         where = f"job {job_id}" if index is None else f"item {index} (job {job_id})"
         super().__init__(f"{where} {state}: {error_type}: {message}")

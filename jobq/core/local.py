@@ -261,3 +261,9 @@ class Poker:
                 self._sock.sendto(b"!", name)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Close the socket (a later poke opens another)."""
+        sock, self._sock = self._sock, None
+        if sock is not None and self._pid == os.getpid():
+            sock.close()

@@ -59,31 +59,56 @@ class JobError:
     message: str = ""
     traceback: str = ""
     item: int | None = None  # the input index of the item that raised it, in a chunked map
+    #: ``module:qualname`` of the exception's class and its ``args`` (when they are JSON), from
+    #: which a caller rebuilds it (``jobq.Pool``, ``jobq.Executor``: as multiprocessing does)
+    exc_class: str | None = None
+    exc_args: list[Any] | None = None
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
         """The error of an exception a job raised, with its formatted traceback."""
         text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
         item = getattr(exc, "jobq_item", None)  # set by jobq.chunks.run_chunk
-        return cls(type(exc).__name__, str(exc), text, item if isinstance(item, int) else None)
+        kind = type(exc)
+        args: list[Any] | None = list(exc.args)
+        try:
+            if len(dumps(args)) > MAX_ERROR_ARGS_BYTES:
+                args = None
+        except (TypeError, ValueError):
+            args = None
+        return cls(
+            kind.__name__,
+            str(exc),
+            text,
+            item if isinstance(item, int) else None,
+            f"{kind.__module__}:{kind.__qualname__}",
+            args,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> JobError:
         """The error of its stored JSON form (missing keys stay empty)."""
         data = data or {}
         item = data.get("item")
+        kind, args = data.get("class"), data.get("args")
         return cls(
             str(data.get("type") or "Error"),
             str(data.get("message") or ""),
             str(data.get("traceback") or ""),
             item if isinstance(item, int) else None,
+            kind if isinstance(kind, str) else None,
+            args if isinstance(args, list) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored (and public JSON) form (``item`` only when set)."""
+        """The stored (and public JSON) form (``item``, ``class`` and ``args`` only when set)."""
         out: dict[str, Any] = {"type": self.type, "message": self.message, "traceback": self.traceback}
         if self.item is not None:
             out["item"] = self.item
+        if self.exc_class is not None:
+            out["class"] = self.exc_class
+        if self.exc_args is not None:
+            out["args"] = self.exc_args
         return out
 
     def to_json(self) -> str:
@@ -91,6 +116,8 @@ class JobError:
 
 
 CANCELLED_BY_REQUEST = JobError("Cancelled", "cancelled by request")
+# An exception's args bigger than this as JSON are not kept (its message and traceback are).
+MAX_ERROR_ARGS_BYTES = 65536
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 # A supervisor that dies with a job in hand does not spend the job's retries; this many
 # such losses beyond max_attempts end the job failed, so a job that kills its supervisor
@@ -268,6 +295,7 @@ class ClaimedJob:
     attempts: int
     timeout: float | None
     queue: str
+    trace: str | None = None  # the submitter's W3C trace context (JSON), when it was traced
 
 
 @dataclass

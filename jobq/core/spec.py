@@ -39,6 +39,8 @@ class JobSpec(BaseModel):
     # fields: pydantic's private attributes cost microseconds per access).
     args_text: str | None = Field(default=None, exclude=True, repr=False)
     kwargs_text: str | None = Field(default=None, exclude=True, repr=False)
+    # The submitting span's W3C trace context as JSON (jobq.core.tracing), set after validation.
+    trace: str | None = Field(default=None, exclude=True, repr=False, max_length=4096)
 
     @field_validator("args", mode="before")
     @classmethod

@@ -69,6 +69,6 @@ class Dispatcher:
                 break
             for job in chunk:
                 w.tasks[job.id] = job
-            w.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json) for j in chunk])
+            w.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.queue, j.trace) for j in chunk])
             w.flush()
         return len(claimed)

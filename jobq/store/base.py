@@ -140,16 +140,17 @@ class Store(ABC):
 
     # -- submitting and reading ---------------------------------------------------------
     @abstractmethod
-    def submit(self, specs: Iterable[JobSpec], now: float, group: bool = False) -> tuple[list[Submitted], str | None]:
-        """Insert jobs in one transaction; returns their ids (and the new group id)."""
+    def submit(
+        self, specs: Iterable[JobSpec], now: float, group: bool = False, conn: Any = None
+    ) -> tuple[list[Submitted], str | None]:
+        """Insert jobs in one transaction (``conn``: the caller's open one); their ids (and group id)."""
 
     @abstractmethod
     def submit_stream(
-        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int
+        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int, conn: Any = None
     ) -> tuple[list[int], str | None]:
-        """Insert one job per argument list (the rest as in ``base``) in one transaction,
-        streaming ``args_iter``; as a new group when ``group``. Raises ValidationError for an
-        item that is not JSON or too large (nothing is inserted then)."""
+        """One job per argument list of ``args_iter`` (the rest as in ``base``), as a new group when
+        ``group``; ValidationError for an item not JSON or too large. ``conn``: as in :meth:`submit`."""
 
     @abstractmethod
     def get(self, job_id: int) -> JobRecord | None:

@@ -11,11 +11,12 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..core.errors import StoreBusy, StoreError
+from ..core.errors import StoreBusy, StoreError, ValidationError
 from .migrations import PG_MIGRATIONS, PG_SCHEMA_VERSION
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS
 from .sql import SQLStore
@@ -142,7 +143,7 @@ class PostgresStore(SQLStore):
             conn = getattr(self._local, name, None)
             if conn is not None and self._local.pid == os.getpid():
                 (conn.raw if isinstance(conn, _Conn) else conn).close()
-        self._local = threading.local()
+        self._local.__dict__.clear()  # this thread's connections only: other threads close their own
 
     def _translate(self, exc: Exception) -> StoreError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -215,6 +216,52 @@ class PostgresStore(SQLStore):
         finally:
             raw.close()
 
+    def _identity(self, conn: Any) -> tuple[Any, ...]:
+        """What tells one database of one server from another, as seen on ``conn``."""
+        return tuple(conn.execute("SELECT current_database(), pg_postmaster_start_time(), inet_server_port()").fetchone())
+
+    @contextmanager
+    def _caller_transaction(self, conn: Any) -> Iterator[_Conn]:
+        if psycopg is None or not isinstance(conn, psycopg.Connection):
+            raise ValidationError("conn", f"expected a psycopg connection to {self._where()}")
+        if conn.autocommit:
+            raise ValidationError("conn", "the connection is in autocommit mode: the job would not wait for your commit")
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            raise ValidationError("conn", "the connection's transaction has failed: roll it back first")
+        theirs = _Conn(conn)
+        try:
+            mine = getattr(self, "_identity_cache", None)
+            if mine is None:
+                mine = self._identity_cache = self._identity(self._conn())
+            # Our first statement opens the caller's transaction if none is open yet (psycopg
+            # does so for any statement on a connection that is not in autocommit mode).
+            if self._identity(theirs) != mine:
+                raise ValidationError("conn", f"the connection is on another database than {self._where()}")
+            found = theirs.execute("SELECT to_regclass(?)", (f"{self.schema}.jobs",)).fetchone()[0]
+            if found is None:
+                raise ValidationError("conn", f"the connection's database has no jobq schema {self.schema}")
+            old_path = theirs.execute("SELECT current_setting('search_path')").fetchone()[0]
+            theirs.execute("SAVEPOINT jobq_submit")
+            theirs.execute("SELECT set_config('search_path', ?, true)", (self.schema,))
+        except psycopg.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            yield theirs
+        except BaseException as exc:
+            try:
+                theirs.execute("ROLLBACK TO SAVEPOINT jobq_submit")  # ours only: the caller's transaction goes on
+                theirs.execute("RELEASE SAVEPOINT jobq_submit")
+            except psycopg.Error:
+                pass
+            if isinstance(exc, psycopg.Error):
+                raise self._translate(exc) from None
+            raise
+        try:
+            theirs.execute("SELECT set_config('search_path', ?, true)", (old_path,))
+            theirs.execute("RELEASE SAVEPOINT jobq_submit")
+        except psycopg.Error as exc:
+            raise self._translate(exc) from None
+
     # -- backend specifics ----------------------------------------------------------
     def _insert_rows(self, conn: _Conn, rows: list[tuple[Any, ...]]) -> list[int]:
         cur = conn.raw.cursor()
@@ -232,9 +279,9 @@ class PostgresStore(SQLStore):
             "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER) + CAST(e.ord AS INTEGER) - 1, "
-            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION) "
+            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT) "
             "FROM json_array_elements(CAST(? AS JSON)) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord RETURNING id",
-            (*template[0:2], *template[3:16], first_index, *template[17:19], array),
+            (*template[0:2], *template[3:16], first_index, *template[17:20], array),
         ).fetchall()
         # Identity values are drawn in the SELECT's order: ascending ids follow the input.
         return sorted(r[0] for r in rows)

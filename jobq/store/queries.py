@@ -19,9 +19,9 @@ SUPERVISOR_COLUMN_NAMES = tuple(c.strip() for c in SUPERVISOR_COLUMNS.split(",")
 
 JOB_INSERT_COLUMNS = (
     "name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
-    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl"
+    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl, trace"
 )
-INSERT_JOB = f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 19)})"
+INSERT_JOB = f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 20)})"
 # Positions in a row of INSERT_JOB.
 ROW_QUEUE, ROW_STATE, ROW_GROUP_ID = 4, 6, 15
 
@@ -51,7 +51,7 @@ CLAIM = (
     "WITH picked AS ({picked}) "
     "UPDATE jobs SET state='running', owner=?, attempts=attempts+1, started_at=?, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
-    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at"
+    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, trace"
 )
 DEPENDENCY_RESULTS = "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position"
 PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=? RETURNING queue"

@@ -11,6 +11,7 @@ import functools
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import ValidationError
@@ -73,7 +74,22 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         """Wake listeners of ``channel`` (``submitted`` or ``finished``) when this commits."""
 
     # -- submitting -----------------------------------------------------------------
-    def submit(self, specs: Iterable[JobSpec], now: float, group: bool = False) -> tuple[list[Submitted], str | None]:
+    def _caller_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+        """Write in the caller's open transaction on ``conn`` (inside a savepoint of ours:
+        a failed insert leaves the caller's transaction as it was). Raises
+        :class:`ValidationError` for a connection in autocommit mode or on another database."""
+        raise ValidationError("conn", f"{type(self).__name__} cannot write in a caller's transaction")
+
+    def _writer(self, conn: Any, stack: ExitStack) -> Callable[[Callable[[Any], T]], T]:
+        """How to run a write: our own short transaction, or (``conn``) the caller's."""
+        if conn is None:
+            return self._write
+        wrapped = stack.enter_context(self._caller_transaction(conn))
+        return lambda fn: fn(wrapped)
+
+    def submit(
+        self, specs: Iterable[JobSpec], now: float, group: bool = False, conn: Any = None
+    ) -> tuple[list[Submitted], str | None]:
         specs = list(specs)
 
         def insert(conn: Any) -> tuple[list[Submitted], str | None]:
@@ -88,7 +104,8 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
             self._notify(conn, "submitted")
             return out, (f"g{group_id}" if group_id is not None else None)
 
-        return self._write(insert)
+        with ExitStack() as stack:
+            return self._writer(conn, stack)(insert)
 
     def submit_stream(
         self,
@@ -97,6 +114,7 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         now: float,
         group: bool,
         max_payload_bytes: int,
+        conn: Any = None,
         chunk: int = STREAM_CHUNK_ITEMS,
     ) -> tuple[list[int], str | None]:
         """Insert one job per argument list of ``args_iter`` (the rest as in ``base``).
@@ -108,7 +126,25 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         are cancelled (``GroupAborted``), the group (with ``group``) is marked *aborted*, and
         the error is raised. With ``group``, the group is *open* while chunks arrive and
         *sealed* by the last one; a group whose submitter died stays open, and
-        :meth:`jobq.Group.join` reports it incomplete."""
+        :meth:`jobq.Group.join` reports it incomplete.
+
+        With ``conn`` every chunk goes into the caller's open transaction instead (one
+        savepoint: an error leaves nothing of the stream in it)."""
+        with ExitStack() as stack:
+            write = self._writer(conn, stack)
+            return self._stream(base, args_iter, now, group, max_payload_bytes, chunk, write, conn is None)
+
+    def _stream(
+        self,
+        base: JobSpec,
+        args_iter: Iterable[list[Any]],
+        now: float,
+        group: bool,
+        max_payload_bytes: int,
+        chunk: int,
+        write: Callable[[Callable[[Any], Any]], Any],
+        own_transactions: bool,
+    ) -> tuple[list[int], str | None]:
         template = list(self._row(base, now, None, 0))
         kwargs_bytes = len(template[3])
         batches = _encoded_batches(args_iter, chunk, kwargs_bytes, max_payload_bytes)
@@ -141,14 +177,14 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
                     self._notify(conn, "submitted")
                     return gid, new_ids
 
-                group_id, new_ids = self._write(insert)  # the group is ours once its first chunk commits
+                group_id, new_ids = write(insert)  # the group is ours once its first chunk commits
                 ids.extend(new_ids)
                 index += count
                 current = upcoming
             if group and group_id is None:  # an empty map is an empty, sealed group
-                group_id = self._write(lambda conn: conn.execute(Q.INSERT_GROUP, (0, now, 1, now)).fetchone()[0])
+                group_id = write(lambda conn: conn.execute(Q.INSERT_GROUP, (0, now, 1, now)).fetchone()[0])
         except BaseException as exc:
-            if ids:
+            if ids and own_transactions:
                 self._abort_stream(ids, group_id, index, exc)
             raise
         return ids, (f"g{group_id}" if group_id is not None else None)
@@ -202,6 +238,7 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
             index if group_id is not None else None,
             int(spec.pass_results),
             spec.result_ttl,
+            spec.trace,
         )
 
     def _insert_one(self, conn: Any, spec: JobSpec, now: float, group_id: int | None, index: int) -> Submitted:

@@ -8,10 +8,11 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..core.errors import StoreBusy, StoreError
+from ..core.errors import StoreBusy, StoreError, ValidationError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS, ROW_QUEUE, ROW_STATE
 from .sql import SQLStore
@@ -88,7 +89,7 @@ class SQLiteStore(SQLStore):
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
-        self._local = threading.local()
+        self._local.__dict__.clear()  # this thread's connection only: other threads close their own
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -183,6 +184,44 @@ class SQLiteStore(SQLStore):
         if version != SCHEMA_VERSION:
             self._write(apply)
 
+    @contextmanager
+    def _caller_transaction(self, conn: Any) -> Iterator[sqlite3.Connection]:
+        raw = getattr(conn, "conn", conn)  # a sqlite-utils Database holds its connection as .conn
+        if not isinstance(raw, sqlite3.Connection):
+            raise ValidationError("conn", f"expected a sqlite3.Connection or a sqlite-utils Database on {self.path}")
+        try:
+            files = {name: file for _, name, file in raw.execute("PRAGMA database_list").fetchall()}
+        except sqlite3.Error as exc:
+            raise ValidationError("conn", f"cannot use the connection: {exc}") from None
+        main = files.get("main") or ""
+        if not main or not os.path.exists(main) or not os.path.samefile(main, self.path):
+            raise ValidationError("conn", f"the connection is on {main or 'an in-memory database'}, not on {self.path}")
+        if not raw.in_transaction:
+            if raw.isolation_level is None or getattr(raw, "autocommit", False) is True:
+                raise ValidationError(
+                    "conn", "the connection is in autocommit mode: open a transaction (BEGIN) for the job to join it"
+                )
+            # The sqlite3 module's default mode: it would open this transaction at our first
+            # insert; we open it before the first read, as it would, and leave it to the caller.
+            raw.execute(f"BEGIN {raw.isolation_level}")
+        try:
+            raw.execute("SAVEPOINT jobq_submit")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            yield raw
+        except BaseException as exc:
+            if raw.in_transaction:  # our savepoint only: the caller's transaction goes on
+                raw.execute("ROLLBACK TO jobq_submit")
+                raw.execute("RELEASE jobq_submit")
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc) from None
+            raise
+        try:
+            raw.execute("RELEASE jobq_submit")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Sequence[int]:
         self._count_inserted(conn, Counter((row[ROW_QUEUE], row[ROW_STATE]) for row in rows))
         if len(rows) == 1:
@@ -200,8 +239,8 @@ class SQLiteStore(SQLStore):
         self._count_inserted(conn, Counter({(template[ROW_QUEUE], template[ROW_STATE]): count}))
         conn.execute(
             f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ? FROM json_each(?) ORDER BY key",
-            (*template[0:2], *template[3:16], first_index, first_index, *template[17:19], array),
+            "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ?, ? FROM json_each(?) ORDER BY key",
+            (*template[0:2], *template[3:16], first_index, first_index, *template[17:20], array),
         )
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         return range(last - count + 1, last + 1)

@@ -106,7 +106,7 @@ class Transitions:
                 first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
                 rest = args_json.strip()[1:-1].strip()
                 args_json = f"[{first},{rest}]" if rest else f"[{first}]"
-            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6]))
+            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10]))
         return claimed
 
     def _pick_within_caps(

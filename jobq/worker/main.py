@@ -14,10 +14,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..core import tracing
 from ..core.allow import resolve_allowed
 from ..core.errors import StoreError
 from ..core.fsmodes import open_or_create
@@ -301,8 +303,10 @@ def _flush_std() -> None:
 def run_job(
     task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
 ) -> tuple[str | None, JobError | None]:
-    """Call the target; returns (result JSON text, None) or (None, the error)."""
+    """Call the target; returns (result JSON text, None) or (None, the error). With
+    OpenTelemetry configured, the attempt runs in its consumer span (:mod:`jobq.core.tracing`)."""
     global _current
+    span = tracing.start_run(task.target, task.queue, task.job_id, task.attempt, task.trace)
     current = _current = CurrentJob(task.job_id, task.attempt, reports)
     try:
         fn = cache.get(task.target)
@@ -315,19 +319,51 @@ def run_job(
         if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
             value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
-        return None, JobError.from_exception(exc)
+        error = JobError.from_exception(exc)
+        if span is not None:
+            span.failed(exc)
+            span.end("failed", error.type)
+        return None, error
     finally:
         current.close()
         _current = None
+    text, error = _encode_result(value, config.max_payload_bytes)
+    if span is not None:
+        span.end("succeeded" if error is None else "failed", None if error is None else error.type)
+    return text, error
+
+
+def _encode_result(value: Any, max_payload_bytes: int) -> tuple[str | None, JobError | None]:
     try:
         text = dumps(value)
     except (TypeError, ValueError) as exc:
         return None, JobError(
             "ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
         )
-    if len(text) > config.max_payload_bytes:
-        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
+    if len(text) > max_payload_bytes:
+        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={max_payload_bytes}")
     return text, None
+
+
+def run_task(
+    task: Task,
+    config: WorkerConfig,
+    reports: Reports | None,
+    cache: dict[str, Any],
+    output_of: Callable[[], str] | None = None,
+) -> Result:
+    """Run one claimed attempt into the :class:`Result` a worker writes back (``output_of``
+    returns what it printed); what ``jobq.testing`` runs in the test's own process too."""
+    started_at = time.time()
+    started = time.monotonic()
+    try:
+        result_json, error = run_job(task, config, reports, cache)
+    finally:
+        output = output_of() if output_of is not None else ""
+    ended = time.monotonic()
+    return Result(
+        task.job_id, task.attempt, result_json, error, output, started_at, started_at + (ended - started), ended - started
+    )
 
 
 class _Reporter:
@@ -349,7 +385,9 @@ class _Reporter:
                 self.unusable = f"cannot open the database: {exc}"
 
     def idle(self) -> None:
-        """The worker has nothing to run: write its booked figures (dashboard) now."""
+        """The worker has nothing to run: write its booked figures (dashboard) and export its
+        spans (OpenTelemetry) now."""
+        tracing.flush()
         if self.store is not None:
             try:
                 self.store.flush_figures()
@@ -411,30 +449,14 @@ def worker_main(
                 results = []
                 reports.send(Unstarted([t.job_id for t in batch[index:]]))
                 break
-            started_at = time.time()
-            started = time.monotonic()
             slots[base + SLOT_ATTEMPT] = task.attempt
-            slots[base + SLOT_STARTED] = started
+            slots[base + SLOT_STARTED] = time.monotonic()
             slots[base + SLOT_OUTPUT_AT] = capture.start()
             slots[base + SLOT_JOB] = task.job_id
-            try:
-                result_json, error = run_job(task, config, reports, cache)
-            finally:
-                output = capture.stop()
+            result = run_task(task, config, reports, cache, capture.stop)
             slots[base + SLOT_JOB] = 0
             ended = time.monotonic()
-            results.append(
-                Result(
-                    task.job_id,
-                    task.attempt,
-                    result_json,
-                    error,
-                    output,
-                    started_at,
-                    started_at + (ended - started),
-                    ended - started,
-                )
-            )
+            results.append(result)
             jobs_done += 1
             if config.max_jobs is not None and jobs_done >= config.max_jobs:
                 retire_reason = f"ran {jobs_done} jobs (max_jobs_per_worker)"

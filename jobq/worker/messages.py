@@ -24,6 +24,8 @@ class Task(NamedTuple):
     target: str
     args_json: str
     kwargs_json: str
+    queue: str = ""
+    trace: str | None = None  # the submitter's W3C trace context (JSON), when it was traced
 
 
 class Result(NamedTuple):
