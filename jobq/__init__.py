@@ -96,6 +96,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "testing":  # jobq.testing.drain(q) without importing jobq.testing first
+        return importlib.import_module(".testing", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jobq' has no attribute {name!r}")

@@ -243,4 +243,5 @@ def _failure(job_id: int, state: State, error: JobError | None, index: int | Non
         index=index,
         error_class=error.exc_class,
         error_args=error.exc_args,
+        error_attrs=error.exc_attrs,
     )

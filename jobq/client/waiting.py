@@ -42,6 +42,7 @@ def failure(job_id: int, outcome: Outcome | None, index: int | None = None) -> E
         index=index,
         error_class=error.exc_class,
         error_args=error.exc_args,
+        error_attrs=error.exc_attrs,
     )
 
 

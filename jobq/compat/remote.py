@@ -2,8 +2,9 @@
 the job's own exception, as ``multiprocessing`` and ``concurrent.futures`` do, with the remote
 traceback as its ``__cause__``.
 
-A job's error is stored with its class (``module:qualname``) and its ``args`` when they are
-JSON. The caller rebuilds it when that class is a built-in or its module is already imported
+A job's error is stored with its class (``module:qualname``), the arguments pickle would
+rebuild it from (``__reduce__``: its ``args``, OSError's filename too) and its instance
+attributes, when they are JSON. The caller rebuilds it when that class is a built-in or its module is already imported
 in the caller (the target's module and what it imports are, once the caller submitted a
 function or checked a target: jobq imports nothing because the database says so), and calling
 the class with the stored ``args`` works. The rebuilt exception is an instance of a subclass of
@@ -38,7 +39,7 @@ class RemoteTraceback(Exception):
 
 _subclasses: dict[type[BaseException], type[BaseException] | None] = {}
 _lock = threading.Lock()
-_JOBFAILED_ATTRS = ("job_id", "error_type", "message", "traceback", "state", "index", "error_class", "error_args")
+_JOBFAILED_ATTRS = ("job_id", "error_type", "message", "traceback", "state", "index", "error_class", "error_args", "error_attrs")
 
 
 def _find_class(path: str) -> type[Exception] | None:
@@ -94,6 +95,8 @@ def as_raised(exc: BaseException) -> BaseException:
         return exc
     try:
         rebuilt = remote(*exc.error_args)
+        for name, value in (exc.error_attrs or {}).items():  # as pickle restores an instance's state
+            setattr(rebuilt, name, value)
     except Exception:  # noqa: BLE001 - a constructor that wants other arguments: stay JobFailed
         return exc
     for name in _JOBFAILED_ATTRS:

@@ -82,6 +82,7 @@ class JobFailed(JobqError):
         index: int | None = None,
         error_class: str | None = None,
         error_args: list[object] | None = None,
+        error_attrs: dict[str, object] | None = None,
     ) -> None:
         self.job_id = job_id
         self.error_type = error_type
@@ -92,5 +93,6 @@ class JobFailed(JobqError):
         #: ``module:qualname`` of the job's exception class and its JSON ``args``, when stored
         self.error_class = error_class
         self.error_args = error_args
+        self.error_attrs = error_attrs
         where = f"job {job_id}" if index is None else f"item {index} (job {job_id})"
         super().__init__(f"{where} {state}: {error_type}: {message}")

@@ -63,6 +63,7 @@ class JobError:
     #: which a caller rebuilds it (``jobq.Pool``, ``jobq.Executor``: as multiprocessing does)
     exc_class: str | None = None
     exc_args: list[Any] | None = None
+    exc_attrs: dict[str, Any] | None = None  # its instance attributes, when they are JSON
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
@@ -70,12 +71,7 @@ class JobError:
         text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
         item = getattr(exc, "jobq_item", None)  # set by jobq.chunks.run_chunk
         kind = type(exc)
-        args: list[Any] | None = list(exc.args)
-        try:
-            if len(dumps(args)) > MAX_ERROR_ARGS_BYTES:
-                args = None
-        except (TypeError, ValueError):
-            args = None
+        args, attrs = _rebuild_args(exc)
         return cls(
             kind.__name__,
             str(exc),
@@ -83,6 +79,7 @@ class JobError:
             item if isinstance(item, int) else None,
             f"{kind.__module__}:{kind.__qualname__}",
             args,
+            attrs,
         )
 
     @classmethod
@@ -90,7 +87,7 @@ class JobError:
         """The error of its stored JSON form (missing keys stay empty)."""
         data = data or {}
         item = data.get("item")
-        kind, args = data.get("class"), data.get("args")
+        kind, args, attrs = data.get("class"), data.get("args"), data.get("attrs")
         return cls(
             str(data.get("type") or "Error"),
             str(data.get("message") or ""),
@@ -98,6 +95,7 @@ class JobError:
             item if isinstance(item, int) else None,
             kind if isinstance(kind, str) else None,
             args if isinstance(args, list) else None,
+            attrs if isinstance(attrs, dict) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,10 +107,33 @@ class JobError:
             out["class"] = self.exc_class
         if self.exc_args is not None:
             out["args"] = self.exc_args
+        if self.exc_attrs:
+            out["attrs"] = self.exc_attrs
         return out
 
     def to_json(self) -> str:
         return dumps(self.to_dict())
+
+
+def _rebuild_args(exc: BaseException) -> tuple[list[Any] | None, dict[str, Any] | None]:
+    """The arguments pickle would rebuild ``exc`` from (``__reduce__``: OSError's filename is
+    one) and its instance attributes, each kept only when it is JSON and not too big."""
+    args: Any = exc.args
+    attrs: Any = None
+    try:
+        reduced = exc.__reduce__()
+        if isinstance(reduced, tuple) and len(reduced) >= 2 and reduced[0] is type(exc):
+            args = reduced[1]
+            attrs = reduced[2] if len(reduced) > 2 and isinstance(reduced[2], dict) and reduced[2] else None
+    except Exception:  # noqa: BLE001 - an exception's own __reduce__ failing: keep its args
+        pass
+    kept: list[Any] = []
+    for value in (list(args), attrs):
+        try:
+            kept.append(value if value is None or len(dumps(value)) <= MAX_ERROR_ARGS_BYTES else None)
+        except (TypeError, ValueError):
+            kept.append(None)
+    return kept[0], kept[1]
 
 
 CANCELLED_BY_REQUEST = JobError("Cancelled", "cancelled by request")

@@ -319,11 +319,11 @@ def run_job(
         if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
             value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
-        error = JobError.from_exception(exc)
+        raised = JobError.from_exception(exc)
         if span is not None:
             span.failed(exc)
-            span.end("failed", error.type)
-        return None, error
+            span.end("failed", raised.type)
+        return None, raised
     finally:
         current.close()
         _current = None
