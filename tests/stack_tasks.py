@@ -90,3 +90,11 @@ def progress_then_value(x):
     assert job is not None
     job.set_progress(0.5, "half")
     return {"job": job.id, "attempt": job.attempt, "x": x}
+
+
+def with_step(x):
+    """A job with a traced step (the hook durable steps use): a child span of its run."""
+    from jobq.core.tracing import step_span
+
+    with step_span("double", position=1):
+        return x * 2
