@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry SDK is a test dependency: pip install -e '.[test]'")
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import json, os
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -59,7 +59,7 @@ if os.environ.get("JOBQ_TEST_SPANS"):
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(FileExporter(os.environ["JOBQ_TEST_SPANS"]), schedule_delay_millis=200))
     trace.set_tracer_provider(provider)
-'''
+"""
 
 SUBMITTER = """
 import json, sys
@@ -102,7 +102,9 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
     )
     assert submitted.returncode == 0, submitted.stderr
     ids = json.loads(submitted.stdout)
-    supervisor = processes.supervisor(db, "--burst", "-c", "2", env={"PYTHONPATH": env["PYTHONPATH"], "JOBQ_TEST_SPANS": str(spans_file)})
+    supervisor = processes.supervisor(
+        db, "--burst", "-c", "2", env={"PYTHONPATH": env["PYTHONPATH"], "JOBQ_TEST_SPANS": str(spans_file)}
+    )
     assert supervisor.wait(timeout=60) == 0, supervisor.log_path.read_text()  # type: ignore[attr-defined]
 
     spans = read_spans(spans_file)
@@ -117,7 +119,9 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
     assert all(p["parent_id"] == ids["request_id"] for p in producers)
     assert len(producers) == 5  # submit x3, map, Process.start
     assert sorted(runs) == sorted([ids["ok"], ids["bad"], ids["step"], *ids["group"], ids["process"]])
-    producer_of = {int(p["attributes"]["messaging.message.id"]): p for p in producers if "messaging.message.id" in p["attributes"]}
+    producer_of = {
+        int(p["attributes"]["messaging.message.id"]): p for p in producers if "messaging.message.id" in p["attributes"]
+    }
 
     ok = runs[ids["ok"]]
     assert ok["name"] == "jobq run tests.stack_tasks:square"

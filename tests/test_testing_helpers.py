@@ -105,33 +105,24 @@ def test_run_inline_runs_each_submit_at_once(jobq_queue: jobq.Queue) -> None:
     assert after.state == "queued"  # outside the block, submits only store
 
 
-# -- the README's example: a web handler that submits, tested with run_inline and drain -------
-def make_app(q: jobq.Queue):  # noqa: ANN201 - a FastAPI app
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.post("/orders/{order_id}")
-    def place_order(order_id: int) -> dict[str, int]:
-        job = q.submit(stack_tasks.square, (order_id,))
-        return {"job": job.id}
-
-    return app
-
-
-def test_readme_web_handler_with_drain(jobq_queue: jobq.Queue) -> None:
+# -- the README's example: a web handler that submits, tested with drain and run_inline --------
+def test_placing_an_order_sends_its_confirmation(jobq_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app(jobq_queue)) as client:
-        response = client.post("/orders/12")
-    assert response.status_code == 200
-    [ran] = jobq.testing.drain(jobq_queue)
-    assert ran.job_id == response.json()["job"] and ran.result == 144
+    from tests import stack_app as app_module
+
+    monkeypatch.setattr(app_module, "q", jobq_queue)
+    job_id = TestClient(app_module.app).post("/orders/12").json()["job"]
+    [ran] = jobq.testing.drain(jobq_queue)  # runs it here, now
+    assert ran.job_id == job_id and ran.ok and ran.result == "sent"
 
 
-def test_readme_web_handler_with_run_inline(jobq_queue: jobq.Queue) -> None:
+def test_the_handler_with_jobs_run_inline(jobq_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app(jobq_queue)) as client, jobq.testing.run_inline(jobq_queue):
-        job_id = client.post("/orders/3").json()["job"]
-    assert jobq_queue.get(job_id).join(timeout=0.1) == 9
+    from tests import stack_app as app_module
+
+    monkeypatch.setattr(app_module, "q", jobq_queue)
+    with jobq.testing.run_inline(jobq_queue):
+        job_id = TestClient(app_module.app).post("/orders/3").json()["job"]
+    assert jobq_queue.get(job_id).join(timeout=0) == "sent"

@@ -76,7 +76,7 @@ def _remote_class(cls: type[Exception]) -> type[BaseException] | None:
             }
             try:
                 made = type(cls.__name__, (cls, JobFailed), namespace)
-            except TypeError:  # a class whose layout cannot be mixed (rare C extensions)
+            except Exception:  # noqa: BLE001 - a layout that cannot be mixed, a refusing metaclass
                 made = None
         _subclasses[cls] = made
         return made
@@ -96,7 +96,8 @@ def as_raised(exc: BaseException) -> BaseException:
     try:
         rebuilt = remote(*exc.error_args)
         for name, value in (exc.error_attrs or {}).items():  # as pickle restores an instance's state
-            setattr(rebuilt, name, value)
+            if not name.startswith("__") or name == "__notes__":
+                setattr(rebuilt, name, value)
     except Exception:  # noqa: BLE001 - a constructor that wants other arguments: stay JobFailed
         return exc
     for name in _JOBFAILED_ATTRS:

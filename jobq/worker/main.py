@@ -306,7 +306,8 @@ def run_job(
     """Call the target; returns (result JSON text, None) or (None, the error). With
     OpenTelemetry configured, the attempt runs in its consumer span (:mod:`jobq.core.tracing`)."""
     global _current
-    span = tracing.start_run(task.target, task.queue, task.job_id, task.attempt, task.trace)
+    # Without OpenTelemetry imported, one dictionary lookup is all tracing costs here.
+    span = tracing.start_run(task.target, task.queue, task.job_id, task.attempt, task.trace) if _OTEL in _MODULES else None
     current = _current = CurrentJob(task.job_id, task.attempt, reports)
     try:
         fn = cache.get(task.target)
@@ -327,22 +328,26 @@ def run_job(
     finally:
         current.close()
         _current = None
-    text, error = _encode_result(value, config.max_payload_bytes)
+    error = None
+    text: str | None = None
+    try:
+        encoded = dumps(value)
+    except (TypeError, ValueError) as exc:
+        error = JobError("ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}")
+    else:
+        if len(encoded) > config.max_payload_bytes:
+            error = JobError(
+                "ResultTooLarge", f"result is {len(encoded)} bytes, over max_payload_bytes={config.max_payload_bytes}"
+            )
+        else:
+            text = encoded
     if span is not None:
         span.end("succeeded" if error is None else "failed", None if error is None else error.type)
     return text, error
 
 
-def _encode_result(value: Any, max_payload_bytes: int) -> tuple[str | None, JobError | None]:
-    try:
-        text = dumps(value)
-    except (TypeError, ValueError) as exc:
-        return None, JobError(
-            "ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
-        )
-    if len(text) > max_payload_bytes:
-        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={max_payload_bytes}")
-    return text, None
+_MODULES = sys.modules
+_OTEL = "opentelemetry.trace"
 
 
 def run_task(
