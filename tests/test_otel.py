@@ -73,12 +73,13 @@ with trace.get_tracer("app").start_as_current_span("POST /orders") as request:
     bad = q.submit(stack_tasks.raise_value, ("card declined",))
     step = q.submit(stack_tasks.with_step, (5,))
     group = q.map(stack_tasks.square, [1, 2])
+    chunked = q.map(stack_tasks.square, range(4), chunksize=2)
     process = jobq.Process(target=stack_tasks.square, args=(3,), db=sys.argv[1], supervise=False)
     process.start()
 print(json.dumps({
     "trace_id": format(request.get_span_context().trace_id, "032x"),
     "request_id": format(request.get_span_context().span_id, "016x"),
-    "ok": ok.id, "bad": bad.id, "step": step.id, "group": group.job_ids, "process": process.job.id,
+    "ok": ok.id, "bad": bad.id, "step": step.id, "group": group.job_ids, "process": process.job.id, "chunked": chunked.job_ids,
 }))
 """
 
@@ -117,8 +118,10 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
         "jobq submit tests.stack_tasks:with_step",
     }
     assert all(p["parent_id"] == ids["request_id"] for p in producers)
-    assert len(producers) == 5  # submit x3, map, Process.start
-    assert sorted(runs) == sorted([ids["ok"], ids["bad"], ids["step"], *ids["group"], ids["process"]])
+    assert len(producers) == 6  # submit x3, two maps, Process.start
+    assert sorted(runs) == sorted([ids["ok"], ids["bad"], ids["step"], *ids["group"], ids["process"], *ids["chunked"]])
+    # a chunk of a chunked map is named after the map's function, not jobq's chunk runner
+    assert {runs[i]["name"] for i in ids["chunked"]} == {"jobq run tests.stack_tasks:square"}
     producer_of = {
         int(p["attributes"]["messaging.message.id"]): p for p in producers if "messaging.message.id" in p["attributes"]
     }

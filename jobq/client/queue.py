@@ -297,7 +297,9 @@ class Queue:
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValidationError("kwargs", "expected an object")
         try:
-            group = self._map(CHUNK_TARGET, chunk_args(target, iterable, chunksize, kwargs, spread), options, as_group=True)
+            group = self._map(
+                CHUNK_TARGET, chunk_args(target, iterable, chunksize, kwargs, spread), options, as_group=True, traced_as=target
+            )
         except ValidationError as exc:
             raise chunk_error(exc, chunksize) from None
         group.layout = chunk_layout(self.store, group.job_ids[:1] + group.job_ids[-1:]) if group.job_ids else None
@@ -326,7 +328,12 @@ class Queue:
         return await amap(self, target, iterable, **options)
 
     def _map(
-        self, target: str | Callable[..., Any], args_iter: Iterable[list[Any]], options: dict[str, Any], as_group: bool
+        self,
+        target: str | Callable[..., Any],
+        args_iter: Iterable[list[Any]],
+        options: dict[str, Any],
+        as_group: bool,
+        traced_as: str | None = None,
     ) -> Group:
         options = dict(options)
         kwargs = options.pop("kwargs", None)
@@ -336,7 +343,7 @@ class Queue:
                 raise ValidationError(name, "not supported by map/submit_many; use submit")
         now = time.time()
         first = self._validate(self._spec_data(target, [], kwargs, options, now))
-        with tracing.submit_span(first.target, first.queue) as span:
+        with tracing.submit_span(traced_as or first.target, first.queue) as span:
             first.trace = span.carrier if span is not None else None
             ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes, conn=conn)
             if span is not None:

@@ -26,6 +26,7 @@ from ..core.fsmodes import open_or_create
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
 from .aioloop import run_coroutine
+from .chunks import CHUNK_TARGET
 from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
@@ -307,7 +308,9 @@ def run_job(
     OpenTelemetry configured, the attempt runs in its consumer span (:mod:`jobq.core.tracing`)."""
     global _current
     # Without OpenTelemetry imported, one dictionary lookup is all tracing costs here.
-    span = tracing.start_run(task.target, task.queue, task.job_id, task.attempt, task.trace) if _OTEL in _MODULES else None
+    span = (
+        tracing.start_run(_traced_target(task), task.queue, task.job_id, task.attempt, task.trace) if _OTEL in _MODULES else None
+    )
     current = _current = CurrentJob(task.job_id, task.attempt, reports)
     try:
         fn = cache.get(task.target)
@@ -348,6 +351,17 @@ def run_job(
 
 _MODULES = sys.modules
 _OTEL = "opentelemetry.trace"
+
+
+def _traced_target(task: Task) -> str:
+    """The function a span names: a chunk of a map is named after the map's target."""
+    if task.target != CHUNK_TARGET:
+        return task.target
+    try:
+        first, _ = json.JSONDecoder().raw_decode(task.args_json, 1)  # a chunk's arguments begin with its target
+    except ValueError:
+        return task.target
+    return first if isinstance(first, str) else task.target
 
 
 def run_task(
