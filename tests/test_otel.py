@@ -79,7 +79,7 @@ with trace.get_tracer("app").start_as_current_span("POST /orders") as request:
 print(json.dumps({
     "trace_id": format(request.get_span_context().trace_id, "032x"),
     "request_id": format(request.get_span_context().span_id, "016x"),
-    "ok": ok.id, "bad": bad.id, "step": step.id, "group": group.job_ids, "process": process.job.id, "chunked": chunked.job_ids,
+    "ok": ok.id, "bad": bad.id, "step": step.id, "group": group.job_ids, "group_id": group.id, "process": process.job.id, "chunked": chunked.job_ids,
 }))
 """
 
@@ -155,7 +155,7 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
     [step] = [s for s in spans if s["name"] == "jobq step double"]
     assert step["parent_id"] == runs[ids["step"]]["span_id"] and step["attributes"]["jobq.step.position"] == 1
 
-    [group_producer] = [p for p in producers if "jobq.group.id" in p["attributes"]]
+    [group_producer] = [p for p in producers if p["attributes"].get("jobq.group.id") == ids["group_id"]]
     assert all(runs[i]["parent_id"] == group_producer["span_id"] for i in ids["group"])
 
 
