@@ -126,3 +126,17 @@ def test_the_handler_with_jobs_run_inline(jobq_queue: jobq.Queue, monkeypatch: p
     with jobq.testing.run_inline(jobq_queue):
         job_id = TestClient(app_module.app).post("/orders/3").json()["job"]
     assert jobq_queue.get(job_id).join(timeout=0) == "sent"
+
+
+def test_drain_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    q = jobq.Queue(pg_url)
+    flaky = q.submit(stack_tasks.flaky, (str(tmp_path / "calls"), 1), retries=1, retry_backoff=0)
+    then = q.submit("builtins:sum", depends_on=[flaky], pass_results=True)
+    ran = drain(q)
+    assert [(r.job_id, r.state) for r in ran] == [
+        (flaky.id, jobq.State.QUEUED),
+        (flaky.id, jobq.State.SUCCEEDED),
+        (then.id, jobq.State.SUCCEEDED),
+    ]
+    assert then.join(timeout=0.1) == 2
+    q.close()
