@@ -79,7 +79,8 @@ with trace.get_tracer("app").start_as_current_span("POST /orders") as request:
 print(json.dumps({
     "trace_id": format(request.get_span_context().trace_id, "032x"),
     "request_id": format(request.get_span_context().span_id, "016x"),
-    "ok": ok.id, "bad": bad.id, "step": step.id, "group": group.job_ids, "group_id": group.id, "process": process.job.id, "chunked": chunked.job_ids,
+    "ok": ok.id, "bad": bad.id, "step": step.id, "process": process.job.id,
+    "group": group.job_ids, "group_id": group.id, "chunked": chunked.job_ids,
 }))
 """
 

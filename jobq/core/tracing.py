@@ -37,10 +37,18 @@ def enabled() -> bool:
     return _api() is not None
 
 
-def _tracer(trace: Any) -> Any:
-    from .. import __version__
+_version: list[str | None] = []
 
-    return trace.get_tracer("jobq", __version__)
+
+def _tracer(trace: Any) -> Any:
+    if not _version:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _version.append(version("jobq"))
+        except PackageNotFoundError:
+            _version.append(None)
+    return trace.get_tracer("jobq", _version[0])
 
 
 class SubmitSpan:

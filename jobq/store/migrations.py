@@ -188,21 +188,29 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
-# Version 4 (issue 18): the W3C trace context (``traceparent``/``tracestate`` as a JSON
+# Version 4 (issue 15): a claimed job is held by a supervisor and not yet started by a worker;
+# the jobs a supervisor holds (claimed or running) are found by owner (leases, take-backs).
+_V4: list[str] = [
+    "CREATE INDEX jobs_held ON jobs(owner) WHERE state IN ('claimed','running')",
+    "DROP INDEX jobs_running",
+]
+# Version 5 (issue 18): the W3C trace context (``traceparent``/``tracestate`` as a JSON
 # object) of the span that submitted the job, when OpenTelemetry traced the submit.
-_V4_TRACE: list[str] = ["ALTER TABLE jobs ADD COLUMN trace TEXT"]
+_V5_TRACE: list[str] = ["ALTER TABLE jobs ADD COLUMN trace TEXT"]
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
     (3, _render(_V3, "sqlite")),
-    (4, _render(_V4_TRACE, "sqlite")),
+    (4, _render(_V4, "sqlite")),
+    (5, _render(_V5_TRACE, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
     (3, _render(_V3, "postgres")),
-    (4, _render(_V4_TRACE, "postgres")),
+    (4, _render(_V4, "postgres")),
+    (5, _render(_V5_TRACE, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

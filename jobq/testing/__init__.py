@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.models import JobError, State
+from ..store import JobStart
 from ..worker.main import WorkerConfig, run_task
 from ..worker.messages import Task
 
@@ -87,6 +88,8 @@ def drain(q: Queue, queue: str | None = None) -> list[Ran]:
                 return ran
             job = claimed[0]
             task = Task(job.id, job.attempts, job.target, job.args_json, job.kwargs_json, job.queue, job.trace)
+            # As a worker takes a claimed job: the store records its start (it reads running).
+            q.store.start(owner, [JobStart(job.id, job.attempts, os.getpid(), time.time())])
             result = run_task(task, config, None, cache)
             q.store.finish(owner, [result.outcome(os.getpid())], time.time())
             state = q.store.get_states([job.id]).get(job.id, State.FAILED.value)
