@@ -118,12 +118,19 @@ def _traced_target(task: Task) -> str:
 
 
 def run_task(
-    task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any], output_of: Callable[[], str] | None = None
+    task: Task,
+    config: WorkerConfig,
+    reports: Reports | None,
+    cache: dict[str, Any],
+    output_of: Callable[[], str] | None = None,
+    started: float | None = None,
 ) -> Result:
     """Run one taken attempt into the :class:`Result` a worker writes back (``output_of``
-    returns what it printed); what ``jobq.testing`` runs in the test's own process too."""
+    returns what it printed; ``started``: when it began, on the monotonic clock); what
+    ``jobq.testing`` runs in the test's own process too."""
     started_at = time.time()
-    started = time.monotonic()
+    if started is None:
+        started = time.monotonic()
     try:
         result_json, error = run_job(task, config, reports, cache)
     finally:
@@ -218,11 +225,11 @@ def worker_main(
                 reports.send(Unstarted([t.job_id for t in batch[index:]]))
                 break
             slots[base + SLOT_ATTEMPT] = task.attempt
-            slots[base + SLOT_STARTED] = time.monotonic()
+            slots[base + SLOT_STARTED] = started = time.monotonic()
             slots[base + SLOT_OUTPUT_AT] = capture.start()
             if not take(slots, base, lock, task.job_id):
                 continue  # withdrawn (cancelled before it started): the supervisor ends it
-            result = run_task(task, config, reports, cache, capture.stop)
+            result = run_task(task, config, reports, cache, capture.stop, started)
             slots[base + SLOT_JOB] = 0
             ended = time.monotonic()
             results.append(result)
