@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .. import monitor
 from ..errors import ValidationError
-from .deps import queue_of, writer
+from .deps import json_object, queue_of, writer
 
 router = APIRouter()
 
@@ -77,8 +77,7 @@ def logs(request: Request, job_id: str) -> PlainTextResponse:
 def submit(request: Request, definition: Any = Body(default=None)) -> JSONResponse:
     """Submit one job definition (validated as ``q.submit`` validates): 201 ``{"id": N}``, or
     200 with the unfinished job of the same ``key``."""
-    if not isinstance(definition, dict):
-        raise ValidationError("body", "expected a JSON object (a job definition)")
+    definition = json_object(definition, "a job definition")
     unknown = sorted(set(definition) - set(SUBMIT_FIELDS))
     if unknown:
         raise ValidationError(unknown[0], f"unexpected field; one of {', '.join(SUBMIT_FIELDS)}")
@@ -122,8 +121,7 @@ def retry(request: Request, job_id: str) -> dict[str, Any]:
 def bulk(request: Request, body: Any = Body(default=None)) -> dict[str, Any]:
     """Retry, cancel or delete the listed ``ids``, or every job matching ``filter``:
     ``{"action": "retry"|"cancel"|"delete", "ids": [...]}`` or ``{"action": ..., "filter": {...}}``."""
-    if not isinstance(body, dict):
-        raise ValidationError("body", "expected a JSON object")
+    body = json_object(body, "action and ids or filter")
     action = body.get("action")
     if action not in ("retry", "cancel", "delete"):
         raise ValidationError("action", "one of retry, cancel, delete")
