@@ -27,6 +27,8 @@ from ..models import (
     Outcome,
     OutcomeKind,
     State,
+    dumps,
+    iso,
     retry_delay_seconds,
 )
 from . import queries as Q
@@ -169,7 +171,8 @@ class Transitions:
                 conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at, o.worker
             )
         error = o.error or JobError("Error")
-        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
+        # the attempt's start beside its error: the job's timeline shows every attempt
+        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, dumps({**error.to_dict(), "started_at": iso(started_at)}), finished_at))
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_RUNNING, (run_at, error.to_json(), o.worker, *fence))
