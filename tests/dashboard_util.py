@@ -8,10 +8,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, _env, wait_for
+
+TOKEN = "browser-token"
+CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
+LIVE = 15_000  # ms: several 2-second refreshes
+XSS = "<script>alert(1)</script>"
 
 
 def require_dashboard_libs() -> None:
@@ -64,3 +70,7 @@ class DashboardServer:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def count_cell(p: Any, queue: str, state: str) -> Any:
+    return p.locator(f'tr[data-queue="{queue}"] td[data-count="{state}"]')
