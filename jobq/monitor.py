@@ -49,7 +49,11 @@ class Filters:
 
 
 def filters(
-    state: str | None = None, queue: str | None = None, target: str | None = None, name: str | None = None, contains: str | None = None
+    state: str | None = None,
+    queue: str | None = None,
+    target: str | None = None,
+    name: str | None = None,
+    contains: str | None = None,
 ) -> Filters:
     """Validated :class:`Filters` (empty text means "any"); raises :class:`ValidationError`."""
     given = (state, queue, target, name, contains)

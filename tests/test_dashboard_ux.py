@@ -12,7 +12,7 @@ from typing import Any
 import jobq
 from tests.conftest import wait_for
 
-AGO = re.compile(r"^(just now|\d+(\.\d)? (ms|s)|\d+ (min|h|d) \d+ (s|min|h)) ago$|^just now$")
+AGO = re.compile(r"^just now$|^(\d+(\.\d)? (ms|s)|\d+ (min|h|d)( \d+ (s|min|h))?) ago$")
 EXACT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$")
 
 

@@ -131,9 +131,7 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 
 
 @click.group(cls=JobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--db", envvar="JOBQ_DB", is_eager=True, help="Database file (env JOBQ_DB, else the config file, else ./jobq.db)."
-)
+@click.option("--db", envvar="JOBQ_DB", is_eager=True, help="Database file (env JOBQ_DB, else the config file, else ./jobq.db).")
 @click.option(
     "--config",
     "config",
@@ -143,7 +141,7 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     help="TOML configuration file (env JOBQ_CONFIG, else ./jobq.toml when present).",
 )
 # not package metadata: reading it costs start-up time
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show the version and backend.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show version and backend.")
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     """jobq: a durable job queue on one SQLite file."""

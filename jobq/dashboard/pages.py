@@ -37,7 +37,8 @@ def render(request: Request, template: str, title: str, **context: Any) -> Respo
     guard = guard_of(request)
     sid = guard.session_id(request)
     new_session = None
-    if sid is None and not guard.login_needed() and not guard.read_only and _host_is_loopback(request) and guard.is_local(request):
+    local = _host_is_loopback(request) and guard.is_local(request)
+    if sid is None and not guard.login_needed() and not guard.read_only and local:
         new_session = guard.new_session()
         sid = new_session.split(".", 1)[0]
     fragment = request.query_params.get("fragment") == "1"
@@ -110,8 +111,14 @@ def overview_page(request: Request) -> Response:
         + [(name, "?" + urlencode({**picks, "queue": name}), name) for name in sorted(data["queues"])],
     }
     return render(
-        request, "overview.html", "Overview", data=data, charts=c, chart=views.chart(c["buckets"], c["bucket_seconds"]),
-        links=links, error=error,
+        request,
+        "overview.html",
+        "Overview",
+        data=data,
+        charts=c,
+        chart=views.chart(c["buckets"], c["bucket_seconds"]),
+        links=links,
+        error=error,
     )
 
 

@@ -46,10 +46,14 @@ def span(seconds: float | None) -> str:
     if s < 60:
         return f"{s:.0f} s"
     if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60)} s"
+        return _two(int(s // 60), "min", int(s % 60), "s")
     if s < 86400:
-        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-    return f"{int(s // 86400)} d {int(s % 86400 // 3600)} h"
+        return _two(int(s // 3600), "h", int(s % 3600 // 60), "min")
+    return _two(int(s // 86400), "d", int(s % 86400 // 3600), "h")
+
+
+def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big} {big_unit} {small} {small_unit}" if small else f"{big} {big_unit}"
 
 
 def ago(text: str | None, now: float) -> str:
@@ -92,10 +96,13 @@ def timeline(job: dict[str, Any], now: float) -> list[dict[str, Any]]:
     events: list[tuple[str, str | None, str]] = [("submitted", job.get("created_at"), "submitted")]
     created, due = ts(job.get("created_at")), ts(job.get("run_at"))
     if due is not None and created is not None and due - created >= 1:
-        events.append(("due", job.get("run_at"), "due"))
+        ends = [ts(e.get("finished_at")) for e in job.get("errors") or []]
+        retry = any(t is not None and t <= due for t in ends)  # the backoff after a failed attempt
+        events.append(("retry due" if retry else "due", job.get("run_at"), "due"))
     attempts: dict[int, dict[str, Any]] = {}
     for e in job.get("errors") or []:
-        attempts[int(e["attempt"])] = {"start": e.get("started_at"), "end": e.get("finished_at"), "what": e.get("type"), "kind": "failed"}
+        ended = {"start": e.get("started_at"), "end": e.get("finished_at"), "what": e.get("type"), "kind": "failed"}
+        attempts[int(e["attempt"])] = ended
     last, state = int(job.get("attempts") or 0), job.get("state")
     if last and job.get("started_at"):
         mine = attempts.setdefault(last, {"what": state, "kind": state})

@@ -176,7 +176,8 @@ class SQLDashboard:
         return {(q, s): (d, r) for q, s, d, r in self._read("SELECT queue, state, deleted, retried FROM job_totals")}
 
     def finished_by_minute(self, since_minute: int, bucket: int = 1, queue: str | None = None) -> list[tuple[int, str, int]]:
-        where, params = ("minute>=?", [since_minute])
+        where = "minute>=?"
+        params: list[Any] = [since_minute]
         if queue is not None:
             where += " AND queue=?"
             params.append(queue)

@@ -172,7 +172,8 @@ class Transitions:
             )
         error = o.error or JobError("Error")
         # the attempt's start beside its error: the job's timeline shows every attempt
-        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, dumps({**error.to_dict(), "started_at": iso(started_at)}), finished_at))
+        stored = dumps({**error.to_dict(), "started_at": iso(started_at)})
+        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, stored, finished_at))
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_RUNNING, (run_at, error.to_json(), o.worker, *fence))
