@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import jobq
-from jobq.local import STALE_LOCK_SECONDS
+from jobq.core.local import STALE_LOCK_SECONDS
 from tests.conftest import Processes, wait_for
 
 

@@ -50,7 +50,7 @@ def dashboard(
     Beyond loopback every route needs the token (a bearer token, or a session from /login),
     /metrics too unless --metrics-public; and a writable dashboard needs an allow-list."""
     require_dashboard()
-    from ..allow import parse_allowed
+    from ..core.allow import parse_allowed
     from ..dashboard.serve import bind, check_bind, read_token_file, serve, url_of
 
     if token is not None and token_file is not None:
@@ -64,7 +64,7 @@ def dashboard(
             token = read_token_file(token_file)
         elif token is None:
             token = os.environ.get("JOBQ_DASHBOARD_TOKEN") or None
-        from ..config import load_settings
+        from ..core.config import load_settings
 
         settings = load_settings(c.config, overrides={"db": c.db})
         if allowed is not None:

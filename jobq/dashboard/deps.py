@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import Request
 
-from ..api import Queue
-from ..errors import ValidationError
+from ..client.queue import Queue
+from ..core.errors import ValidationError
 from .security import Guard
 
 

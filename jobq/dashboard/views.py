@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import jobq
-
 #: jobq's own source files (a frame in one of them is jobq running the job, not the job)
-JOBQ_DIR = os.path.dirname(os.path.abspath(jobq.__file__)) + os.sep
+JOBQ_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _NOT_OURS = {os.path.join(JOBQ_DIR, "examples.py")}  # examples are user code that ships with jobq
 _FRAME = re.compile(r'^  File "(?P<path>[^"]+)", line \d+, in ')
 RUNNABLE = ("queued", "scheduled", "waiting", "running")
