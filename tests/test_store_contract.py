@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jobq.core.errors import ValidationError
-from jobq.core.models import JobError, JobSpec, Outcome, validate_spec
+from jobq.core.models import JobError, JobSpec, Outcome, iso, validate_spec
 from jobq.runtime.schedules import next_run_after
 from jobq.store import open_store
 from jobq.store.base import ProgressUpdate, Schedule, Store, SupervisorInfo
@@ -308,7 +308,9 @@ def test_failed_with_retries_left_requeues_later_and_records_the_error(store: St
     assert (rec.state, rec.attempts, rec.owner, rec.finished_at) == ("queued", 1, None, None)
     assert T + 1 + 5 <= rec.run_at <= T + 1 + 10  # backoff 10 s with jitter in [5, 10]
     assert rec.error["type"] == "ValueError"
-    assert rec.errors == [{"attempt": 1, **BOOM_DICT}]
+    (err,) = rec.errors
+    assert err == {"attempt": 1, **BOOM_DICT, "started_at": err["started_at"], "finished_at": iso(T + 1)}
+    assert err["started_at"] is not None and err["started_at"] <= err["finished_at"]  # the attempt's span, for the timeline
     assert store.claim("s", None, 1, T + 2, T + 32) == []
     (again,) = store.claim("s", None, 1, rec.run_at, rec.run_at + 30)
     assert again.attempts == 2
