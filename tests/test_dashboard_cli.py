@@ -119,3 +119,14 @@ def _token_file(tmp: Path) -> Path:
     path.write_text(TOKEN + "\n")
     path.chmod(0o600)
     return path
+
+
+def test_worker_start_refuses_a_writable_dashboard_beyond_loopback_without_an_allow_list(tmp_path: Path) -> None:
+    db = str(tmp_path / "jobs.db")
+    env = {"JOBQ_DASHBOARD_TOKEN": TOKEN}
+    proc = run_cli(db, "worker", "start", "--burst", "--dashboard", "0.0.0.0:0", env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "without an allow-list" in line and "--allow PREFIX" in line
+    proc = run_cli(db, "worker", "start", "--burst", "--allow", "tests.tasks", "--dashboard", "127.0.0.1:0", env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -40,7 +40,7 @@ def check_bind(host: str, token: str | None, read_only: bool = False, allowed: l
         raise ValidationError(
             "host",
             f"refusing to serve on {host} writable without an allow-list (its POST /api/v1/jobs would run any function): "
-            "give --allow PREFIX (or allowed_targets), or --read-only",
+            "give --allow PREFIX (or allowed_targets), or serve it --read-only (jobq dashboard)",
         )
 
 
