@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,23 @@ class Veth:
         first = (n % 32) * 8
         self.root_addr, self.ns_addr, self.other_addr = (f"{net}{first + k}" for k in (1, 2, 3))
 
+    @staticmethod
+    def clean_leftovers() -> None:
+        """Remove the namespaces and links of runs whose test process is gone (a SIGKILLed run)."""
+        for line in hosts_net.sh("ip", "netns", "list").stdout.splitlines():
+            name = line.split()[0] if line.strip() else ""
+            m = re.fullmatch(r"jobq-dash-(\d+)", name)
+            if m and not any(int(pid) % 60000 == int(m.group(1)) for pid in os.listdir("/proc") if pid.isdigit()):
+                Veth.destroy_names(name, f"jqd{m.group(1)}r")
+
+    @staticmethod
+    def destroy_names(netns: str, veth_root: str) -> None:
+        for pid in hosts_net.sh("ip", "netns", "pids", netns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+        hosts_net.sh("ip", "netns", "del", netns, check=False)
+        hosts_net.sh("ip", "link", "del", veth_root, check=False)
+
     def create(self) -> None:
         sh = hosts_net.sh
         sh("ip", "netns", "add", self.netns)
@@ -50,11 +68,7 @@ class Veth:
         sh("ip", "-n", self.netns, "link", "set", self.veth_ns, "up")
 
     def destroy(self) -> None:
-        for pid in hosts_net.sh("ip", "netns", "pids", self.netns, check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 9)
-        hosts_net.sh("ip", "netns", "del", self.netns, check=False)
-        hosts_net.sh("ip", "link", "del", self.veth_root, check=False)
+        self.destroy_names(self.netns, self.veth_root)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +79,7 @@ def veth() -> Iterator[Veth]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but a network namespace cannot be made: {reason}")
         pytest.skip(f"a network namespace cannot be made here: {reason}")
+    Veth.clean_leftovers()
     v = Veth()
     try:
         v.create()
