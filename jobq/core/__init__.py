@@ -2,7 +2,8 @@
 
 Job states and records (``models``), submit-time validation (``spec``), settings (``config``),
 targets and the allow-list (``allow``), typed errors (``errors``), file modes (``fsmodes``) and
-a supervisor's presence on this host (``local``: lock files, host identity, the wake-up poke).
+a supervisor's presence on this host (``local``: lock files, host identity, the wake-up poke),
+OpenTelemetry spans when the application configured a tracer provider (``tracing``).
 """
 
 __version__ = "0.1.0"

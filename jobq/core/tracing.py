@@ -37,18 +37,10 @@ def enabled() -> bool:
     return _api() is not None
 
 
-_version: list[str | None] = []
-
-
 def _tracer(trace: Any) -> Any:
-    if not _version:
-        from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
 
-        try:
-            _version.append(version("jobq"))
-        except PackageNotFoundError:
-            _version.append(None)
-    return trace.get_tracer("jobq", _version[0])
+    return trace.get_tracer("jobq", __version__)
 
 
 class SubmitSpan:
