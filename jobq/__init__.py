@@ -41,6 +41,14 @@ _EXPORTS = {
     "ValidationError": "core.errors",
     "current_job": "worker.main",
     "load_settings": "core.config",
+    "step": "worker.steps",
+    "sleep": "worker.steps",
+    "wait_for": "worker.steps",
+    "asleep": "worker.steps",
+    "await_event": "worker.steps",
+    "StepMismatch": "core.errors",
+    "StepNotSerializable": "core.errors",
+    "EventTimeout": "core.errors",
 }
 
 __all__ = [
@@ -69,6 +77,14 @@ __all__ = [
     "ValidationError",
     "current_job",
     "load_settings",
+    "step",
+    "sleep",
+    "wait_for",
+    "asleep",
+    "await_event",
+    "StepMismatch",
+    "StepNotSerializable",
+    "EventTimeout",
 ]
 
 if TYPE_CHECKING:
@@ -79,11 +95,14 @@ if TYPE_CHECKING:
     from .core.config import Settings, load_settings
     from .core.errors import (
         ConfigError,
+        EventTimeout,
         GroupIncomplete,
         GroupNotFound,
         JobFailed,
         JobNotFound,
         JobqError,
+        StepMismatch,
+        StepNotSerializable,
         StoreBusy,
         StoreError,
         TargetNotAllowed,
@@ -93,6 +112,7 @@ if TYPE_CHECKING:
     from .runtime.supervisor import Supervisor
     from .worker.chunks import run_chunk
     from .worker.main import current_job
+    from .worker.steps import asleep, await_event, sleep, step, wait_for
 
 
 def __getattr__(name: str) -> Any:

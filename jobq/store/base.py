@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.models import ClaimedJob, JobError, JobRecord, Outcome, State
+from .steps_base import StepsContract
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec  # pydantic: not imported to read jobs
@@ -132,7 +133,7 @@ class Schedule:
         }
 
 
-class Store(ABC):
+class Store(StepsContract, ABC):
     """What jobq needs from a backend. One instance per process; safe to use after fork
     (a child opens its own connection and never touches its parent's)."""
 

@@ -30,6 +30,7 @@ from ..core.models import (
     retry_delay_seconds,
 )
 from . import queries as Q
+from . import queries_steps as S
 
 T = TypeVar("T")
 
@@ -62,6 +63,9 @@ class Transitions:
         if left:
             rows = [(queue, str(state), n) for (queue, state), n in sorted(left.items())]
             conn.executemany(Q.ADD_TOTALS.format(column=column), rows)
+
+    def _lock_key(self, conn: Any, key: str) -> None:
+        """Make writers of the same key take turns (no-op where writes already do)."""
 
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
@@ -155,6 +159,8 @@ class Transitions:
         fence = (o.job_id, owner, o.attempts)
         if o.kind == OutcomeKind.RELEASED:
             return self._release(conn, owner, o, now)
+        if o.kind == OutcomeKind.SUSPENDED:
+            return self._suspend(conn, owner, o, now)
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
@@ -194,6 +200,22 @@ class Transitions:
         if row is None:
             return False
         self._count_moves(conn, Counter({(row[0], State.RUNNING.value, State.QUEUED.value): 1}))
+        return True
+
+    def _suspend(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
+        """running -> scheduled until ``o.wake_at`` without counting the attempt (a durable
+        sleep or event wait, issue 16); due at once when its event is already there."""
+        wake_at = o.wake_at if o.wake_at is not None else now
+        if o.wait_key is not None:
+            self._lock_key(conn, f"event:{o.wait_key}")  # an event sent meanwhile is seen here or wakes us
+            if conn.execute(S.ANY_EVENT, (o.wait_key,)).fetchone() is not None:
+                wake_at = now
+        if o.output:
+            conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
+        row = conn.execute(S.SUSPEND, (wake_at, o.job_id, owner, o.attempts)).fetchone()
+        if row is None:
+            return False
+        self._count_moves(conn, Counter({(row[0], State.RUNNING.value, State.SCHEDULED.value): 1}))
         return True
 
     def _end_running(

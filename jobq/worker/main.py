@@ -23,8 +23,10 @@ from ..core.errors import StoreError
 from ..core.fsmodes import open_or_create
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
+from . import steps
 from .aioloop import run_coroutine
 from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten
+from .steps import Suspend
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
 # (0 when none), that job's attempt number, the monotonic time it started (CLOCK_MONOTONIC
@@ -300,10 +302,12 @@ def _flush_std() -> None:
 
 def run_job(
     task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
-) -> tuple[str | None, JobError | None]:
-    """Call the target; returns (result JSON text, None) or (None, the error)."""
+) -> tuple[str | None, JobError | None, Suspend | None]:
+    """Call the target; returns (result JSON text, None, None), (None, the error, None) or,
+    when it sleeps or waits durably, (None, None, the suspension)."""
     global _current
     current = _current = CurrentJob(task.job_id, task.attempt, reports)
+    steps.begin(task.job_id, task.attempt)
     try:
         fn = cache.get(task.target)
         if fn is None:
@@ -314,20 +318,26 @@ def run_job(
         value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
         if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
             value = run_coroutine(value)
+    except Suspend as suspend:
+        return None, None, suspend
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
-        return None, JobError.from_exception(exc)
+        return None, JobError.from_exception(exc), None
     finally:
+        steps.end()
         current.close()
         _current = None
     try:
         text = dumps(value)
     except (TypeError, ValueError) as exc:
-        return None, JobError(
-            "ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
+        return (
+            None,
+            JobError("ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"),
+            None,
         )
     if len(text) > config.max_payload_bytes:
-        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
-    return text, None
+        error = JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
+        return None, error, None
+    return text, None, None
 
 
 class _Reporter:
@@ -389,6 +399,7 @@ def worker_main(
     base = slot * SLOT_SIZE
     reports = Reports(reports_out)
     reporter = _Reporter(reports, config)
+    steps.bind(reporter.store, config.owner, config.max_payload_bytes, reporter.unusable)
     capture = OutputCapture(config.capture_path, config.max_output_bytes, config.file_mode)
     cache: dict[str, Any] = {}
     jobs_done = 0
@@ -418,7 +429,7 @@ def worker_main(
             slots[base + SLOT_OUTPUT_AT] = capture.start()
             slots[base + SLOT_JOB] = task.job_id
             try:
-                result_json, error = run_job(task, config, reports, cache)
+                result_json, error, suspend = run_job(task, config, reports, cache)
             finally:
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0
@@ -433,6 +444,7 @@ def worker_main(
                     started_at,
                     started_at + (ended - started),
                     ended - started,
+                    *((suspend.wake_at, suspend.wait_key) if suspend is not None else ()),
                 )
             )
             jobs_done += 1

@@ -1,0 +1,44 @@
+"""Statements of durable steps and events (issue 16), shared by SQLite and PostgreSQL
+(``?`` placeholders; PostgreSQL's connection rewrites them)."""
+
+from __future__ import annotations
+
+STEP_COLUMNS = "job_id, seq, name, call_no, kind, state, attempt, value, started_at, finished_at, wait_key, wake_at"
+LOAD_STEPS = f"SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id=? ORDER BY seq"
+# The fence of a worker's writes for its job: the attempt is still its own.
+STEP_FENCE = "SELECT 1 FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=?{lock}"
+UPSERT_STEP = (
+    f"INSERT INTO job_steps({STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(job_id, seq) DO UPDATE SET name=excluded.name, call_no=excluded.call_no, kind=excluded.kind, "
+    "state=excluded.state, attempt=excluded.attempt, value=excluded.value, started_at=excluded.started_at, "
+    "finished_at=excluded.finished_at, wait_key=excluded.wait_key, wake_at=excluded.wake_at"
+)
+ADD_STEP_TOTALS = "UPDATE step_totals SET run=run+?, replayed=replayed+? WHERE id=1"
+STEP_TOTALS = "SELECT run, replayed FROM step_totals WHERE id=1"
+
+SEND_EVENT = "INSERT INTO events(key, payload, created_at) VALUES (?, ?, ?) RETURNING id"
+# Jobs that wait for the key (scheduled until their deadline) become due now.
+WAKE_WAITERS = (
+    "UPDATE jobs SET run_at=? WHERE state='scheduled' AND run_at>? "
+    "AND id IN (SELECT job_id FROM job_steps WHERE wait_key=? AND state='waiting')"
+)
+OLDEST_EVENT = "SELECT id, payload FROM events WHERE key=? AND consumed_by IS NULL ORDER BY id LIMIT 1{lock}"
+CONSUME_EVENT = "UPDATE events SET consumed_by=?, consumed_at=? WHERE id=? AND consumed_by IS NULL"
+ANY_EVENT = "SELECT 1 FROM events WHERE key=? AND consumed_by IS NULL LIMIT 1"
+LIST_EVENTS = "SELECT id, key, payload, created_at, consumed_by, consumed_at FROM events{where} ORDER BY id DESC LIMIT ?"
+PURGE_EVENTS = "DELETE FROM events WHERE created_at<?{consumed}"
+WAITING_FOR = "SELECT wait_key FROM job_steps WHERE job_id=? AND state='waiting' ORDER BY seq DESC LIMIT 1"
+
+# running -> scheduled: the attempt ended in a durable sleep or wait, not counted.
+SUSPEND = (
+    "UPDATE jobs SET state='scheduled', run_at=?, attempts=attempts-1, owner=NULL, worker=NULL, lease_expires_at=NULL "
+    "WHERE id=? AND state='running' AND owner=? AND attempts=? RETURNING queue"
+)
+# failed / cancelled / succeeded -> queued, keeping the steps recorded before ``seq``.
+FIRST_CALL = "SELECT min(seq) FROM job_steps WHERE job_id=? AND name=?"
+DROP_STEPS_FROM = "DELETE FROM job_steps WHERE job_id=? AND seq>=?"
+RETRY_ANY = (
+    "UPDATE jobs SET state='queued', run_at=?, max_attempts=attempts+retries+1, finished_at=NULL, result=NULL, "
+    "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled','succeeded')"
+)
+JOB_STATE = "SELECT state, queue FROM jobs WHERE id=?{lock}"
