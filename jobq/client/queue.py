@@ -19,6 +19,7 @@ from ..core.models import FINISHED_STATES, STATES, JobRecord, check_target, targ
 from ..store import QueueInfo, Schedule, Store, open_store
 from ..worker.chunks import CHUNK_TARGET, check_chunksize, chunk_args, chunk_error, chunk_layout
 from .handles import Group, Job, _job_id
+from .steps import StepsClient
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec
@@ -43,7 +44,7 @@ _SUBMIT_OPTIONS = frozenset(
 )
 
 
-class Queue:
+class Queue(StepsClient):
     """A handle on one jobq database: submit, inspect and manage jobs.
 
     ``Queue("jobs.db")`` creates the file and its schema when missing. Settings come from
@@ -376,8 +377,16 @@ class Queue:
                 raise JobNotFound(given)
         return self.store.cancel(ids, time.time())
 
-    def retry(self, *job_ids: Any, failed: bool = False, queue: str | None = None) -> builtins.list[int]:
-        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job."""
+    def retry(
+        self, *job_ids: Any, failed: bool = False, queue: str | None = None, from_step: str | None = None
+    ) -> builtins.list[int]:
+        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job.
+        Recorded steps replay; with ``from_step``, one job (failed, cancelled or succeeded)
+        runs again from its step of that name (see :meth:`retry_from_step`)."""
+        if from_step is not None:
+            if len(job_ids) != 1 or failed:
+                raise ValidationError("from_step", "retries exactly one job, given by its id")
+            return self.retry_from_step(job_ids[0], from_step)
         if failed:
             out = self.store.retry(None, time.time(), queue=queue)
         else:
