@@ -120,3 +120,20 @@ def fail_after_steps(path: str, fail_file: str) -> str:
         raise RuntimeError("failing on purpose")
     record_line(path, 3)
     return "done"
+
+
+def order(path: str) -> dict[str, Any]:
+    """Named steps for retry --from-step."""
+    charge = jobq.step.run("charge", _logged, path, "charge")
+    reserve = jobq.step.run("reserve", _logged, path, "reserve")
+    ship = jobq.step.run("ship", _logged, path, "ship")
+    return {"charge": charge, "reserve": reserve, "ship": ship}
+
+
+def _logged(path: str, what: str) -> str:
+    _append(path, what)
+    return what
+
+
+def chunk_item(path: str, n: int) -> int:
+    return int(jobq.step.run("item", _logged, path, f"item {n}").split()[1]) * 2
