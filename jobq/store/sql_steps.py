@@ -122,13 +122,13 @@ class SQLSteps:
     def retry_from_step(self, job_id: int, name: str | None, now: float) -> bool:
         def write(conn: Any) -> bool:
             row = conn.execute(S.JOB_STATE.format(lock=self.row_lock), (job_id,)).fetchone()
+            seq = conn.execute(S.FIRST_CALL, (job_id, name)).fetchone()[0] if name is not None else None
+            if name is not None and seq is None:
+                raise ValidationError("from_step", f"job {job_id} recorded no step named {name!r}")
             if row is None or row[0] not in (State.FAILED, State.CANCELLED, State.SUCCEEDED):
                 return False
             state, queue = row
-            if name is not None:
-                seq = conn.execute(S.FIRST_CALL, (job_id, name)).fetchone()[0]
-                if seq is None:
-                    raise ValidationError("from_step", f"job {job_id} recorded no step named {name!r}")
+            if seq is not None:
                 conn.execute(S.DROP_STEPS_FROM, (job_id, seq))
             if conn.execute(S.RETRY_ANY, (now, job_id)).rowcount != 1:
                 return False
