@@ -233,3 +233,39 @@ def test_steps_sleep_and_events_on_postgres(pg_url: str, tmp_path: Path) -> None
         assert sleeper.join(timeout=30) == [10, 20, 30]
     assert lines(out) == ["step 1", "step 2", "step 3"]
     assert lines(tmp_path / "w") == ["step 1", "step 2"]
+
+
+def test_bad_input_gets_a_typed_error_and_changes_nothing(queue: jobq.Queue) -> None:
+    job = queue.submit("tests.step_tasks:short", args=(1,))
+    before = (queue.events(), queue.steps(job.id), queue.record(job.id).state, queue.store.step_totals())
+    for call, field in [
+        (lambda: jobq.step(name=3), "name"),
+        (lambda: jobq.step.run(5, print), "name"),
+        (lambda: jobq.step(name="x" * 201), "name"),
+        (lambda: jobq.step(retries=-1), "retries"),
+        (lambda: jobq.wait_for("k" * 201), "key"),
+        (lambda: jobq.sleep(), "seconds"),
+        (lambda: queue.send_event("k" * 201, 1), "key"),
+        (lambda: queue.send_event("", 1), "key"),
+        (lambda: queue.send_event("k", {1, 2}), "payload"),
+        (lambda: queue.send_event("k", "x" * (queue.settings.max_payload_bytes + 1)), "payload"),
+        (lambda: queue.retry(job.id, from_step=7), "from_step"),
+        (lambda: queue.retry(job.id, job.id, from_step="a"), "from_step"),
+    ]:
+        with pytest.raises(jobq.ValidationError) as info:
+            call()
+        assert info.value.field == field
+    for call in (lambda: queue.steps(999_999), lambda: queue.waiting_for(999_999), lambda: queue.retry(999_999, from_step="a")):
+        with pytest.raises(jobq.JobNotFound):
+            call()
+    assert (queue.events(), queue.steps(job.id), queue.record(job.id).state, queue.store.step_totals()) == before
+
+
+def test_outside_a_job_steps_just_run() -> None:
+    from tests import step_tasks
+
+    assert step_tasks._identity(3) == 3
+    assert jobq.step.run("plain", step_tasks._identity, 4) == 4
+    jobq.sleep(0)
+    with pytest.raises(jobq.JobqError):
+        jobq.wait_for("k")
