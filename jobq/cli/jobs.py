@@ -239,15 +239,12 @@ def status(c: Context, job_id: str | None, as_json: bool) -> None:
     q = c.queue
     with api_errors():
         if job_id is not None:
-            record = q.record(job_id)
-            steps = q.steps(record.id)
-            waiting = q.waiting_for(record.id)
             if as_json:
-                data = {**record.to_dict(), "steps": [s.to_dict() for s in steps], "waiting_for": waiting}
-                click.echo(json.dumps(data, indent=2))
-            else:
-                _print_record(record)
-                _print_steps(steps, waiting)
+                click.echo(json.dumps(q.job_status(job_id), indent=2))
+                return
+            record = q.record(job_id)
+            _print_record(record)
+            _print_steps(q.steps(record.id), q.waiting_for(record.id))
             return
         data = q.status()
     if as_json:

@@ -81,6 +81,18 @@ class StepsClient:
             raise JobNotFound(job_id)
         return self.store.load_steps(jid)
 
+    def job_status(self, job_id: Any) -> dict[str, Any]:
+        """The job's public record with its ``steps`` and the key it is ``waiting_for``:
+        ``jobq status ID --json`` and ``GET /api/v1/jobs/{id}``."""
+        record = self.store.get(_job_id(job_id))
+        if record is None:
+            raise JobNotFound(job_id)
+        return {
+            **record.to_dict(),
+            "steps": [s.to_dict() for s in self.store.load_steps(record.id)],
+            "waiting_for": self.store.waiting_for(record.id) if record.state == "scheduled" else None,
+        }
+
     def waiting_for(self, job_id: Any) -> str | None:
         """The event key the job waits for (None when it waits for none)."""
         jid = _job_id(job_id)

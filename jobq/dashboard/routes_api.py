@@ -63,8 +63,8 @@ def jobs(
 
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str) -> dict[str, Any]:
-    """One job's record: ``jobq status ID --json``."""
-    return queue_of(request).record(job_id).to_dict()
+    """One job's record, with its steps: ``jobq status ID --json``."""
+    return queue_of(request).job_status(job_id)
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
