@@ -219,9 +219,9 @@ _V4: list[str] = [
             )""",
     "CREATE INDEX events_pending ON events(key, id) WHERE consumed_by IS NULL",
     "CREATE INDEX events_consumer ON events(consumed_by) WHERE consumed_by IS NOT NULL",
-    # Steps run and replayed, for /metrics (counters that never go down, whatever is purged).
-    "CREATE TABLE step_totals (id INTEGER PRIMARY KEY, run {BIGINT} NOT NULL, replayed {BIGINT} NOT NULL)",
-    "INSERT INTO step_totals(id, run, replayed) VALUES (1, 0, 0)",
+    # Steps run and replayed, for /metrics (counters that never go down, whatever is purged),
+    # in shards by job id: concurrent workers' step records do not queue on one row.
+    "CREATE TABLE step_totals (shard INTEGER PRIMARY KEY, run {BIGINT} NOT NULL, replayed {BIGINT} NOT NULL)",
 ]
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),

@@ -13,8 +13,12 @@ UPSERT_STEP = (
     "state=excluded.state, attempt=excluded.attempt, value=excluded.value, started_at=excluded.started_at, "
     "finished_at=excluded.finished_at, wait_key=excluded.wait_key, wake_at=excluded.wake_at"
 )
-ADD_STEP_TOTALS = "UPDATE step_totals SET run=run+?, replayed=replayed+? WHERE id=1"
-STEP_TOTALS = "SELECT run, replayed FROM step_totals WHERE id=1"
+TOTAL_SHARDS = 16
+ADD_STEP_TOTALS = (
+    "INSERT INTO step_totals(shard, run, replayed) VALUES (?, ?, ?) "
+    "ON CONFLICT(shard) DO UPDATE SET run=step_totals.run+excluded.run, replayed=step_totals.replayed+excluded.replayed"
+)
+STEP_TOTALS = "SELECT coalesce(sum(run), 0), coalesce(sum(replayed), 0) FROM step_totals"
 
 SEND_EVENT = "INSERT INTO events(key, payload, created_at) VALUES (?, ?, ?) RETURNING id"
 # Jobs that wait for the key (scheduled until their deadline) become due now.
@@ -42,3 +46,19 @@ RETRY_ANY = (
     "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled','succeeded')"
 )
 JOB_STATE = "SELECT state, queue FROM jobs WHERE id=?{lock}"
+
+# PostgreSQL: the fenced record and its count in one statement (one round trip, not three).
+_STEP_VALUES = ", ".join(
+    f"CAST(? AS {t})"
+    for t in ("INTEGER", "TEXT", "INTEGER", "TEXT", "TEXT", "INTEGER", "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "TEXT")
+)
+PG_RECORD_STEP = (
+    "WITH fence AS (SELECT id FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=? FOR SHARE), "
+    f"ins AS (INSERT INTO job_steps({STEP_COLUMNS}) SELECT id, {_STEP_VALUES}, CAST(? AS DOUBLE PRECISION) FROM fence "
+    "ON CONFLICT(job_id, seq) DO UPDATE SET name=excluded.name, call_no=excluded.call_no, kind=excluded.kind, "
+    "state=excluded.state, attempt=excluded.attempt, value=excluded.value, started_at=excluded.started_at, "
+    "finished_at=excluded.finished_at, wait_key=excluded.wait_key, wake_at=excluded.wake_at RETURNING job_id) "
+    "INSERT INTO step_totals(shard, run, replayed) SELECT CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT) FROM ins "
+    "ON CONFLICT(shard) DO UPDATE SET run=step_totals.run+excluded.run, replayed=step_totals.replayed+excluded.replayed "
+    "RETURNING 1"
+)

@@ -57,19 +57,27 @@ class SQLSteps:
     def _fenced(self, conn: Any, owner: str, step: StepRecord) -> bool:
         return conn.execute(S.STEP_FENCE.format(lock=self.share_lock), (step.job_id, owner, step.attempt)).fetchone() is not None
 
+    #: one statement that fences, records and counts (PostgreSQL), else three
+    one_statement_steps = False
+
     def record_step(self, owner: str, step: StepRecord, replayed: int = 0) -> bool:
+        totals = (step.job_id % S.TOTAL_SHARDS, 1 if step.kind == StepKind.STEP else 0, replayed)
+        if self.one_statement_steps:
+            params = (step.job_id, owner, step.attempt, *_params(step)[1:], *totals)
+            return bool(self._write(lambda conn: conn.execute(S.PG_RECORD_STEP, params).fetchone() is not None))
+
         def write(conn: Any) -> bool:
             if not self._fenced(conn, owner, step):
                 return False
             conn.execute(S.UPSERT_STEP, _params(step))
-            conn.execute(S.ADD_STEP_TOTALS, (1 if step.kind == StepKind.STEP else 0, replayed))
+            conn.execute(S.ADD_STEP_TOTALS, totals)
             return True
 
         return bool(self._write(write))
 
-    def count_replayed(self, replayed: int) -> None:
+    def count_replayed(self, job_id: int, replayed: int) -> None:
         if replayed > 0:
-            self._write(lambda conn: conn.execute(S.ADD_STEP_TOTALS, (0, replayed)))
+            self._write(lambda conn: conn.execute(S.ADD_STEP_TOTALS, (job_id % S.TOTAL_SHARDS, 0, replayed)))
 
     def take_event(
         self, owner: str, step: StepRecord, key: str, deadline: float | None, now: float

@@ -22,7 +22,7 @@ class StepsContract(ABC):
         steps are added to the replay count in the same transaction."""
 
     @abstractmethod
-    def count_replayed(self, replayed: int) -> None:
+    def count_replayed(self, job_id: int, replayed: int) -> None:
         """Add to the count of steps replayed (an attempt that replayed and wrote nothing)."""
 
     @abstractmethod

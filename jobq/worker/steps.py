@@ -127,7 +127,7 @@ class _Run:
         if self.replayed and _env.store is not None:
             replayed, self.replayed = self.replayed, 0
             with contextlib.suppress(JobqError):
-                _env.store.count_replayed(replayed)
+                _env.store.count_replayed(self.job_id, replayed)
 
 
 _run: _Run | None = None
@@ -353,7 +353,7 @@ def wait_for(key: str, timeout: float | None = None) -> Any:
     step = StepRecord(run.job_id, seq, WAIT_NAME, call, kind, waiting, run.attempt, None, started, None, key, deadline)
     replayed, run.replayed = run.replayed, 0
     if replayed:
-        run.store.count_replayed(replayed)
+        run.store.count_replayed(run.job_id, replayed)
     state, payload = run.store.take_event(_env.owner, step, key, deadline, now)
     if state is None:
         raise AttemptTakenBack(f"job {run.job_id}: attempt {run.attempt} was taken back while waiting for {key!r}")
