@@ -188,11 +188,17 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
-# Version 4 (durable steps, issue 16): a job's recorded steps, keyed by their position in
+# Version 4 (issue 15): a claimed job is held by a supervisor and not yet started by a worker;
+# the jobs a supervisor holds (claimed or running) are found by owner (leases, take-backs).
+_V4: list[str] = [
+    "CREATE INDEX jobs_held ON jobs(owner) WHERE state IN ('claimed','running')",
+    "DROP INDEX jobs_running",
+]
+# Version 5 (durable steps, issue 16): a job's recorded steps, keyed by their position in
 # the job's run (name and call count within the attempt beside it), and events, rows that
 # wait for a job to consume them. A wait's key is on its step while it waits, indexed, so
 # a sent event wakes its waiters with one statement.
-_V4: list[str] = [
+_V5: list[str] = [
     """CREATE TABLE job_steps (
                 job_id {BIGINT} NOT NULL,
                 seq INTEGER NOT NULL,
@@ -228,12 +234,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
     (3, _render(_V3, "sqlite")),
     (4, _render(_V4, "sqlite")),
+    (5, _render(_V5, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
     (3, _render(_V3, "postgres")),
     (4, _render(_V4, "postgres")),
+    (5, _render(_V5, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from .queries import HELD
+
 STEP_COLUMNS = "job_id, seq, name, call_no, kind, state, attempt, value, started_at, finished_at, wait_key, wake_at"
 LOAD_STEPS = f"SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id=? ORDER BY seq"
 # The fence of a worker's writes for its job: the attempt is still its own.
-STEP_FENCE = "SELECT 1 FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=?{lock}"
+# (A held job is claimed or running: its start is written a while after the worker took it.)
+STEP_FENCE = f"SELECT 1 FROM jobs WHERE id=? AND {HELD} AND owner=? AND attempts=?{{lock}}"
 UPSERT_STEP = (
     f"INSERT INTO job_steps({STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(job_id, seq) DO UPDATE SET name=excluded.name, call_no=excluded.call_no, kind=excluded.kind, "
@@ -33,10 +36,10 @@ LIST_EVENTS = "SELECT id, key, payload, created_at, consumed_by, consumed_at FRO
 PURGE_EVENTS = "DELETE FROM events WHERE created_at<?{consumed}"
 WAITING_FOR = "SELECT wait_key FROM job_steps WHERE job_id=? AND state='waiting' ORDER BY seq DESC LIMIT 1"
 
-# running -> scheduled: the attempt ended in a durable sleep or wait, not counted.
+# held -> scheduled: the attempt ended in a durable sleep or wait, not counted.
 SUSPEND = (
     "UPDATE jobs SET state='scheduled', run_at=?, attempts=attempts-1, owner=NULL, worker=NULL, lease_expires_at=NULL "
-    "WHERE id=? AND state='running' AND owner=? AND attempts=? RETURNING queue"
+    f"WHERE id=? AND {HELD} AND owner=? AND attempts=?"
 )
 # failed / cancelled / succeeded -> queued, keeping the steps recorded before ``seq``.
 FIRST_CALL = "SELECT min(seq) FROM job_steps WHERE job_id=? AND name=?"
@@ -53,7 +56,7 @@ _STEP_VALUES = ", ".join(
     for t in ("INTEGER", "TEXT", "INTEGER", "TEXT", "TEXT", "INTEGER", "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "TEXT")
 )
 PG_RECORD_STEP = (
-    "WITH fence AS (SELECT id FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=? FOR SHARE), "
+    f"WITH fence AS (SELECT id FROM jobs WHERE id=? AND {HELD} AND owner=? AND attempts=? FOR SHARE), "
     f"ins AS (INSERT INTO job_steps({STEP_COLUMNS}) SELECT id, {_STEP_VALUES}, CAST(? AS DOUBLE PRECISION) FROM fence "
     "ON CONFLICT(job_id, seq) DO UPDATE SET name=excluded.name, call_no=excluded.call_no, kind=excluded.kind, "
     "state=excluded.state, attempt=excluded.attempt, value=excluded.value, started_at=excluded.started_at, "
