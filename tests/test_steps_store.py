@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from jobq.core.errors import ValidationError
-from jobq.core.models import JobError, JobSpec, Outcome, OutcomeKind, validate_spec
+from jobq.core.models import JobError, Outcome, OutcomeKind
+from jobq.core.spec import JobSpec, validate_spec
 from jobq.core.steps import StepKind, StepRecord, StepState, WaitState
 from jobq.store import Store, open_store
 
@@ -95,7 +96,7 @@ def test_an_event_sent_while_the_waiter_suspends_is_not_lost(any_db: str) -> Non
     far = time.time() + 3600
     assert worker.take_event("sup-1", wait_step(job_id, attempt, 0, "k", far), "k", far, time.time())[0] == WaitState.WAITING
     sender.send_event("k", '"go"', time.time())  # the job is still running: no waiter to wake
-    assert sender.get(job_id).state == "running"
+    assert sender.get(job_id).state in ("claimed", "running")  # held
     now = time.time()
     suspended = Outcome(job_id, attempt, OutcomeKind.SUSPENDED, finished_at=now, wake_at=far, wait_key="k")
     assert worker.finish("sup-1", [suspended], now) == []
@@ -145,3 +146,12 @@ def test_a_purged_job_takes_its_steps_and_received_events_along(any_db: str) -> 
     store.finish("sup-1", [Outcome(job_id, attempt, OutcomeKind.FAILED, error=JobError("E"), retriable=False)], time.time())
     assert store.purge(time.time() + 1, ["failed"], 0.0) == 1
     assert store.load_steps(job_id) == [] and store.events(None, 10) == []
+
+
+def test_a_job_asked_to_cancel_ends_cancelled_instead_of_suspending(any_db: str) -> None:
+    store = open_store(any_db)
+    job_id, attempt = running_job(store)
+    assert store.cancel([job_id], time.time()) == {job_id: "cancelling"}
+    wake = time.time() + 60
+    assert store.finish("sup-1", [Outcome(job_id, attempt, OutcomeKind.SUSPENDED, wake_at=wake)], time.time()) == []
+    assert store.get(job_id).state == "cancelled"
