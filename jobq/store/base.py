@@ -199,8 +199,9 @@ class Store(StepsContract, ABC):
         name: str | None = None,
         before: int | None = None,
         limit: int = 50,
+        contains: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter (exact values) with ids below ``before``, newest first."""
+        """Jobs matching every given filter (exact values; ``contains``: text in the arguments or result) below ``before``."""
 
     @abstractmethod
     def dependents(self, job_id: int) -> list[int]:
@@ -232,9 +233,9 @@ class Store(StepsContract, ABC):
         state), ever: with :meth:`counts` they give counters that never go down."""
 
     @abstractmethod
-    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
-        """(minute since the epoch, kind, attempts) of attempts that ended from ``since_minute``
-        on; kind is succeeded, failed or cancelled."""
+    def finished_by_minute(self, since_minute: int, bucket: int = 1, queue: str | None = None) -> list[tuple[int, str, int]]:
+        """(first minute of a ``bucket`` of minutes since the epoch, kind, attempts) of attempts that ended
+        from ``since_minute`` on (of ``queue``, else all); kind is succeeded, failed or cancelled."""
 
     @abstractmethod
     def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:

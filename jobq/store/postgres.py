@@ -81,6 +81,7 @@ class PostgresStore(SQLStore):
 
     claim_lock = " FOR UPDATE SKIP LOCKED"
     row_lock = " FOR UPDATE"
+    like = "ILIKE"
     share_lock = " FOR SHARE"
     one_statement_steps = True
 

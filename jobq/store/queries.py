@@ -182,7 +182,7 @@ QUEUE_ROWS = "SELECT name, concurrency, paused FROM queues ORDER BY name"
 
 # -- reads, groups, supervisors and schedules (jobq/store/sql_admin.py) ----------------------
 JOB_DEPENDENCIES = "SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position"
-JOB_ERRORS = "SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt"
+JOB_ERRORS = "SELECT attempt, error, at FROM job_errors WHERE job_id=? ORDER BY attempt"
 JOB_RESULT = "SELECT id, state, result, error FROM jobs WHERE id=?"
 COUNT_JOBS = "SELECT count(*) FROM jobs"
 JOB_OUTPUT = "SELECT output FROM job_output WHERE job_id=?"

@@ -32,6 +32,8 @@ from ..core.models import (
     Outcome,
     OutcomeKind,
     State,
+    dumps,
+    iso,
     retry_delay_seconds,
 )
 from . import queries as Q
@@ -191,7 +193,9 @@ class Transitions:
         if cancelled:
             return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at)
         error = o.error or JobError("Error")
-        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
+        # the attempt's start beside its error: the job's timeline shows every attempt
+        stored = dumps({**error.to_dict(), "started_at": iso(started_at)})
+        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, stored, finished_at))
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_HELD, (run_at, error.to_json(), o.worker, o.started_at, *fence))
