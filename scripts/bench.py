@@ -49,6 +49,7 @@ import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
 import bench_startup  # noqa: E402
+import bench_steps  # noqa: E402 - issue 16: durable steps against DBOS
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
     FULL,
@@ -75,7 +76,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "steps")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -371,7 +372,10 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
     groups = [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f))]
-    judge_targets(rep, [*groups, (11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f))])
+    judge_targets(
+        rep,
+        [*groups, (11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f)), (16, bench_steps.target_checks(f))],
+    )
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -460,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
+        ("steps", lambda: bench_steps.section_steps(rep, sizes, tmp)),
     ]
     try:
         for name, run in runs:
@@ -483,7 +488,14 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    rows = [render_rows, bench_pg.render_rows, bench_pool.render_rows, bench_durability.render_rows, bench_startup.render_rows]
+    rows = [
+        render_rows,
+        bench_pg.render_rows,
+        bench_pool.render_rows,
+        bench_durability.render_rows,
+        bench_startup.render_rows,
+        bench_steps.render_rows,
+    ]
     print(render(rep, header, rows), flush=True)
     if opts.json_path:
         data = {

@@ -103,3 +103,28 @@ def with_step(x):
 def send_confirmation(order_id):
     """The README's job: what a web handler submits for an order."""
     return "sent"
+
+
+@jobq.step
+def charge(path, order_id):
+    """A durable step: it records each real run in ``path``."""
+    record(path, f"charge {order_id}")
+    return {"charged": order_id}
+
+
+def checkout(path, order_id, fail_first=True):
+    """A job with a durable step, then a failure on its first attempt: the retry replays the
+    step (recorded once) instead of running it again."""
+    receipt = charge(path, order_id)
+    with open(path) as fh:
+        runs = sum(1 for line in fh if line.startswith("attempt"))
+    record(path, "attempt")
+    if fail_first and runs == 0:
+        raise RuntimeError("the mail server is down")
+    return receipt
+
+
+def nap_then_value(seconds):
+    """A durable sleep: the attempt ends, the job waits scheduled, then finishes."""
+    jobq.sleep(seconds)
+    return "awake"

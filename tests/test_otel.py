@@ -72,6 +72,7 @@ with trace.get_tracer("app").start_as_current_span("POST /orders") as request:
     ok = q.submit(stack_tasks.square, (4,))
     bad = q.submit(stack_tasks.raise_value, ("card declined",))
     step = q.submit(stack_tasks.with_step, (5,))
+    durable = q.submit(stack_tasks.checkout, (sys.argv[2], 9, False))
     group = q.map(stack_tasks.square, [1, 2])
     chunked = q.map(stack_tasks.square, range(4), chunksize=2)
     process = jobq.Process(target=stack_tasks.square, args=(3,), db=sys.argv[1], supervise=False)
@@ -79,7 +80,7 @@ with trace.get_tracer("app").start_as_current_span("POST /orders") as request:
 print(json.dumps({
     "trace_id": format(request.get_span_context().trace_id, "032x"),
     "request_id": format(request.get_span_context().span_id, "016x"),
-    "ok": ok.id, "bad": bad.id, "step": step.id, "process": process.job.id,
+    "ok": ok.id, "bad": bad.id, "step": step.id, "durable": durable.id, "process": process.job.id,
     "group": group.job_ids, "group_id": group.id, "chunked": chunked.job_ids,
 }))
 """
@@ -100,7 +101,12 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
     env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
     env["JOBQ_TEST_SPANS"] = str(spans_file)
     submitted = subprocess.run(
-        [sys.executable, str(tmp_path / "submitter.py"), db], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, str(tmp_path / "submitter.py"), db, str(tmp_path / "charges")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert submitted.returncode == 0, submitted.stderr
     ids = json.loads(submitted.stdout)
@@ -117,10 +123,12 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
         "jobq submit tests.stack_tasks:square",
         "jobq submit tests.stack_tasks:raise_value",
         "jobq submit tests.stack_tasks:with_step",
+        "jobq submit tests.stack_tasks:checkout",
     }
     assert all(p["parent_id"] == ids["request_id"] for p in producers)
-    assert len(producers) == 6  # submit x3, two maps, Process.start
-    assert sorted(runs) == sorted([ids["ok"], ids["bad"], ids["step"], *ids["group"], ids["process"], *ids["chunked"]])
+    assert len(producers) == 7  # submit x4, two maps, Process.start
+    expected = [ids["ok"], ids["bad"], ids["step"], ids["durable"], *ids["group"], ids["process"], *ids["chunked"]]
+    assert sorted(runs) == sorted(expected)
     # a chunk of a chunked map is named after the map's function, not jobq's chunk runner
     assert {runs[i]["name"] for i in ids["chunked"]} == {"jobq run tests.stack_tasks:square"}
     producer_of = {
@@ -155,6 +163,11 @@ def test_a_job_runs_in_the_trace_of_the_request_that_submitted_it(tmp_path: Path
 
     [step] = [s for s in spans if s["name"] == "jobq step double"]
     assert step["parent_id"] == runs[ids["step"]]["span_id"] and step["attributes"]["jobq.step.position"] == 1
+
+    # a durable step (jobq.step) that runs for real is a child span of its job's run
+    [charge] = [s for s in spans if s["name"] == "jobq step charge"]
+    assert charge["parent_id"] == runs[ids["durable"]]["span_id"]
+    assert charge["attributes"]["jobq.step.call"] == 1 and charge["attributes"]["jobq.step.position"] == 0
 
     [group_producer] = [p for p in producers if p["attributes"].get("jobq.group.id") == ids["group_id"]]
     assert all(runs[i]["parent_id"] == group_producer["span_id"] for i in ids["group"])

@@ -13,6 +13,7 @@ import jobq
 import jobq.testing
 from jobq.testing import drain, run_inline
 from tests import stack_tasks
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,6 +88,22 @@ def test_drain_runs_chunked_maps_and_gives_current_job(jobq_queue: jobq.Queue) -
     drain(q)
     assert group.join(timeout=0.1) == [x * x for x in range(10)]
     assert job.join(timeout=0.1) == {"job": job.id, "attempt": 1, "x": 5}
+
+
+def test_drain_records_and_replays_durable_steps(jobq_queue: jobq.Queue, tmp_path: Path) -> None:
+    q = jobq_queue
+    log = tmp_path / "log"
+    job = q.submit(stack_tasks.checkout, (str(log), 7), retries=1, retry_backoff=0)
+    ran = drain(q)
+    assert [(r.attempt, r.state) for r in ran] == [(1, jobq.State.QUEUED), (2, jobq.State.SUCCEEDED)]
+    assert job.join(timeout=0.1) == {"charged": 7}
+    assert log.read_text().splitlines() == ["charge 7", "attempt", "attempt"]  # the step ran once
+
+    napping = q.submit(stack_tasks.nap_then_value, (0.3,))
+    [first] = drain(q)
+    assert first.state == jobq.State.SCHEDULED and napping.state == "scheduled"  # suspended, as in a real run
+    woke = wait_for(lambda: drain(q), timeout=10, what="the sleeping job to be due")
+    assert [(r.job_id, r.state, r.result) for r in woke] == [(napping.id, jobq.State.SUCCEEDED, "awake")]
 
 
 def test_run_inline_runs_each_submit_at_once(jobq_queue: jobq.Queue) -> None:

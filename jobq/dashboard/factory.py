@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..client.queue import Queue
 from ..core import __version__
 from ..core.errors import JobNotFound, StoreError, ValidationError
-from . import login, metrics, pages, routes_api
+from . import login, metrics, pages, routes_api, routes_steps
 from .gate import ReadGate, refusal
 from .security import Guard, SecurityHeaders, WriteRefused
 
@@ -39,6 +39,7 @@ def build(queue: Queue, token: str | None, read_only: bool, public: bool | None 
     application.add_middleware(SecurityHeaders)  # added last: outermost, so refusals carry the headers too
     application.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     application.include_router(routes_api.router, prefix="/api/v1")
+    application.include_router(routes_steps.router, prefix="/api/v1")
     application.include_router(metrics.router)
     application.include_router(login.router)
     application.include_router(pages.router)

@@ -73,8 +73,8 @@ def jobs(
 
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str) -> dict[str, Any]:
-    """One job's record: ``jobq status ID --json``."""
-    return queue_of(request).record(job_id).to_dict()
+    """One job's record, with its steps: ``jobq status ID --json``."""
+    return queue_of(request).job_status(job_id)
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
@@ -122,9 +122,10 @@ def cancel(request: Request, job_id: str) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/retry", dependencies=[Depends(writer)])
-def retry(request: Request, job_id: str) -> dict[str, Any]:
-    """Requeue a failed or cancelled job (``requeued`` is empty for any other state)."""
-    return {"requeued": queue_of(request).retry(job_id)}
+def retry(request: Request, job_id: str, from_step: str | None = None) -> dict[str, Any]:
+    """Requeue a failed or cancelled job (``requeued`` is empty for any other state); with
+    ``?from_step=NAME``, a failed, cancelled or succeeded job runs again from that step."""
+    return {"requeued": queue_of(request).retry(job_id, from_step=from_step)}
 
 
 @router.post("/jobs/bulk", dependencies=[Depends(writer)])

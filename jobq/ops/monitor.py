@@ -118,6 +118,8 @@ def job_detail(q: Queue, job_id: Any) -> dict[str, Any]:
     data["dependents"] = q.store.dependents(record.id)
     data["output"] = q.store.output(record.id) or ""
     data["cancel_requested"] = record.cancel_requested
+    data["steps"] = [s.to_dict() for s in q.steps(record.id)]
+    data["waiting_for"] = q.waiting_for(record.id)
     return data
 
 

@@ -18,12 +18,13 @@ from .records import (
     Submitted,
     SupervisorInfo,
 )
+from .steps_base import StepsContract
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec  # pydantic: not imported to read jobs
 
 
-class Store(ABC):
+class Store(StepsContract, ABC):
     """What jobq needs from a backend. One instance per process; safe to use after fork
     (a child opens its own connection and never touches its parent's)."""
 

@@ -139,7 +139,14 @@ RETRY = (
     "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled')"
 )
 PURGE_PICK = "SELECT id, queue, state FROM jobs WHERE {where} LIMIT {limit}"
-PURGE_TABLES = (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id"))
+PURGE_TABLES = (
+    ("job_output", "job_id"),
+    ("job_errors", "job_id"),
+    ("job_deps", "job_id"),
+    ("job_steps", "job_id"),
+    ("events", "consumed_by"),
+    ("jobs", "id"),
+)
 
 # -- supervisors, progress, schedules, queues -----------------------------------------------
 REGISTER_SUPERVISOR = (

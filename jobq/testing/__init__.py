@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.models import JobError, State
 from ..store import JobStart
+from ..worker import steps
 from ..worker.main import WorkerConfig, run_task
 from ..worker.messages import Task
 
@@ -64,8 +65,9 @@ def drain(q: Queue, queue: str | None = None) -> list[Ran]:
     A job that fails with retries left is run again within the same drain once its backoff
     is over, if that is before the drain runs out of due jobs (submit with ``retry_backoff=0``
     in tests to retry at once); a job scheduled for later stays scheduled; a dependant runs
-    once its dependencies succeeded. Timeouts are not enforced (nothing can end the test's
-    own process for it)."""
+    once its dependencies succeeded; durable steps are recorded and replayed, and a durable
+    sleep or wait leaves its job ``scheduled`` (a later drain runs it once it is due).
+    Timeouts are not enforced (nothing can end the test's own process for it)."""
     import json
 
     settings = q.settings
@@ -80,6 +82,10 @@ def drain(q: Queue, queue: str | None = None) -> list[Ran]:
     cache: dict[str, Any] = {}
     ran: list[Ran] = []
     _draining.add(id(q))
+    # Durable steps record through this store, fenced on this drain's owner, as a worker's do.
+    env = steps._env  # noqa: SLF001 - what the worker bound, put back afterwards
+    bound = (env.store, env.owner, env.max_payload_bytes, env.unusable)
+    steps.bind(q.store, owner, settings.max_payload_bytes)
     try:
         while True:
             now = time.time()
@@ -97,6 +103,7 @@ def drain(q: Queue, queue: str | None = None) -> list[Ran]:
             ran.append(Ran(job.id, job.target, job.queue, job.attempts, State(state), value, result.error))
     finally:
         _draining.discard(id(q))
+        env.store, env.owner, env.max_payload_bytes, env.unusable = bound
 
 
 @contextmanager

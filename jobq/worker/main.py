@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -20,7 +21,7 @@ from ..core.allow import resolve_allowed
 from ..core.errors import StoreError
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
-from . import context
+from . import context, steps
 from .aioloop import run_coroutine
 from .capture import OutputCapture
 from .chunks import CHUNK_TARGET
@@ -28,6 +29,7 @@ from .context import Reports
 from .handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, take
 from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten
 from .osproc import die_with_parent, resident_mb, set_process_name, take_orders_from_supervisor_only
+from .steps import Suspend
 
 
 @dataclass
@@ -58,14 +60,16 @@ class WorkerConfig:
 
 def run_job(
     task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
-) -> tuple[str | None, JobError | None]:
-    """Call the target; returns (result JSON text, None) or (None, the error). With
-    OpenTelemetry configured, the attempt runs in its consumer span (:mod:`jobq.core.tracing`)."""
+) -> tuple[str | None, JobError | None, Suspend | None]:
+    """Call the target; returns (result JSON text, None, None), (None, the error, None) or,
+    when it sleeps or waits durably, (None, None, the suspension). With OpenTelemetry
+    configured, the attempt runs in its consumer span (:mod:`jobq.core.tracing`)."""
     # Without OpenTelemetry imported, one dictionary lookup is all tracing costs here.
     span = (
         tracing.start_run(_traced_target(task), task.queue, task.job_id, task.attempt, task.trace) if _OTEL in _MODULES else None
     )
     current = context.enter(task.job_id, task.attempt, reports)
+    steps.begin(task.job_id, task.attempt)
     try:
         fn = cache.get(task.target)
         if fn is None:
@@ -76,13 +80,18 @@ def run_job(
         value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
         if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
             value = run_coroutine(value)
+    except Suspend as suspend:
+        if span is not None:
+            span.end("suspended")
+        return None, None, suspend
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         raised = JobError.from_exception(exc)
         if span is not None:
             span.failed(exc)
             span.end("failed", raised.type)
-        return None, raised
+        return None, raised, None
     finally:
+        steps.end()
         context.leave(current)
     error = None
     text: str | None = None
@@ -99,7 +108,7 @@ def run_job(
             text = encoded
     if span is not None:
         span.end("succeeded" if error is None else "failed", None if error is None else error.type)
-    return text, error
+    return text, error, None
 
 
 _MODULES = sys.modules
@@ -117,6 +126,16 @@ def _traced_target(task: Task) -> str:
     return first if isinstance(first, str) else task.target
 
 
+def _step_span(name: str, call: int, position: int) -> AbstractContextManager[Any]:
+    """A durable step that runs for real is a child span of its job's run (when traced)."""
+    if _OTEL not in _MODULES:
+        return nullcontext()
+    return tracing.step_span(name, call=call, position=position)
+
+
+steps.set_step_hook(_step_span)
+
+
 def run_task(
     task: Task,
     config: WorkerConfig,
@@ -132,12 +151,20 @@ def run_task(
     if started is None:
         started = time.monotonic()
     try:
-        result_json, error = run_job(task, config, reports, cache)
+        result_json, error, suspend = run_job(task, config, reports, cache)
     finally:
         output = output_of() if output_of is not None else ""
     ended = time.monotonic()
     return Result(
-        task.job_id, task.attempt, result_json, error, output, started_at, started_at + (ended - started), ended - started
+        task.job_id,
+        task.attempt,
+        result_json,
+        error,
+        output,
+        started_at,
+        started_at + (ended - started),
+        ended - started,
+        *((suspend.wake_at, suspend.wait_key) if suspend is not None else ()),
     )
 
 
@@ -202,6 +229,7 @@ def worker_main(
     base = slot * SLOT_SIZE
     reports = Reports(reports_out)
     reporter = _Reporter(reports, config)
+    steps.bind(reporter.store, config.owner, config.max_payload_bytes, reporter.unusable)
     capture = OutputCapture(config.capture_path, config.max_output_bytes, config.file_mode)
     cache: dict[str, Any] = {}
     jobs_done = 0
