@@ -157,3 +157,17 @@ def test_drain_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     ]
     assert then.join(timeout=0.1) == 2
     q.close()
+
+
+def test_the_plugin_costs_a_pytest_session_nothing_until_used() -> None:
+    """Every pytest session of a project with jobq installed loads the plugin: it imports no
+    store, worker or client until a test asks for them."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, _env
+
+    code = "import sys, jobq.testing.plugin; print(sorted(m for m in sys.modules if m.startswith('jobq')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['jobq', 'jobq.core', 'jobq.testing', 'jobq.testing.plugin']"
