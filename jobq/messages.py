@@ -8,7 +8,7 @@ could not write: the supervisor writes them), :class:`Progress`, :class:`Unstart
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .models import JobError, Outcome, OutcomeKind
 
@@ -59,11 +59,37 @@ class Result(NamedTuple):
         )
 
 
+def task_rows(tasks: list[Task]) -> list[tuple[Any, ...]]:
+    """A batch of tasks as plain tuples for the pipe: a named tuple pickles through Python
+    code (``copyreg``), about 1 µs an item; a plain one in C, a tenth of that."""
+    return [tuple(t) for t in tasks]
+
+
+def tasks_of(rows: list[tuple[Any, ...]]) -> list[Task]:
+    """The tasks of a batch that :func:`task_rows` sent (the fields as sent, no copy)."""
+    return [tuple.__new__(Task, r) for r in rows]
+
+
+def _results_of(rows: list[tuple[Any, ...]]) -> list[Result]:
+    return [tuple.__new__(Result, r) for r in rows]
+
+
+def _finished(rows: list[tuple[Any, ...]], rejected: list[int]) -> Finished:
+    return Finished(_results_of(rows), rejected)
+
+
+def _unwritten(rows: list[tuple[Any, ...]], reason: str) -> Unwritten:
+    return Unwritten(_results_of(rows), reason)
+
+
 class Finished(NamedTuple):
     """Results the worker wrote to the store itself; ``rejected``: ids whose fence failed."""
 
     results: list[Result]
     rejected: list[int]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the results go as plain tuples (see task_rows)
+        return (_finished, ([tuple(r) for r in self.results], self.rejected))
 
 
 class Unwritten(NamedTuple):
@@ -71,6 +97,9 @@ class Unwritten(NamedTuple):
 
     results: list[Result]
     reason: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unwritten, ([tuple(r) for r in self.results], self.reason))
 
 
 class Progress(NamedTuple):

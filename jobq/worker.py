@@ -22,7 +22,7 @@ from .aioloop import run_coroutine
 from .allow import resolve_allowed
 from .errors import StoreError
 from .fsmodes import open_or_create
-from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten
+from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten, tasks_of
 from .models import JobError, dumps, resolve_target
 from .store import open_store
 
@@ -140,6 +140,7 @@ class CurrentJob:
         self._last_sent = 0.0
         self._pending: tuple[float, str] | None = None
         self._lock = threading.Lock()
+        self._scheduled = False  # handed to the flusher once: close() must take it back
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; ``jobq status`` and ``jobq wait`` show it."""
@@ -151,6 +152,7 @@ class CurrentJob:
             due = self._last_sent + self.PROGRESS_INTERVAL_SECONDS
             if due > time.monotonic():
                 # Too soon to send: the flusher sends the latest value once the interval is up.
+                self._scheduled = True
                 _flusher.schedule(self, due)
                 return
         self.flush_progress()
@@ -166,6 +168,8 @@ class CurrentJob:
 
     def close(self) -> None:
         """The job ended: send what is pending now."""
+        if not self._scheduled and self._pending is None:  # most jobs: no progress, no locks
+            return
         _flusher.cancel(self)
         try:
             self.flush_progress()
@@ -397,12 +401,13 @@ def worker_main(
         if not tasks_in.poll(0):
             reporter.idle()  # nothing to run: write what is still booked before waiting
         try:
-            batch: list[Task] | None = tasks_in.recv()
+            rows: list[tuple[Any, ...]] | None = tasks_in.recv()
         except (EOFError, OSError):
             return
-        if batch is None:
+        if rows is None:
             reporter.idle()
             return
+        batch = tasks_of(rows)
         results: list[Result] = []
         last_send = time.monotonic()
         for index, task in enumerate(batch):

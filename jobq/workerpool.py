@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from .messages import Report, Task
+from .messages import Report, Task, task_rows
 from .models import ClaimedJob, JobError, OutcomeKind
 from .worker import (
     SLOT_ATTEMPT,
@@ -72,7 +72,7 @@ class WorkerProcess:
 
     def enqueue(self, batch: list[Task] | None) -> None:
         """Queue a batch (None: stop) for the worker, in the framing ``Connection.recv`` reads."""
-        payload = bytes(ForkingPickler.dumps(batch))
+        payload = bytes(ForkingPickler.dumps(None if batch is None else task_rows(batch)))
         n = len(payload)
         header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", n)
         self.outbox += header + payload

@@ -65,7 +65,8 @@ SUCCEED = (
     "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
     "worker=v.worker, lease_expires_at=NULL FROM v "
     "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
-    "RETURNING jobs.id, jobs.queue, jobs.started_at, jobs.run_at"
+    "RETURNING jobs.id, jobs.queue, jobs.started_at, jobs.run_at, "
+    "EXISTS(SELECT 1 FROM job_deps WHERE job_deps.depends_on = jobs.id)"
 )
 FENCE = (
     "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue, started_at, run_at FROM jobs "

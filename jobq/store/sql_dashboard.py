@@ -223,11 +223,15 @@ class SQLDashboard:
             return
         figures = self.__dict__.setdefault("_figures", {})
         k = len(BUCKETS)
+        waits_at = 4 + k
+        where, buckets = bisect.bisect_left, BUCKETS  # locals: this runs once per finished job
         for queue, kind, started_at, run_at, finished_at in booked:
             if started_at is None:
                 continue
-            duration = max(0.0, finished_at - started_at)
-            wait = max(0.0, started_at - run_at) if run_at is not None else 0.0
+            duration = finished_at - started_at
+            if duration < 0.0:
+                duration = 0.0
+            wait = 0.0 if run_at is None or run_at > started_at else started_at - run_at
             key = (int(finished_at // 60), queue, kind)
             acc = figures.get(key)
             if acc is None:
@@ -236,8 +240,8 @@ class SQLDashboard:
             acc[1] += duration
             acc[2] += wait
             # Per bucket here (one bisect a figure); made cumulative when written.
-            acc[3 + bisect.bisect_left(BUCKETS, duration)] += 1
-            acc[4 + k + bisect.bisect_left(BUCKETS, wait)] += 1
+            acc[3 + where(buckets, duration)] += 1
+            acc[waits_at + where(buckets, wait)] += 1
 
     def flush_figures(self) -> None:
         """Write the figures this process booked and has not written yet (a worker going

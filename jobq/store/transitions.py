@@ -15,6 +15,7 @@ waits, calls user code or does I/O besides its statements.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ T = TypeVar("T")
 
 #: (queue, old state, new state) -> how many jobs made that move in one transaction
 Moves = Counter[tuple[str, str, str]]
+# The states of the hot moves as plain text: an enum's ``.value`` is a descriptor call.
+_QUEUED, _RUNNING, _SUCCEEDED = State.QUEUED.value, State.RUNNING.value, State.SUCCEEDED.value
+_QUEUE_OF_CLAIMED = operator.itemgetter(6)  # the queue column of a CLAIM row
 
 
 class Transitions:
@@ -97,7 +101,8 @@ class Transitions:
             params = (now, *qparams, limit)
         rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
         rows.sort(key=lambda r: (-r[8], r[9], r[0]))
-        self._count_moves(conn, Counter((r[6], State.QUEUED.value, State.RUNNING.value) for r in rows))
+        by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
+        self._count_moves(conn, Counter({(q, _QUEUED, _RUNNING): n for q, n in by_queue.items()}))
         claimed = []
         for r in rows:
             args_json = r[2]
@@ -132,21 +137,25 @@ class Transitions:
     def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
         done: dict[int, str] = {}
+        with_dependents: list[int] = []
         finished = {o.job_id: o.finished_at or now for o in outcomes}
+        observe = self._observe
         for chunk in fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
                 params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
-            for job_id, queue, started_at, run_at in rows:
+            for job_id, queue, started_at, run_at, has_dependents in rows:
                 done[job_id] = queue
-                self._observe(queue, "succeeded", started_at, run_at, finished[job_id])
-        self._count_moves(conn, Counter((q, State.RUNNING.value, State.SUCCEEDED.value) for q in done.values()))
+                observe(queue, "succeeded", started_at, run_at, finished[job_id])
+                if has_dependents:
+                    with_dependents.append(job_id)
+        self._count_moves(conn, Counter({(q, _RUNNING, _SUCCEEDED): n for q, n in Counter(done.values()).items()}))
         for o in outcomes:
             if o.output and o.job_id in done:
                 conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
-        if done:
-            self._release_dependents(conn, list(done), now)
+        if with_dependents:  # the statement said which have any: no lookup for the rest
+            self._release_dependents(conn, with_dependents, now)
         return [o.job_id for o in outcomes if o.job_id not in done]
 
     # -- running -> queued / failed / cancelled ---------------------------------------
