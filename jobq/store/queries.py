@@ -76,8 +76,11 @@ RELEASE = (
     "UPDATE jobs SET state='queued', attempts=attempts-1, owner=NULL, worker=NULL, started_at=NULL, "
     "lease_expires_at=NULL WHERE id=? AND state='running' AND owner=? AND attempts=? RETURNING queue"
 )
+# run_at NULL keeps the job's own due time: a job taken back from a dead supervisor keeps its
+# place in line (a retry passes its backoff's time).
 REQUEUE_RUNNING = (
-    "UPDATE jobs SET state='queued', run_at=?, error=?, owner=NULL, worker=coalesce(?, worker), lease_expires_at=NULL "
+    "UPDATE jobs SET state='queued', run_at=coalesce(?, run_at), error=?, owner=NULL, worker=coalesce(?, worker), "
+    "lease_expires_at=NULL "
     "WHERE id=? AND state='running' AND owner=? AND attempts=?"
 )
 END_RUNNING = (

@@ -51,6 +51,10 @@ class Transitions:
     row_lock = ""
     #: appended to a SELECT of rows that must not change until the transaction ends
     share_lock = ""
+    #: whether the success statement's own look at job_deps sees every dependent: true where
+    #: writers take turns (SQLite); on PostgreSQL a dependent committed while the UPDATE waited
+    #: on its row is outside that statement's snapshot, so a later statement looks again
+    succeed_sees_dependents = False
 
     def _observe(self, queue: str, kind: str, started_at: float | None, run_at: float | None, finished_at: float) -> None:
         """An attempt ended (``kind``: succeeded, failed or cancelled): a backend keeping
@@ -154,7 +158,9 @@ class Transitions:
         for o in outcomes:
             if o.output and o.job_id in done:
                 conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
-        if with_dependents:  # the statement said which have any: no lookup for the rest
+        if not self.succeed_sees_dependents:
+            with_dependents = list(done)
+        if with_dependents:  # where the statement says which have any, no lookup for the rest
             self._release_dependents(conn, with_dependents, now)
         return [o.job_id for o in outcomes if o.job_id not in done]
 
@@ -240,7 +246,8 @@ class Transitions:
             error = JobError(kind, reason or f"supervisor {job_owner} lost the job")
             conn.execute(Q.RECORD_ERROR, (job_id, attempts, error.to_json(), now))
             if attempts < max_attempts + MAX_LOST_ATTEMPTS:
-                cur = conn.execute(Q.REQUEUE_RUNNING, (now, error.to_json(), None, job_id, job_owner, attempts))
+                # Back in line where it was (its due time and priority), not behind what came since.
+                cur = conn.execute(Q.REQUEUE_RUNNING, (None, error.to_json(), None, job_id, job_owner, attempts))
                 if cur.rowcount == 1:
                     self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
                     taken.append(job_id)
