@@ -16,31 +16,31 @@ __version__ = "0.1.0"
 # Public names and the modules that define them. They are imported on first use, so that a
 # command such as `jobq status` loads only what it needs (``python -X importtime``).
 _EXPORTS = {
-    "Executor": "executor",
-    "Pool": "pool",
-    "Process": "process",
-    "run_chunk": "chunks",
-    "STATES": "models",
-    "ConfigError": "errors",
-    "Group": "api",
-    "GroupIncomplete": "errors",
-    "GroupNotFound": "errors",
-    "Job": "api",
-    "JobError": "models",
-    "JobFailed": "errors",
-    "JobNotFound": "errors",
-    "JobqError": "errors",
-    "OutcomeKind": "models",
-    "Queue": "api",
-    "Settings": "config",
-    "State": "models",
-    "StoreBusy": "errors",
-    "StoreError": "errors",
-    "Supervisor": "supervisor",
-    "TargetNotAllowed": "errors",
-    "ValidationError": "errors",
-    "current_job": "worker",
-    "load_settings": "config",
+    "Executor": "compat.executor",
+    "Pool": "compat.pool",
+    "Process": "compat.process",
+    "run_chunk": "worker.chunks",
+    "STATES": "core.models",
+    "ConfigError": "core.errors",
+    "Group": "client.queue",
+    "GroupIncomplete": "core.errors",
+    "GroupNotFound": "core.errors",
+    "Job": "client.queue",
+    "JobError": "core.models",
+    "JobFailed": "core.errors",
+    "JobNotFound": "core.errors",
+    "JobqError": "core.errors",
+    "OutcomeKind": "core.models",
+    "Queue": "client.queue",
+    "Settings": "core.config",
+    "State": "core.models",
+    "StoreBusy": "core.errors",
+    "StoreError": "core.errors",
+    "Supervisor": "runtime.supervisor",
+    "TargetNotAllowed": "core.errors",
+    "ValidationError": "core.errors",
+    "current_job": "worker.main",
+    "load_settings": "core.config",
 }
 
 __all__ = [
@@ -72,10 +72,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import Group, Job, Queue
-    from .chunks import run_chunk
-    from .config import Settings, load_settings
-    from .errors import (
+    from .client.queue import Group, Job, Queue
+    from .compat.executor import Executor
+    from .compat.pool import Pool
+    from .compat.process import Process
+    from .core.config import Settings, load_settings
+    from .core.errors import (
         ConfigError,
         GroupIncomplete,
         GroupNotFound,
@@ -87,12 +89,10 @@ if TYPE_CHECKING:
         TargetNotAllowed,
         ValidationError,
     )
-    from .executor import Executor
-    from .models import STATES, JobError, OutcomeKind, State
-    from .pool import Pool
-    from .process import Process
-    from .supervisor import Supervisor
-    from .worker import current_job
+    from .core.models import STATES, JobError, OutcomeKind, State
+    from .runtime.supervisor import Supervisor
+    from .worker.chunks import run_chunk
+    from .worker.main import current_job
 
 
 def __getattr__(name: str) -> Any:

@@ -82,7 +82,7 @@ for _p in (str(HERE), str(REPO)):
 from chaos_checks import UNFINISHED, is_postgres, open_reader, report, shown  # noqa: E402 - the end-of-run checks
 
 import jobq  # noqa: E402
-from jobq.local import presence_dir  # noqa: E402
+from jobq.core.local import presence_dir  # noqa: E402
 
 TARGET = "chaos_tasks:record"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobq.models import MAX_LOST_ATTEMPTS, STATES
+from jobq.core.models import MAX_LOST_ATTEMPTS, STATES
 
 if TYPE_CHECKING:
     from chaos import Chaos, Sup

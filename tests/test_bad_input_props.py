@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import jobq
-from jobq.allow import ENTRY_PATTERN
 from jobq.cli import main
-from jobq.config import QUEUE_NAME_PATTERN, Settings, parse_duration
-from jobq.models import TARGET_PATTERN
+from jobq.core.allow import ENTRY_PATTERN
+from jobq.core.config import QUEUE_NAME_PATTERN, Settings, parse_duration
+from jobq.core.models import TARGET_PATTERN
 
 PROPS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

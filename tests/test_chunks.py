@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.chunks import CHUNK_TARGET
+from jobq.worker.chunks import CHUNK_TARGET
 from tests import tasks
 from tests.conftest import run_cli, wait_for
 

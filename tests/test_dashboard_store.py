@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 import jobq
-from jobq.models import JobError, Outcome, OutcomeKind
+from jobq.core.models import JobError, Outcome, OutcomeKind
 from jobq.store import queries as Q
 from jobq.store.sql_dashboard import BUCKETS
 

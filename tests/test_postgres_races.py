@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from jobq.models import JobError, JobSpec, Outcome, OutcomeKind, validate_spec
+from jobq.core.models import JobError, JobSpec, Outcome, OutcomeKind, validate_spec
 from jobq.store import open_store
 from jobq.store.postgres import PostgresStore
 

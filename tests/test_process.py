@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq import process as jobq_process
+from jobq.compat import process as jobq_process
 from tests import tasks
 from tests.conftest import REPO, _env, wait_for
 

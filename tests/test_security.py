@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.allow import is_allowed, resolve_allowed
-from jobq.errors import TargetNotAllowed
+from jobq.core.allow import is_allowed, resolve_allowed
+from jobq.core.errors import TargetNotAllowed
 from tests.conftest import run_cli, wait_for
 
 
@@ -67,7 +67,7 @@ def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
     folder = tmp_path / "out"
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
-    from jobq.fsmodes import make_dir
+    from jobq.core.fsmodes import make_dir
 
     make_dir(str(folder))
     assert mode(folder) == 0o755

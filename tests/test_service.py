@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.notify import Notifier
+from jobq.runtime.notify import Notifier
 from tests.conftest import run_cli, wait_for
 
 

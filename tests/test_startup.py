@@ -42,7 +42,7 @@ def heavy(names: set[str]) -> list[str]:
 def test_version_imports_nothing_of_the_api(tmp_path) -> None:
     names = imported("--version")
     assert heavy(names) == []
-    assert not {"jobq.api", "jobq.store", "jobq.supervisor", "jobq.worker"} & names
+    assert not {"jobq.client.queue", "jobq.store", "jobq.runtime.supervisor", "jobq.worker.main"} & names
 
 
 def test_status_skips_validation_schedules_servers_and_the_supervisor(tmp_path) -> None:
@@ -50,7 +50,7 @@ def test_status_skips_validation_schedules_servers_and_the_supervisor(tmp_path) 
     jobq.Queue(db).submit("tests.tasks:add", args=(1, 2))
     names = imported("--db", db, "status")
     assert heavy(names) == []
-    assert not {"jobq.supervisor", "jobq.worker", "jobq.store.postgres"} & names
+    assert not {"jobq.runtime.supervisor", "jobq.worker.main", "jobq.store.postgres"} & names
 
 
 def test_submit_skips_schedules_servers_and_the_supervisor(tmp_path) -> None:
@@ -59,4 +59,4 @@ def test_submit_skips_schedules_servers_and_the_supervisor(tmp_path) -> None:
     names = imported("--db", db, "submit", "tests.tasks:add", "1", "2")
     # pydantic validates the job: the one heavy import submit needs
     assert [n for n in heavy(names) if n.split(".")[0] not in VALIDATION] == []
-    assert not {"jobq.supervisor", "jobq.worker", "jobq.store.postgres"} & names
+    assert not {"jobq.runtime.supervisor", "jobq.worker.main", "jobq.store.postgres"} & names

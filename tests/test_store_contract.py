@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from jobq.errors import ValidationError
-from jobq.models import JobError, JobSpec, Outcome, validate_spec
-from jobq.schedules import next_run_after
+from jobq.core.errors import ValidationError
+from jobq.core.models import JobError, JobSpec, Outcome, validate_spec
+from jobq.runtime.schedules import next_run_after
 from jobq.store import open_store
 from jobq.store.base import ProgressUpdate, Schedule, Store, SupervisorInfo
 from tests.conftest import REPO, _env, wait_for
@@ -699,7 +699,7 @@ def test_opening_twice_is_idempotent_and_shares_jobs(opened: Callable[[], Store]
 
 _FIRST_USE = """
 import os, sys, time
-from jobq.models import JobSpec
+from jobq.core.models import JobSpec
 from jobq.store import open_store
 url, ready, go, token = sys.argv[1:5]
 open(ready, "w").close()

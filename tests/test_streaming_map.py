@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.errors import GroupIncomplete, ValidationError
+from jobq.core.errors import GroupIncomplete, ValidationError
 from tests.conftest import REPO, _env, wait_for
 
 pytestmark = pytest.mark.timeout(90)

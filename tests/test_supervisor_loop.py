@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.models import OutcomeKind
+from jobq.core.models import OutcomeKind
 from tests.conftest import states
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.errors import GroupNotFound, JobFailed, JobNotFound, ValidationError
+from jobq.core.errors import GroupNotFound, JobFailed, JobNotFound, ValidationError
 from tests.conftest import run_cli, wait_for
 
 ADD = "tests.tasks:add"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.errors import JobNotFound
+from jobq.core.errors import JobNotFound
 from tests.conftest import REPO, Processes, _env, run_cli, wait_for
 
 ADD = "tests.tasks:add"

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
-from ..errors import ConfigError, JobNotFound, StoreError, ValidationError
+from ..core.errors import ConfigError, JobNotFound, StoreError, ValidationError
 
 if TYPE_CHECKING:
-    from ..api import Queue
+    from ..client.queue import Queue
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_STORE = 1, 2, 3, 4
 
@@ -66,7 +66,7 @@ class Context:
     @property
     def queue(self) -> Queue:
         if self._queue is None:
-            from ..api import Queue  # imported on first use: `jobq --version` needs none of it
+            from ..client.queue import Queue  # imported on first use: `jobq --version` needs none of it
 
             with api_errors():
                 self._queue = Queue(self.db, config=self.config)

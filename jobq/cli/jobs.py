@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import JobFailed, ValidationError
-from ..models import FINISHED_STATES, STATES, JobRecord, iso
+from ..core.errors import JobFailed, ValidationError
+from ..core.models import FINISHED_STATES, STATES, JobRecord, iso
 from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, parse_arg, pass_ctx
 
 if TYPE_CHECKING:
-    from ..api import Job, Queue
+    from ..client.queue import Job, Queue
 
 
 # -- submit ------------------------------------------------------------------------------

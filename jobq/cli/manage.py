@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..models import FINISHED_STATES, STATES, iso
+from ..core.models import FINISHED_STATES, STATES, iso
 from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 if TYPE_CHECKING:
-    from ..api import Queue
+    from ..client.queue import Queue
 
 
 # -- management --------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def purge(c: Context, states: tuple[str, ...], older_than: str, as_json: bool) -
 @pass_ctx
 def wait(c: Context, ident: str, timeout: float | None) -> None:
     """Wait for a group (or a job), showing progress: done / total, rate and ETA."""
-    from ..api import Group, Job
+    from ..client.queue import Group, Job
 
     q = c.queue
     with api_errors():
@@ -121,7 +121,7 @@ def wait(c: Context, ident: str, timeout: float | None) -> None:
 
 
 def _progress_line(q: Queue, target: Any, done: int, total: int, elapsed: float, counts: dict[str, int]) -> str:
-    from ..api import Job
+    from ..client.queue import Job
 
     if isinstance(target, Job):
         record = q.record(target.id)

@@ -8,8 +8,8 @@ import time
 
 import click
 
-from ..config import parse_duration
-from ..errors import JobqError
+from ..core.config import parse_duration
+from ..core.errors import JobqError
 from .app import EXIT_USAGE, CliError, Context, main, pass_ctx
 
 
@@ -22,7 +22,7 @@ from .app import EXIT_USAGE, CliError, Context, main, pass_ctx
 def health(c: Context, queue: str | None, max_age: str | None, this_host: bool, as_json: bool) -> None:
     """Exit 0 and list the live supervisors serving the database (and queue) with a fresh
     heartbeat; exit 1 with the reason when there is none (or the database cannot be read)."""
-    from ..health import Health, check_health
+    from ..ops.health import Health, check_health
 
     try:
         age = parse_duration(max_age) if max_age is not None else None

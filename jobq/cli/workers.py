@@ -9,7 +9,7 @@ import time
 
 import click
 
-from ..config import parse_duration
+from ..core.config import parse_duration
 from .app import EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, api_errors, main, pass_ctx
 
 
@@ -51,10 +51,10 @@ def worker_start(
     dashboard_at: str | None,
 ) -> None:
     """Run a supervisor and its workers in the foreground."""
-    from ..allow import parse_allowed
-    from ..logformat import configure_logging
-    from ..notify import Notifier
-    from ..supervisor import Supervisor
+    from ..core.allow import parse_allowed
+    from ..runtime.logformat import configure_logging
+    from ..runtime.notify import Notifier
+    from ..runtime.supervisor import Supervisor
     from .dashboard import with_dashboard
 
     try:  # checked before the database is opened (or created)
@@ -102,7 +102,7 @@ def worker_stop(c: Context, grace: str | None, timeout: float) -> None:
     start = time.monotonic()
     hurried = False
     while True:
-        from ..local import LockState, lock_state
+        from ..core.local import LockState, lock_state
 
         alive = [s for s in sups if lock_state(s.lock_path) == LockState.HELD or _pid_running(s.pid)]
         if not alive:

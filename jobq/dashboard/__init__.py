@@ -10,7 +10,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..api import Queue
+    from ..client.queue import Queue
 
 INSTALL_LINE = "pip install 'jobq[dashboard]'"
 _NEEDS = ("fastapi", "uvicorn", "jinja2", "prometheus_client")

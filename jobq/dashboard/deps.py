@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ..api import Queue
+from ..client.queue import Queue
 from .security import Guard
 
 

@@ -13,8 +13,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..api import Queue
-from ..errors import JobNotFound, StoreError, ValidationError
+from ..client.queue import Queue
+from ..core.errors import JobNotFound, StoreError, ValidationError
 from . import login, metrics, pages, routes_api
 from .security import Guard, SecurityHeaders, WriteRefused
 

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import monitor
-from ..errors import JobNotFound, ValidationError
-from ..models import FINISHED_STATES, STATES, iso
+from ..core.errors import JobNotFound, ValidationError
+from ..core.models import FINISHED_STATES, STATES, iso
+from ..ops import monitor
 from .deps import guard_of, queue_of
 from .security import session_cookie
 

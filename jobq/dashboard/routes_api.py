@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .. import monitor
-from ..errors import ValidationError
+from ..core.errors import ValidationError
+from ..ops import monitor
 from .deps import queue_of, writer
 
 router = APIRouter()

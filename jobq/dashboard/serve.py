@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any
 
-from ..errors import ValidationError
+from ..core.errors import ValidationError
 
 log = logging.getLogger("jobq.dashboard")
 
@@ -74,8 +74,8 @@ def serve(queue: Any, sock: socket.socket, token: str | None, read_only: bool) -
 
 
 def _child(db: str, config: str | None, host: str, port: int, token: str | None, read_only: bool, parent: int) -> None:
-    from ..api import Queue
-    from ..worker import _die_with_parent, set_process_name
+    from ..client.queue import Queue
+    from ..worker.main import _die_with_parent, set_process_name
 
     _die_with_parent(parent)
     set_process_name("jobq-dashboard")

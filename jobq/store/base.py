@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..models import ClaimedJob, JobError, JobRecord, Outcome, State
+from ..core.models import ClaimedJob, JobError, JobRecord, Outcome, State
 
 if TYPE_CHECKING:
-    from ..spec import JobSpec  # pydantic: not imported to read jobs
+    from ..core.spec import JobSpec  # pydantic: not imported to read jobs
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SupervisorInfo:
     presence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        from ..models import iso
+        from ..core.models import iso
 
         return {
             "id": self.id,
@@ -118,7 +118,7 @@ class Schedule:
     def to_dict(self, paused: bool = False) -> dict[str, Any]:
         """The public JSON shape (``jobq schedules --json``, the HTTP API); a paused
         schedule has no next run."""
-        from ..models import iso
+        from ..core.models import iso
 
         return {
             "name": self.name,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import StoreBusy, StoreError
+from ..core.errors import StoreBusy, StoreError
 from .migrations import PG_MIGRATIONS, PG_SCHEMA_VERSION
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS
 from .sql import SQLStore

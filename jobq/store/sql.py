@@ -13,8 +13,8 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ValidationError
-from ..models import (
+from ..core.errors import ValidationError
+from ..core.models import (
     QUEUED,
     SCHEDULED,
     SUCCEEDED,
@@ -33,7 +33,7 @@ from .sql_dashboard import SQLDashboard
 from .transitions import Transitions
 
 if TYPE_CHECKING:
-    from ..spec import JobSpec
+    from ..core.spec import JobSpec
 
 T = TypeVar("T")
 

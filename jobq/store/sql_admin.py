@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import FINISHED_STATES, JobError, JobRecord, State, dumps
+from ..core.models import FINISHED_STATES, JobError, JobRecord, State, dumps
 from . import queries as Q
 from .base import GroupInfo, JobResult, OutputUpdate, ProgressUpdate, QueueInfo, Schedule, SupervisorInfo
 
@@ -266,7 +266,7 @@ class SQLAdmin:
             ids = []
             for r in rows.fetchall():
                 schedule = _schedule(r)
-                from ..spec import JobSpec  # pydantic: only when a schedule is due
+                from ..core.spec import JobSpec  # pydantic: only when a schedule is due
 
                 spec = JobSpec(
                     target=schedule.target, args=schedule.args, kwargs=schedule.kwargs, queue=schedule.queue, name=schedule.name

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import FINISHED_STATES, JobRecord
+from ..core.models import FINISHED_STATES, JobRecord
 from . import queries as Q
 from .base import Schedule
 

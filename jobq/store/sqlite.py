@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..errors import StoreBusy, StoreError
+from ..core.errors import StoreBusy, StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS, ROW_QUEUE, ROW_STATE
 from .sql import SQLStore

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..models import (
+from ..core.models import (
     CANCELLED_BY_REQUEST,
     MAX_LOST_ATTEMPTS,
     ClaimedJob,

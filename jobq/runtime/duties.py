@@ -8,10 +8,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from .config import Settings
-from .local import LocalPresence, lock_state, supervisor_dead
+from ..core.config import Settings
+from ..core.local import LocalPresence, lock_state, supervisor_dead
+from ..store import Store, SupervisorInfo
 from .schedules import next_run_after
-from .store import Store, SupervisorInfo
 
 log = logging.getLogger("jobq.supervisor")
 

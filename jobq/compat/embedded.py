@@ -18,8 +18,8 @@ import sys
 import threading
 from typing import Any
 
-from .supervisor import Supervisor
-from .worker import set_process_name
+from ..runtime.supervisor import Supervisor
+from ..worker.main import set_process_name
 
 log = logging.getLogger("jobq.embedded")
 

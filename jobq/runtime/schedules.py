@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Settings
-from .errors import ValidationError
-from .store.base import Schedule, Store
+from ..core.config import Settings
+from ..core.errors import ValidationError
+from ..store.base import Schedule, Store
 
 
 def check_cron(expression: str) -> None:

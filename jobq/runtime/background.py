@@ -9,8 +9,8 @@ import signal
 import sys
 from typing import Any
 
-from .config import Settings
-from .worker import set_process_name
+from ..core.config import Settings
+from ..worker.main import set_process_name
 
 
 class InBackground:

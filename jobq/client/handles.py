@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .chunks import ChunkLayout, failed_index, item_counts
-from .errors import GroupIncomplete, JobFailed, JobNotFound, StoreError
-from .models import FINISHED_STATES, JobError, JobRecord, State
+from ..core.errors import GroupIncomplete, JobFailed, JobNotFound, StoreError
+from ..core.models import FINISHED_STATES, JobError, JobRecord, State
+from ..worker.chunks import ChunkLayout, failed_index, item_counts
 
 if TYPE_CHECKING:
-    from .api import Queue
+    from .queue import Queue
 
 
 def _job_id(job_id: Any) -> int:

@@ -21,20 +21,20 @@ import uuid
 from collections import deque
 from typing import Any
 
+from ..core.config import QUEUE_NAME_PATTERN, Settings
+from ..core.errors import StoreError, ValidationError
+from ..core.fsmodes import prepare_database_file
+from ..core.local import LocalPresence, presence_id
+from ..core.models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
+from ..store import OutputUpdate, ProgressUpdate, Store, SupervisorInfo, open_store
+from ..worker.main import WorkerConfig, checkpointer_main
 from .background import InBackground
-from .config import QUEUE_NAME_PATTERN, Settings
 from .dispatch import Dispatcher
 from .duties import Duties
-from .errors import StoreError, ValidationError
-from .fsmodes import prepare_database_file
-from .local import LocalPresence, presence_id
 from .logformat import job_fields, set_context
-from .models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
 from .notify import NO_NOTIFIER, Notifier
 from .reports import ReportHandling
 from .schedules import sync_schedules
-from .store import OutputUpdate, ProgressUpdate, Store, SupervisorInfo, open_store
-from .worker import WorkerConfig, checkpointer_main
 from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
 log = logging.getLogger("jobq.supervisor")
@@ -70,7 +70,7 @@ class Supervisor(InBackground, ReportHandling):
         settings: Settings | None = None,
     ) -> None:
         if isinstance(queue, (str, os.PathLike)):
-            from .config import load_settings
+            from ..core.config import load_settings
 
             settings = settings or load_settings(overrides={"db": str(queue)})
             prepare_database_file(str(queue), settings.file_mode)

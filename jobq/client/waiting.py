@@ -15,12 +15,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobFailed, JobNotFound, JobqError
-from .models import FINISHED_STATES, SUCCEEDED, JobError
-from .store import JobResult, Store
+from ..core.errors import JobFailed, JobNotFound, JobqError
+from ..core.models import FINISHED_STATES, SUCCEEDED, JobError
+from ..store import JobResult, Store
 
 if TYPE_CHECKING:
-    from .api import Group, Queue
+    from .queue import Group, Queue
 
 log = logging.getLogger("jobq.watch")
 
@@ -230,7 +230,7 @@ class ResultIterator:
             if layout is None:
                 index = position
             else:
-                from .chunks import failed_index
+                from ..worker.chunks import failed_index
 
                 index = failed_index(layout, position, outcome.error if outcome else None)
             self._buffer.append((False, failure(job_id, outcome, index)))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .messages import Task
-from .store import Store
+from ..store import Store
+from ..worker.messages import Task
 from .workerpool import WorkerPool
 
 # How far ahead of a worker's pace to claim: about this many seconds of work per batch.

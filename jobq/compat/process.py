@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .api import _SUBMIT_OPTIONS, Job, Queue
+from ..client.queue import _SUBMIT_OPTIONS, Job, Queue
+from ..core.errors import JobFailed, ValidationError
+from ..core.models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED, JobError
+from ..store import JobResult
 from .embedded import EmbeddedSupervisor
-from .errors import JobFailed, ValidationError
-from .models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED, JobError
-from .store import JobResult
 
 log = logging.getLogger("jobq.process")
 

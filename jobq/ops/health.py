@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings, load_settings
-from .errors import JobqError
-from .store.base import SupervisorInfo
+from ..core.config import Settings, load_settings
+from ..core.errors import JobqError
+from ..store.base import SupervisorInfo
 
 
 @dataclass
@@ -54,7 +54,7 @@ def check_health(
     supervisor's jobs are taken back anyway). Never creates the database; a database that
     cannot be read is unhealthy, with the reason. ``this_host``: only supervisors registered
     under this machine's host id count (a container's own health check)."""
-    from .api import Queue
+    from ..client.queue import Queue
 
     settings = config if isinstance(config, Settings) else load_settings(config, overrides={"db": db})
     if db is not None and isinstance(config, Settings):

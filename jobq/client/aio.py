@@ -19,13 +19,13 @@ from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobFailed, JobNotFound, JobqError
-from .models import SUCCEEDED, JobError
-from .store import Store
-from .watch import outcomes
+from ..core.errors import JobFailed, JobNotFound, JobqError
+from ..core.models import SUCCEEDED, JobError
+from ..store import Store
+from .waiting import outcomes
 
 if TYPE_CHECKING:
-    from .api import Group, Job, Queue
+    from .queue import Group, Job, Queue
 
 _FIRST_DELAY, _MAX_DELAY = 0.001, 0.05
 

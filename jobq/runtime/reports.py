@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..core.models import Outcome, OutcomeKind
+from ..store import ProgressUpdate
+from ..worker.messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
 from .dispatch import Dispatcher
 from .logformat import job_fields
-from .messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
-from .models import Outcome, OutcomeKind
-from .store import ProgressUpdate
 from .workerpool import WorkerPool, WorkerProcess
 
 log = logging.getLogger("jobq.supervisor")

@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api import Queue, _job_id
-from .errors import GroupNotFound, JobNotFound, StoreError, ValidationError
-from .models import FINISHED_STATES, STATES, iso
-from .schedules import first_run_at
-from .store.sql_dashboard import BUCKETS
+from ..client.queue import Queue, _job_id
+from ..core.errors import GroupNotFound, JobNotFound, StoreError, ValidationError
+from ..core.models import FINISHED_STATES, STATES, iso
+from ..runtime.schedules import first_run_at
+from ..store.sql_dashboard import BUCKETS
 
 #: most jobs one page may hold
 MAX_PAGE = 500

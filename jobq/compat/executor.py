@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .api import Group, Job, Queue
+from ..client.queue import Group, Job, Queue
+from ..client.waiting import Outcome, ResultIterator, Watcher, failure
+from ..core.models import FINISHED_STATES, QUEUED, SCHEDULED, SUCCEEDED, WAITING
 from .embedded import EmbeddedSupervisor
-from .models import FINISHED_STATES, QUEUED, SCHEDULED, SUCCEEDED, WAITING
 from .pool import check_options
-from .watch import Outcome, ResultIterator, Watcher, failure
 
 log = logging.getLogger("jobq.executor")
 

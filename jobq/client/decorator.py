@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ValidationError
+from ..core.errors import ValidationError
 
 if TYPE_CHECKING:
-    from .api import Group, Job, Queue
+    from .queue import Group, Job, Queue
 
 # Options of Queue.submit that make sense for every job of a task (per-call notions such as
 # key, depends_on and delay are given to .submit through q.submit instead).

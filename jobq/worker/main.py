@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..core.allow import resolve_allowed
+from ..core.errors import StoreError
+from ..core.fsmodes import open_or_create
+from ..core.models import JobError, dumps, resolve_target
+from ..store import open_store
 from .aioloop import run_coroutine
-from .allow import resolve_allowed
-from .errors import StoreError
-from .fsmodes import open_or_create
 from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten, tasks_of
-from .models import JobError, dumps, resolve_target
-from .store import open_store
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
 # (0 when none), that job's attempt number, the monotonic time it started (CLOCK_MONOTONIC

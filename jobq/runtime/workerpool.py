@@ -16,9 +16,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from .messages import Report, Task, task_rows
-from .models import ClaimedJob, JobError, OutcomeKind
-from .worker import (
+from ..core.models import ClaimedJob, JobError, OutcomeKind
+from ..worker.main import (
     SLOT_ATTEMPT,
     SLOT_JOB,
     SLOT_OUTPUT_AT,
@@ -29,6 +28,7 @@ from .worker import (
     read_range,
     worker_main,
 )
+from ..worker.messages import Report, Task, task_rows
 
 log = logging.getLogger("jobq.supervisor")
 

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .api import _SUBMIT_OPTIONS, Group, Job, Queue
-from .chunks import check_chunksize
+from ..client.queue import _SUBMIT_OPTIONS, Group, Job, Queue
+from ..client.waiting import Outcome, ResultIterator, Watcher, failure
+from ..core.errors import ValidationError
+from ..core.models import FINISHED_STATES, SUCCEEDED
+from ..worker.chunks import check_chunksize
 from .embedded import EmbeddedSupervisor
-from .errors import ValidationError
-from .models import FINISHED_STATES, SUCCEEDED
-from .watch import Outcome, ResultIterator, Watcher, failure
 
 log = logging.getLogger("jobq.pool")
 

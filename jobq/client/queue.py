@@ -11,17 +11,17 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .chunks import CHUNK_TARGET, check_chunksize, chunk_args, chunk_error, chunk_layout
-from .config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
-from .errors import GroupNotFound, JobNotFound, ValidationError
-from .fsmodes import prepare_database_file
+from ..core.config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
+from ..core.errors import GroupNotFound, JobNotFound, ValidationError
+from ..core.fsmodes import prepare_database_file
+from ..core.local import Poker, presence_id, supervisor_alive
+from ..core.models import FINISHED_STATES, STATES, JobRecord, check_target, target_of
+from ..store import QueueInfo, Schedule, Store, open_store
+from ..worker.chunks import CHUNK_TARGET, check_chunksize, chunk_args, chunk_error, chunk_layout
 from .handles import Group, Job, _job_id
-from .local import Poker, presence_id, supervisor_alive
-from .models import FINISHED_STATES, STATES, JobRecord, check_target, target_of
-from .store import QueueInfo, Schedule, Store, open_store
 
 if TYPE_CHECKING:
-    from .spec import JobSpec
+    from ..core.spec import JobSpec
 
 _SUBMIT_OPTIONS = frozenset(
     {
@@ -141,12 +141,12 @@ class Queue:
         return ids
 
     def _validate(self, data: dict[str, Any]) -> JobSpec:
-        from .spec import validate_spec  # pydantic, on the first submit: reads need none of it
+        from ..core.spec import validate_spec  # pydantic, on the first submit: reads need none of it
 
         check = data.pop("_check", False)
         spec = validate_spec(data, self.settings.max_payload_bytes)
         if self.settings.allowed_targets:
-            from .allow import check_allowed
+            from ..core.allow import check_allowed
 
             check_allowed(spec.target, self.settings.allowed_targets)
         if check:
@@ -440,9 +440,9 @@ class Queue:
         queue: str = "default",
     ) -> Schedule:
         """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
-        from .allow import check_allowed
-        from .config import ScheduleSettings, validate
-        from .schedules import check_cron, first_run_at
+        from ..core.allow import check_allowed
+        from ..core.config import ScheduleSettings, validate
+        from ..runtime.schedules import check_cron, first_run_at
 
         if callable(target) and not isinstance(target, str):
             target = target_of(target)
@@ -452,7 +452,7 @@ class Queue:
             whole="schedule",
         )
         check_allowed(s.target, self.settings.allowed_targets)
-        from .spec import validate_spec
+        from ..core.spec import validate_spec
 
         validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
         if s.cron:
@@ -465,7 +465,7 @@ class Queue:
 
     def schedules(self) -> builtins.list[Schedule]:
         """Every schedule: those of the configuration (stored on first sight) and of :meth:`schedule`."""
-        from .schedules import sync_schedules
+        from ..runtime.schedules import sync_schedules
 
         sync_schedules(self.store, self.settings, time.time())
         return self.store.schedules()

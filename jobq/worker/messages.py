@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .models import JobError, Outcome, OutcomeKind
+from ..core.models import JobError, Outcome, OutcomeKind
 
 # Errors that another attempt would meet again: the job fails at once, retries or not.
 NOT_RETRIED = frozenset({"TargetNotAllowed"})
