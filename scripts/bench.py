@@ -390,6 +390,7 @@ def evaluate_targets(rep: Report) -> None:
         ),
         ("single submit >= 3x Huey", ratio("submit.jobq_single", "submit.huey_single"), ">=", 3.0, "x"),
         ("q.map(chunksize=1000) >= 0.5x Pool.map, warm", ratio("map.warm.jobq_chunked", "map.warm.pool_map"), ">=", 0.5, "x"),
+        bench_pg.single_submit_check(f),
     ]
     groups = [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f))]
     groups += [(11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f)), (15, third_pass)]
