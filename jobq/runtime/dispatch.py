@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..store import Store
-from ..worker.messages import Task
+from ..worker.messages import tasks_for
 from .workerpool import WorkerPool
 
 # How far ahead of a worker's pace to claim: about this many seconds of work per batch.
@@ -69,6 +69,6 @@ class Dispatcher:
                 break
             for job in chunk:
                 w.tasks[job.id] = job
-            w.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json) for j in chunk])
+            w.enqueue(tasks_for(chunk))
             w.flush()
         return len(claimed)

@@ -428,16 +428,11 @@ def worker_main(
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0
             ended = time.monotonic()
+            duration = ended - started
+            # tuple.__new__: built in C (a named tuple's own constructor is Python code, once a job)
             results.append(
-                Result(
-                    task.job_id,
-                    task.attempt,
-                    result_json,
-                    error,
-                    output,
-                    started_at,
-                    started_at + (ended - started),
-                    ended - started,
+                tuple.__new__(
+                    Result, (task.job_id, task.attempt, result_json, error, output, started_at, started_at + duration, duration)
                 )
             )
             jobs_done += 1

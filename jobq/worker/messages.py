@@ -8,9 +8,10 @@ could not write: the supervisor writes them), :class:`Progress`, :class:`Unstart
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ..core.models import JobError, Outcome, OutcomeKind
+from ..core.models import ClaimedJob, JobError, Outcome, OutcomeKind
 
 # Errors that another attempt would meet again: the job fails at once, retries or not.
 NOT_RETRIED = frozenset({"TargetNotAllowed"})
@@ -57,6 +58,11 @@ class Result(NamedTuple):
             finished_at=self.finished_at,
             started_at=self.started_at,
         )
+
+
+def tasks_for(jobs: Iterable[ClaimedJob]) -> list[Task]:
+    """The tasks of claimed jobs (built in C: a named tuple's own constructor is Python code)."""
+    return [tuple.__new__(Task, (j.id, j.attempts, j.target, j.args_json, j.kwargs_json)) for j in jobs]
 
 
 def task_rows(tasks: list[Task]) -> list[tuple[Any, ...]]:
