@@ -31,7 +31,7 @@ from typing import Any
 from bench_common import REPO, SCRIPTS, Report, say, shielded
 
 DEFAULT_ROWS = "drain,submit,latency,pool"
-LOWER_IS_BETTER = {"ms", "s", "MB", "% of a core"}
+LOWER_IS_BETTER = {"ms", "s", "us", "MB", "% of a core"}
 ORDER = ("drain.", "submit.", "latency.", "map.cold.", "map.warm.", "pg.", "durability.")
 
 

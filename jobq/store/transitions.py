@@ -39,6 +39,7 @@ Moves = Counter[tuple[str, str, str]]
 # The states of the hot moves as plain text: an enum's ``.value`` is a descriptor call.
 _QUEUED, _RUNNING, _SUCCEEDED = State.QUEUED.value, State.RUNNING.value, State.SUCCEEDED.value
 _QUEUE_OF_CLAIMED = operator.itemgetter(6)  # the queue column of a CLAIM row
+_PRIORITY, _DUE_AND_ID = operator.itemgetter(8), operator.itemgetter(9, 0)  # its priority; run_at and id
 
 
 class Transitions:
@@ -104,7 +105,10 @@ class Transitions:
             picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue", "SELECT id", 1)
             params = (now, *qparams, limit)
         rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
-        rows.sort(key=lambda r: (-r[8], r[9], r[0]))
+        # Priority (descending), then due time and id: two sorts in C (a stable sort keeps the
+        # second's ties in the first's order), not a Python key function per row.
+        rows.sort(key=_DUE_AND_ID)
+        rows.sort(key=_PRIORITY, reverse=True)
         by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
         self._count_moves(conn, Counter({(q, _QUEUED, _RUNNING): n for q, n in by_queue.items()}))
         claimed = []
