@@ -61,6 +61,11 @@ class Transitions:
         """An attempt ended (``kind``: succeeded, failed or cancelled): a backend keeping
         figures (the dashboard's histograms) books it, once its transaction commits."""
 
+    def _observing(self) -> list[tuple[Any, ...]] | None:
+        """Where :meth:`_observe` books attempts in this transaction, for a hot loop to append
+        ``(queue, kind, started_at, run_at, finished_at)`` itself (None: nothing is booked)."""
+        return None
+
     def _count_moves(self, conn: Any, moves: Moves) -> None:
         """Record state moves (a backend that keeps counts updates them here, once per
         (queue, old, new) and transaction, never per row)."""
@@ -147,7 +152,7 @@ class Transitions:
         done: dict[int, str] = {}
         with_dependents: list[int] = []
         finished = {o.job_id: o.finished_at or now for o in outcomes}
-        observe = self._observe
+        booked = self._observing()
         for chunk in fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
@@ -155,7 +160,8 @@ class Transitions:
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
             for job_id, queue, started_at, run_at, has_dependents in rows:
                 done[job_id] = queue
-                observe(queue, "succeeded", started_at, run_at, finished[job_id])
+                if booked is not None:
+                    booked.append((queue, "succeeded", started_at, run_at, finished[job_id]))
                 if has_dependents:
                     with_dependents.append(job_id)
         self._count_moves(conn, Counter({(q, _RUNNING, _SUCCEEDED): n for q, n in Counter(done.values()).items()}))
