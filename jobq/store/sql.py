@@ -264,8 +264,9 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         if not outcomes:
             return []
-        succeeded = [o for o in outcomes if o.kind == OutcomeKind.SUCCEEDED]
-        others = [o for o in outcomes if o.kind != OutcomeKind.SUCCEEDED]
+        ok = OutcomeKind.SUCCEEDED  # `is` first: one pointer comparison a job, before an enum's __eq__
+        succeeded = [o for o in outcomes if o.kind is ok or o.kind == ok]
+        others = [o for o in outcomes if not (o.kind is ok or o.kind == ok)] if len(succeeded) < len(outcomes) else []
 
         figures = self._take_figures(time.monotonic())  # the dashboard's, booked by earlier finishes
 

@@ -15,6 +15,7 @@ waits, calls user code or does I/O besides its statements.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -158,12 +159,14 @@ class Transitions:
             for o in chunk:
                 params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
-            for job_id, queue, started_at, run_at, has_dependents in rows:
-                done[job_id] = queue
-                if booked is not None:
-                    booked.append((queue, "succeeded", started_at, run_at, finished[job_id]))
-                if has_dependents:
-                    with_dependents.append(job_id)
+            if not rows:
+                continue
+            # Column by column, in C loops: this runs for every finished job.
+            ids, queues, started, due, has_dependents = zip(*rows, strict=True)
+            done.update(zip(ids, queues, strict=True))
+            if booked is not None:
+                booked.extend(zip(queues, itertools.repeat("succeeded"), started, due, map(finished.__getitem__, ids)))
+            with_dependents.extend(itertools.compress(ids, has_dependents))
         self._count_moves(conn, Counter({(q, _RUNNING, _SUCCEEDED): n for q, n in Counter(done.values()).items()}))
         for o in outcomes:
             if o.output and o.job_id in done:
