@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..store import Store
-from ..worker.messages import tasks_for
 from .workerpool import WorkerPool
 
 # How far ahead of a worker's pace to claim: about this many seconds of work per batch.
@@ -67,8 +66,5 @@ class Dispatcher:
             chunk = claimed[i * per_worker : (i + 1) * per_worker]
             if not chunk:
                 break
-            for job in chunk:
-                w.tasks[job.id] = job
-            w.enqueue(tasks_for(chunk))
-            w.flush()
+            w.hand(chunk)
         return len(claimed)

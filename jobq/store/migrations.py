@@ -188,15 +188,23 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
+# Version 4 (issue 15): a claimed job is held by a supervisor and not yet started by a worker;
+# the jobs a supervisor holds (claimed or running) are found by owner (leases, take-backs).
+_V4: list[str] = [
+    "CREATE INDEX jobs_held ON jobs(owner) WHERE state IN ('claimed','running')",
+    "DROP INDEX jobs_running",
+]
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
     (3, _render(_V3, "sqlite")),
+    (4, _render(_V4, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
     (3, _render(_V3, "postgres")),
+    (4, _render(_V4, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]
