@@ -65,7 +65,7 @@ PG_JOBQ_FIGURES = [
 ]
 PG_PEER_FIGURES = {
     "procrastinate": ["pg.drain.procrastinate", "pg.submit.procrastinate_single"],
-    "pgqueuer": ["pg.submit.pgqueuer_single"],  # issue 15: one-at-a-time enqueues
+    "pgqueuer": ["pg.submit.pgqueuer_single", "pg.submit.jobq_single_beside_pgqueuer"],  # issue 15
     "celery_amqp": ["pg.drain.celery_amqp", "pg.submit.celery_amqp_single"],
     "celery_redis": ["pg.drain.celery_redis", "pg.submit.celery_redis_single"],
 }
