@@ -52,6 +52,7 @@ import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
 import bench_startup  # noqa: E402
+import bench_steps  # noqa: E402 - issue 16: durable steps against DBOS
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
     FULL,
@@ -78,7 +79,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "steps")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def evaluate_targets(rep: Report) -> None:
     ]
     groups = [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f))]
     groups += [(11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f)), (15, third_pass)]
-    judge_targets(rep, groups)
+    judge_targets(rep, [*groups, (16, bench_steps.target_checks(f))])
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -460,7 +461,14 @@ def _pg_or_none(url: str) -> str | None:
 
 def render_report(rep: Report, header: str) -> str:
     """The table of every figure in ``rep`` with its peers, and the targets judged."""
-    rows = [render_rows, bench_pg.render_rows, bench_pool.render_rows, bench_durability.render_rows, bench_startup.render_rows]
+    rows = [
+        render_rows,
+        bench_pg.render_rows,
+        bench_pool.render_rows,
+        bench_durability.render_rows,
+        bench_startup.render_rows,
+        bench_steps.render_rows,
+    ]
     return render(rep, header, rows)
 
 
@@ -530,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
+        ("steps", lambda: bench_steps.section_steps(rep, sizes, tmp)),
     ]
     try:
         for name, run in runs:

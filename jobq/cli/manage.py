@@ -37,14 +37,15 @@ def cancel(c: Context, job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--failed", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", help="With --failed: only this queue.")
+@click.option("--from-step", "from_step", help="Run one job (failed, cancelled or succeeded) again from its step NAME.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"requeued": [ids]}.')
 @pass_ctx
-def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None, as_json: bool) -> None:
-    """Requeue failed or cancelled jobs."""
+def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None, from_step: str | None, as_json: bool) -> None:
+    """Requeue failed or cancelled jobs (their recorded steps replay)."""
     if bool(job_ids) == failed:
         raise CliError("give job ids or --failed", EXIT_USAGE)
     with api_errors():
-        ids = c.queue.retry(*job_ids, failed=failed, queue=queue)
+        ids = c.queue.retry(*job_ids, failed=failed, queue=queue, from_step=from_step)
     if as_json:
         click.echo(json.dumps({"requeued": ids}))
         return

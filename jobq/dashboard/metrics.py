@@ -72,6 +72,9 @@ class StoreCollector(Collector):
             busy.add_metric([sup["id"]], s.busy.get(sup["id"], 0))
         yield beat
         yield busy
+        run, replayed = self.queue.store.step_totals()
+        yield CounterMetricFamily("jobq_steps_run", "Durable steps run and recorded, ever.", value=run)
+        yield CounterMetricFamily("jobq_steps_replayed", "Durable steps replayed from their record, ever.", value=replayed)
         info = InfoMetricFamily("jobq_build", "jobq's version and store backend.")
         info.add_metric([], {"version": __version__, "backend": s.backend})
         yield info

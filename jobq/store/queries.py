@@ -140,7 +140,14 @@ RETRY = (
     "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled')"
 )
 PURGE_PICK = "SELECT id, queue, state FROM jobs WHERE {where} LIMIT {limit}"
-PURGE_TABLES = (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id"))
+PURGE_TABLES = (
+    ("job_output", "job_id"),
+    ("job_errors", "job_id"),
+    ("job_deps", "job_id"),
+    ("job_steps", "job_id"),
+    ("events", "consumed_by"),
+    ("jobs", "id"),
+)
 
 # -- supervisors, progress, schedules, queues -----------------------------------------------
 REGISTER_SUPERVISOR = (
@@ -176,7 +183,7 @@ QUEUE_ROWS = "SELECT name, concurrency, paused FROM queues ORDER BY name"
 
 # -- reads, groups, supervisors and schedules (jobq/store/sql_admin.py) ----------------------
 JOB_DEPENDENCIES = "SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position"
-JOB_ERRORS = "SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt"
+JOB_ERRORS = "SELECT attempt, error, at FROM job_errors WHERE job_id=? ORDER BY attempt"
 JOB_RESULT = "SELECT id, state, result, error FROM jobs WHERE id=?"
 COUNT_JOBS = "SELECT count(*) FROM jobs"
 JOB_OUTPUT = "SELECT output FROM job_output WHERE job_id=?"

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from ..core.models import ClaimedJob, JobError, Outcome, OutcomeKind
 
 # Errors that another attempt would meet again: the job fails at once, retries or not.
-NOT_RETRIED = frozenset({"TargetNotAllowed"})
+NOT_RETRIED = frozenset({"TargetNotAllowed", "StepMismatch", "StepNotSerializable"})
 
 
 class Task(NamedTuple):
@@ -38,6 +38,9 @@ class Result(NamedTuple):
     started_at: float  # wall clock, stored
     finished_at: float  # wall clock, stored
     duration_seconds: float  # monotonic clock
+    #: a durable sleep or event wait ended the attempt: when the job runs again, and its key
+    wake_at: float | None = None
+    wait_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -46,12 +49,15 @@ class Result(NamedTuple):
     def outcome(self, worker_pid: int) -> Outcome:
         """The store's :class:`Outcome` of this result."""
         # Positional: keyword arguments cost a microsecond a job here (once per job, in every worker).
-        job_id, attempt, result_json, error, output, started_at, finished_at, _ = self
-        if error is None:
-            kind, retriable = OutcomeKind.SUCCEEDED, True
+        job_id, attempt, result_json, error, output, started_at, finished_at, _, wake_at, wait_key = self
+        if wake_at is not None:
+            kind = OutcomeKind.SUSPENDED
         else:
-            kind, retriable = OutcomeKind.FAILED, error.type not in NOT_RETRIED
-        return Outcome(job_id, attempt, kind, result_json, error, retriable, worker_pid, output, finished_at, started_at)
+            kind = OutcomeKind.SUCCEEDED if error is None else OutcomeKind.FAILED
+        retriable = error is None or error.type not in NOT_RETRIED
+        return Outcome(
+            job_id, attempt, kind, result_json, error, retriable, worker_pid, output, finished_at, started_at, wake_at, wait_key
+        )
 
 
 def tasks_for(jobs: Iterable[ClaimedJob]) -> list[Task]:
