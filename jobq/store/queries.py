@@ -4,7 +4,10 @@ connection translates them). Backend-specific statements live in :mod:`.sqlite` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 JOB_COLUMNS = (
     "id, name, target, args, kwargs, queue, priority, state, attempts, max_attempts, run_at, "
@@ -225,3 +228,19 @@ def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
 def marks(n: int) -> str:
     """``?,?,...`` for ``n`` parameters."""
     return ",".join("?" * n)
+
+
+def fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Slices of a few fixed sizes only (:data:`FINISH_CHUNKS`): each size is one SQL text, so
+    the connection's statement cache (and a worker's memory) stays small whatever the batch sizes."""
+    start = 0
+    for size in FINISH_CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+
+
+def slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -23,8 +23,8 @@ from __future__ import annotations
 import itertools
 import operator
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from ..core.models import (
     CANCELLED_BY_REQUEST,
@@ -41,8 +41,6 @@ from ..core.models import (
 from . import queries as Q
 from . import queries_steps as S
 from .base import JobStart
-
-T = TypeVar("T")
 
 #: (queue, old state, new state) -> how many jobs made that move in one transaction
 Moves = Counter[tuple[str, str, str]]
@@ -177,7 +175,7 @@ class Transitions:
         with_dependents: list[int] = []
         finished = {o.job_id: o.finished_at or now for o in outcomes}
         booked = self._observing()
-        for chunk in fixed_chunks(outcomes):
+        for chunk in Q.fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
                 params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker, o.started_at)
@@ -322,7 +320,7 @@ class Transitions:
     def _release_dependents(self, conn: Any, finished_ids: Sequence[int], now: float) -> None:
         """The jobs waiting on ``finished_ids`` (which succeeded) have one dependency fewer
         each; those with none left become due."""
-        for chunk in _slices(finished_ids, 500):
+        for chunk in Q.slices(finished_ids, 500):
             counts = dict(conn.execute(Q.DEPENDENTS_OF.format(marks=Q.marks(len(chunk))), tuple(chunk)).fetchall())
             if not counts:
                 continue
@@ -398,18 +396,3 @@ class Transitions:
         self._count_moves(conn, moves)
         self._add_totals(conn, "retried", Counter({(q, old): n for (q, old, _), n in moves.items()}))
         return sorted(ids)
-
-
-def fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    """Slices of a few fixed sizes only: each size is one SQL text, so the connection's
-    statement cache (and a worker's memory) stays small whatever the batch sizes."""
-    start = 0
-    for size in Q.FINISH_CHUNKS:
-        while len(items) - start >= size:
-            yield items[start : start + size]
-            start += size
-
-
-def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
