@@ -78,17 +78,14 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
 
     # -- submitting -----------------------------------------------------------------
     def _caller_transaction(self, conn: Any) -> AbstractContextManager[Any]:
-        """Write in the caller's open transaction on ``conn`` (inside a savepoint of ours:
-        a failed insert leaves the caller's transaction as it was). Raises
-        :class:`ValidationError` for a connection in autocommit mode or on another database."""
+        """Write in the caller's open transaction on ``conn``, in a savepoint of ours; a connection
+        in autocommit mode or on another database raises :class:`ValidationError`."""
         raise ValidationError("conn", f"{type(self).__name__} cannot write in a caller's transaction")
 
     def _writer(self, conn: Any, stack: ExitStack) -> Callable[[Callable[[Any], T]], T]:
         """How to run a write: our own short transaction, or (``conn``) the caller's."""
-        if conn is None:
-            return self._write
-        wrapped = stack.enter_context(self._caller_transaction(conn))
-        return lambda fn: fn(wrapped)
+        wrapped = stack.enter_context(self._caller_transaction(conn)) if conn is not None else None
+        return self._write if conn is None else (lambda fn: fn(wrapped))
 
     def submit(
         self, specs: Iterable[JobSpec], now: float, group: bool = False, conn: Any = None
@@ -131,8 +128,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         *sealed* by the last one; a group whose submitter died stays open, and
         :meth:`jobq.Group.join` reports it incomplete.
 
-        With ``conn`` every chunk goes into the caller's open transaction instead (one
-        savepoint: an error leaves nothing of the stream in it)."""
+        With ``conn`` every chunk goes into the caller's open transaction (one savepoint)."""
         with ExitStack() as stack:
             write = self._writer(conn, stack)
             return self._stream(base, args_iter, now, group, max_payload_bytes, chunk, write, conn is None)
