@@ -92,6 +92,9 @@ class JobError:
 
 CANCELLED_BY_REQUEST = JobError("Cancelled", "cancelled by request")
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+# A job whose worker dies by a signal this many attempts in a row is failed as Quarantined
+# (the default of the max_crashes setting).
+DEFAULT_MAX_CRASHES = 3
 # A supervisor that dies with a job in hand does not spend the job's retries; this many
 # such losses beyond max_attempts end the job failed, so a job that kills its supervisor
 # cannot loop for ever.
@@ -187,6 +190,11 @@ class JobRecord:
     progress: float | None = None
     progress_message: str | None = None
     cancel_requested: bool = False
+    partition: str | None = None
+    memory_mb: int | None = None
+    cpus: int = 1
+    crashes: int = 0
+    quarantined: bool = False
     depends_on: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -223,6 +231,11 @@ class JobRecord:
             progress=row["progress"],
             progress_message=row["progress_message"],
             cancel_requested=bool(row["cancel_requested"]),
+            partition=row.get("partition_key"),
+            memory_mb=row.get("memory_mb"),
+            cpus=row.get("cpus") or 1,
+            crashes=row.get("crashes") or 0,
+            quarantined=bool(row.get("quarantined")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +267,11 @@ class JobRecord:
             "depends_on": self.depends_on,
             "progress": self.progress,
             "progress_message": self.progress_message,
+            "partition": self.partition,
+            "memory_mb": self.memory_mb,
+            "cpus": self.cpus,
+            "crashes": self.crashes,
+            "quarantined": self.quarantined,
         }
 
 
@@ -268,6 +286,8 @@ class ClaimedJob:
     attempts: int
     timeout: float | None
     queue: str
+    memory_mb: int | None = None  # the job's memory cap (the worker sets it while the job runs)
+    cpus: int = 1  # worker slots the job occupies
 
 
 @dataclass
@@ -287,6 +307,10 @@ class Outcome:
     output: str | None = None
     finished_at: float = 0.0
     started_at: float | None = None
+    #: the worker died by a signal the supervisor did not send (segfault, SIGKILL, OOM):
+    #: counted towards quarantine, ``max_crashes`` such attempts in a row
+    crashed: bool = False
+    max_crashes: int = 0
 
 
 def __getattr__(name: str) -> Any:

@@ -83,14 +83,33 @@ class GroupInfo:
 
 @dataclass
 class QueueInfo:
-    """A queue's stored controls: its concurrency cap across supervisors and whether it is paused."""
+    """A queue's stored controls: its concurrency cap across supervisors, whether it is
+    paused, its rate of starts (``rate_count`` per ``rate_period`` seconds) and its cap of
+    running jobs per partition."""
 
     name: str
     concurrency: int | None = None
     paused: bool = False
+    rate_count: int | None = None
+    rate_period: float | None = None
+    partition_concurrency: int | None = None
+
+    @property
+    def rate(self) -> str | None:
+        """The rate as written on the command line (``100/s``), or None."""
+        if not self.rate_count or not self.rate_period:
+            return None
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(float(self.rate_period))
+        return f"{self.rate_count}/{unit}" if unit else f"{self.rate_count}/{self.rate_period:g}s"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "concurrency": self.concurrency, "paused": self.paused}
+        return {
+            "name": self.name,
+            "concurrency": self.concurrency,
+            "paused": self.paused,
+            "rate": self.rate,
+            "per_partition": self.partition_concurrency,
+        }
 
 
 @dataclass
@@ -213,8 +232,9 @@ class Store(ABC):
 
     # -- claiming and finishing ---------------------------------------------------------
     @abstractmethod
-    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
-        """Whether a claim could find a job now (a read: no write lock)."""
+    def has_runnable(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> bool:
+        """Whether a claim could find a job now (a read: no write lock); ``slots``: the most
+        cpus a job may need to count."""
 
     @abstractmethod
     def claim(
@@ -224,9 +244,11 @@ class Store(ABC):
         limit: int,
         now: float,
         lease_until: float,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         """Atomically move up to ``limit`` due jobs to running for ``owner``, skipping paused
-        queues and keeping each queue's concurrency cap across all supervisors."""
+        queues and keeping each queue's concurrency cap, rate and partition shares across all
+        supervisors; none needing more than ``slots`` cpus (None: any)."""
 
     @abstractmethod
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
@@ -264,8 +286,11 @@ class Store(ABC):
         Returns each id's resulting state (``cancelling`` for a running one)."""
 
     @abstractmethod
-    def retry(self, job_ids: Sequence[int] | None, now: float, queue: str | None = None) -> list[int]:
-        """Requeue failed or cancelled jobs (``job_ids`` None: every failed one)."""
+    def retry(
+        self, job_ids: Sequence[int] | None, now: float, queue: str | None = None, include_quarantined: bool = False
+    ) -> list[int]:
+        """Requeue failed or cancelled jobs (``job_ids`` None: every failed one, but the
+        quarantined unless ``include_quarantined``)."""
 
     @abstractmethod
     def purge(self, now: float, states: Sequence[str], older_than: float | None, default_ttl: float | None = None) -> int:
@@ -294,8 +319,22 @@ class Store(ABC):
         """Pause (no supervisor claims from it) or resume ``queue``."""
 
     @abstractmethod
+    def set_queue_rate(self, queue: str, count: int | None, per_seconds: float | None, now: float) -> None:
+        """Limit the starts of ``queue`` to ``count`` per ``per_seconds`` across all
+        supervisors (a token bucket whose burst is ``count``; None: no rate)."""
+
+    @abstractmethod
+    def set_partition_limit(self, queue: str, per_partition: int | None, now: float) -> None:
+        """Cap the running jobs of each partition of ``queue`` across all supervisors (None: no cap)."""
+
+    @abstractmethod
     def queue_controls(self) -> list[QueueInfo]:
-        """Every queue with a stored cap or pause flag."""
+        """Every queue with a stored cap, pause flag, rate or partition cap."""
+
+    @abstractmethod
+    def partition_counts(self, queue: str, top: int) -> list[tuple[str, int, int]]:
+        """(partition, queued, running) of the ``top`` partitions of ``queue`` with the most
+        unfinished jobs."""
 
     # -- dashboard (issue 10): each served by an index or a table sized by time --------------
     @abstractmethod

@@ -188,15 +188,40 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
+# Version 4 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
+# (a fair share inside a queue, with a cap per partition), per-job memory and cpu slots, and
+# the crash counter of quarantine. The claim index is split in two disjoint partial indexes:
+# jobs without a partition (the claim as before) and jobs with one, ordered by partition so
+# that a fair claim seeks each partition's head, so neither pays for the other.
+_V4: list[str] = [
+    "ALTER TABLE jobs ADD COLUMN partition_key TEXT",
+    "ALTER TABLE jobs ADD COLUMN memory_mb INTEGER",
+    "ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX jobs_claim",
+    "CREATE INDEX jobs_claim ON jobs(priority DESC, run_at, id) WHERE state = 'queued' AND partition_key IS NULL",
+    "CREATE INDEX jobs_partition ON jobs(queue, partition_key, priority DESC, run_at, id) "
+    "WHERE state = 'queued' AND partition_key IS NOT NULL",
+    "ALTER TABLE queues ADD COLUMN rate_count INTEGER",
+    "ALTER TABLE queues ADD COLUMN rate_period {REAL}",
+    "ALTER TABLE queues ADD COLUMN tokens {REAL}",
+    "ALTER TABLE queues ADD COLUMN refilled_at {REAL}",
+    "ALTER TABLE queues ADD COLUMN partition_concurrency INTEGER",
+    "ALTER TABLE queues ADD COLUMN partitioned INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE queues ADD COLUMN rr_cursor TEXT",
+]
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "sqlite") + _V1_SQLITE_COUNTS),
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
     (3, _render(_V3, "sqlite")),
+    (4, _render(_V4, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
     (3, _render(_V3, "postgres")),
+    (4, _render(_V4, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -232,9 +232,9 @@ class PostgresStore(SQLStore):
             "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER) + CAST(e.ord AS INTEGER) - 1, "
-            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION) "
+            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER) "
             "FROM json_array_elements(CAST(? AS JSON)) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord RETURNING id",
-            (*template[0:2], *template[3:16], first_index, *template[17:19], array),
+            (*template[0:2], *template[3:16], first_index, *template[17:22], array),
         ).fetchall()
         # Identity values are drawn in the SELECT's order: ascending ids follow the input.
         return sorted(r[0] for r in rows)

@@ -80,6 +80,7 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
             group_id = None
             if group:
                 group_id = conn.execute(Q.INSERT_GROUP, (len(specs), now, 1, now)).fetchone()[0]
+            self._mark_partitioned(conn, specs, now)
             if all(s.key is None and not s.depends_on for s in specs):
                 rows = [self._row(s, now, group_id, i) for i, s in enumerate(specs)]
                 out = [Submitted(job_id) for job_id in self._insert_rows(conn, rows)]
@@ -135,6 +136,7 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
                         template[Q.ROW_GROUP_ID] = gid
                     elif last and gid is not None:
                         conn.execute(Q.SEAL_GROUP, (time.time(), gid))
+                    self._mark_partitioned(conn, [base], now)
                     new_ids = self._insert_args(conn, template, array, count, index if group else None)
                     if gid is not None:
                         conn.execute(Q.GROW_GROUP, (count, time.time(), gid))
@@ -202,13 +204,23 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
             index if group_id is not None else None,
             int(spec.pass_results),
             spec.result_ttl,
+            spec.partition,
+            spec.memory_mb,
+            spec.cpus,
         )
+
+    @staticmethod
+    def _mark_partitioned(conn: Any, specs: Sequence[JobSpec], now: float) -> None:
+        for queue in sorted({s.queue for s in specs if s.partition is not None}):
+            conn.execute(Q.MARK_PARTITIONED, (queue, now, queue))
 
     def _insert_one(self, conn: Any, spec: JobSpec, now: float, group_id: int | None, index: int) -> Submitted:
         if spec.key is not None:
             self._lock_key(conn, spec.key)
             row = conn.execute(Q.FIND_KEY, (spec.key,)).fetchone()
             if row:
+                if spec.on_conflict == "replace" and row[1] != State.RUNNING:
+                    conn.execute(Q.REPLACE_ARGS, (spec.args_json(), spec.kwargs_json(), row[0]))
                 return Submitted(row[0], existing=True)
         deps = list(dict.fromkeys(spec.depends_on))
         pending = 0
@@ -236,13 +248,16 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         return Submitted(job_id)
 
     # -- claiming and finishing -----------------------------------------------------
-    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
-        return any(self._due(queues, now))
+    def has_runnable(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> bool:
+        return any(self._due(queues, now, slots))
 
-    def _due(self, queues: Sequence[str] | None, now: float) -> tuple[bool, bool]:
-        """Whether queued and whether scheduled jobs of ``queues`` are due (a read)."""
+    def _due(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> tuple[bool, bool]:
+        """Whether queued jobs of ``queues`` needing at most ``slots`` cpus, and whether
+        scheduled ones, are due (a read)."""
         qsql, qparams = Q.queue_filter(queues)
-        queued, scheduled = self._read(Q.DUE.format(queues=qsql), (now, *qparams, now, *qparams))[0]
+        most = Q.ANY_SLOTS if slots is None else slots
+        params = (now, most, *qparams, now, most, *qparams, now, *qparams)
+        queued, scheduled = self._read(Q.DUE.format(queues=qsql), params)[0]
         return bool(queued), bool(scheduled)
 
     def claim(
@@ -252,14 +267,15 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         limit: int,
         now: float,
         lease_until: float,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         # A read first, so idle supervisors never queue up for the write lock.
-        queued_due, scheduled_due = self._due(queues, now)
+        queued_due, scheduled_due = self._due(queues, now, slots)
         if not queued_due and not scheduled_due:
             return []
-        return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due))
+        return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
 
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         if not outcomes:

@@ -30,6 +30,7 @@ from ..core.models import (
     retry_delay_seconds,
 )
 from . import queries as Q
+from .flow import FlowControl, LimitedPick, QueueControl
 
 T = TypeVar("T")
 
@@ -37,7 +38,7 @@ T = TypeVar("T")
 Moves = Counter[tuple[str, str, str]]
 
 
-class Transitions:
+class Transitions(FlowControl):
     """The named transitions, mixed into the SQL stores. A backend supplies the locking
     clauses and :meth:`_count_moves`."""
 
@@ -63,9 +64,6 @@ class Transitions:
             rows = [(queue, str(state), n) for (queue, state), n in sorted(left.items())]
             conn.executemany(Q.ADD_TOTALS.format(column=column), rows)
 
-    def _serialize_limited_claims(self, conn: Any) -> None:
-        """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
-
     # -- scheduled -> queued ----------------------------------------------------------
     def _promote_due(self, conn: Any, now: float) -> int:
         rows = conn.execute(Q.PROMOTE_DUE, (now,)).fetchall()
@@ -74,28 +72,40 @@ class Transitions:
 
     # -- queued -> running ------------------------------------------------------------
     def _claim(
-        self, conn: Any, owner: str, queues: Sequence[str] | None, limit: int, now: float, lease_until: float, promote: bool
+        self,
+        conn: Any,
+        owner: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease_until: float,
+        promote: bool,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         if promote:
             self._promote_due(conn, now)
         qsql, qparams = Q.queue_filter(queues)
+        if slots is not None:  # a job needing more cpu slots than the supervisor has left is not its
+            qsql += " AND cpus<=?"
+            qparams += (slots,)
         controls = conn.execute(Q.QUEUE_CONTROLS).fetchall()
-        paused = [name for name, _, is_paused in controls if is_paused]
-        caps = {name: cap for name, cap, is_paused in controls if cap is not None and not is_paused}
+        paused = [row[0] for row in controls if row[2]]
         if paused:
             qsql += f" AND queue NOT IN ({Q.marks(len(paused))})"
             qparams += tuple(paused)
-        if caps:
-            self._serialize_limited_claims(conn)
-            ids = self._pick_within_caps(conn, qsql, qparams, limit, now, caps)
-            if not ids:
+        pick: LimitedPick | None = None
+        if any(QueueControl.from_row(row).limited for row in controls):
+            pick = self._pick_limited(conn, queues, qsql, qparams, limit, now, Q.ANY_SLOTS if slots is None else slots)
+            if not pick.ids:
                 return []
-            picked = f"SELECT id FROM jobs WHERE id IN ({Q.marks(len(ids))})"
-            params: tuple[Any, ...] = tuple(ids)
+            picked = f"SELECT id FROM jobs WHERE id IN ({Q.marks(len(pick.ids))})"
+            params: tuple[Any, ...] = tuple(pick.ids)
         else:
-            picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue", "SELECT id", 1)
+            picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue, cpus", "SELECT id", 1)
             params = (now, *qparams, limit)
         rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
+        if pick is not None:
+            self._spend(conn, pick, [r[6] for r in rows], now)
         rows.sort(key=lambda r: (-r[8], r[9], r[0]))
         self._count_moves(conn, Counter((r[6], State.QUEUED.value, State.RUNNING.value) for r in rows))
         claimed = []
@@ -106,27 +116,8 @@ class Transitions:
                 first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
                 rest = args_json.strip()[1:-1].strip()
                 args_json = f"[{first},{rest}]" if rest else f"[{first}]"
-            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6]))
+            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10], r[11]))
         return claimed
-
-    def _pick_within_caps(
-        self, conn: Any, qsql: str, qparams: tuple[str, ...], limit: int, now: float, caps: dict[str, int]
-    ) -> list[int]:
-        running = dict(conn.execute(Q.RUNNING_BY_QUEUE.format(marks=Q.marks(len(caps))), tuple(caps)).fetchall())
-        room = {q: n - running.get(q, 0) for q, n in caps.items()}
-        full = [q for q, n in room.items() if n <= 0]
-        if full:
-            qsql += f" AND queue NOT IN ({Q.marks(len(full))})"
-            qparams += tuple(full)
-        rows = conn.execute(Q.PICK.format(queues=qsql, lock=self.claim_lock), (now, *qparams, limit)).fetchall()
-        ids = []
-        for job_id, queue in rows:
-            if queue in room:
-                if room[queue] <= 0:
-                    continue
-                room[queue] -= 1
-            ids.append(job_id)
-        return ids
 
     # -- running -> succeeded ---------------------------------------------------------
     def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
@@ -158,7 +149,7 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at = row
+        max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at, crashes = row
         finished_at = o.finished_at or now
         cancelled = o.kind == OutcomeKind.CANCELLED or bool(cancel_requested)
         self._observe(queue, "cancelled" if cancelled else "failed", started_at, run_at, finished_at)
@@ -170,6 +161,17 @@ class Transitions:
             )
         error = o.error or JobError("Error")
         conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
+        crashes_now = crashes + 1 if o.crashed else 0
+        quarantined = bool(o.crashed and o.max_crashes and crashes_now >= o.max_crashes)
+        if crashes_now != crashes or quarantined:
+            conn.execute(Q.SET_CRASHES, (crashes_now, int(quarantined), o.job_id))
+        if quarantined:
+            error = JobError(
+                "Quarantined",
+                f"its worker died by a signal in {crashes_now} attempts in a row (max_crashes={o.max_crashes}); "
+                f"last: {error.message}",
+            )
+            return self._end_running(conn, owner, o.job_id, o.attempts, queue, State.FAILED, error, finished_at, o.worker)
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_RUNNING, (run_at, error.to_json(), o.worker, *fence))
@@ -185,7 +187,7 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        _, _, _, cancel_requested, queue, _, _ = row
+        _, _, _, cancel_requested, queue, _, _, _ = row
         if cancel_requested:
             return self._end_running(
                 conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now, o.worker
@@ -298,8 +300,12 @@ class Transitions:
         return out
 
     # -- failed / cancelled -> queued -------------------------------------------------
-    def _retry(self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None) -> list[int]:
+    def _retry(
+        self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None, include_quarantined: bool = False
+    ) -> list[int]:
         where = "state IN ('failed','cancelled')" if job_ids is not None else "state='failed'"
+        if job_ids is None and not include_quarantined:
+            where += " AND quarantined=0"
         params: list[Any] = []
         if job_ids is not None:
             where += f" AND id IN ({Q.marks(len(job_ids))})"

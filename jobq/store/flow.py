@@ -1,0 +1,192 @@
+"""Flow control in the claim (issue 17): per-queue caps and rates, and fair shares between
+the partitions of a queue. Runs inside the claim's write transaction, after the backend made
+limited claims take turns (PostgreSQL: an advisory lock; SQLite: the write lock itself).
+
+- **Rate**: a token bucket of starts per queue, stored in its ``queues`` row (``tokens``,
+  ``refilled_at``): it refills at ``rate_count / rate_period`` per second up to
+  ``rate_count`` (the burst), and each claimed job spends one token in the same transaction.
+  Every supervisor of the database spends from the same bucket, and a job the bucket does
+  not pay for is left queued (never claimed early and held).
+- **Partitions**: a queue that holds jobs with a ``partition`` is claimed round robin: the
+  partitions with due jobs are visited in key order from the queue's cursor (``rr_cursor``),
+  each found by one seek of the partition index; a batch takes the head job of each, then
+  the next of each, and so on; priorities are kept within a partition.
+  ``partition_concurrency`` caps each partition's running jobs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import queries as Q
+
+
+@dataclass
+class QueueControl:
+    """A queue's stored controls (one row of ``queues``)."""
+
+    name: str
+    concurrency: int | None
+    paused: bool
+    rate_count: int | None
+    rate_period: float | None
+    tokens: float | None
+    refilled_at: float | None
+    partition_concurrency: int | None
+    partitioned: bool
+    rr_cursor: str | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> QueueControl:
+        name, cap, paused, count, period, tokens, refilled, per_partition, partitioned, cursor = row
+        return cls(name, cap, bool(paused), count, period, tokens, refilled, per_partition, bool(partitioned), cursor)
+
+    def tokens_at(self, now: float) -> float:
+        """The bucket's tokens at ``now`` (infinite without a rate). A clock behind the last
+        refill (another host's) refills nothing rather than going back."""
+        if not self.rate_count or not self.rate_period:
+            return math.inf
+        if self.tokens is None or self.refilled_at is None:
+            return float(self.rate_count)  # a new (or reset) bucket is full
+        gained = max(0.0, now - self.refilled_at) * self.rate_count / self.rate_period
+        return min(float(self.rate_count), self.tokens + gained)
+
+    @property
+    def limited(self) -> bool:
+        """Whether claims of this queue must take turns (a cap, a rate or partitions)."""
+        return self.concurrency is not None or bool(self.rate_count) or self.partitioned
+
+
+@dataclass
+class LimitedPick:
+    """The jobs a limited claim picked, and what the claim spends for them."""
+
+    ids: list[int]
+    controls: dict[str, QueueControl]
+    cursors: dict[str, str]  # partitioned queue -> the last partition served
+
+
+class FlowControl:
+    """The limited claim (a mixin of the transitions)."""
+
+    claim_lock: str
+
+    def _serialize_limited_claims(self, conn: Any) -> None:
+        """Make claims of limited queues take turns (no-op where writes already do)."""
+
+    def _pick_limited(
+        self, conn: Any, queues: Sequence[str] | None, qsql: str, qparams: tuple[Any, ...], limit: int, now: float, slots: int
+    ) -> LimitedPick:
+        """Up to ``limit`` due jobs within every queue's cap, rate and partition shares
+        (``qsql``: the claim's filter of queues and slots, paused queues excluded; ``slots``:
+        the most cpus a job may need)."""
+        self._serialize_limited_claims(conn)
+        # Read after the turn is ours: the buckets and cursors are those the last claim left.
+        controls = {c.name: c for c in map(QueueControl.from_row, conn.execute(Q.QUEUE_CONTROLS).fetchall())}
+        served = [c for c in controls.values() if queues is None or c.name in queues]
+        capped = [c.name for c in served if c.concurrency is not None]
+        running = (
+            dict(conn.execute(Q.RUNNING_BY_QUEUE.format(marks=Q.marks(len(capped))), tuple(capped)).fetchall()) if capped else {}
+        )
+        budget: dict[str, int] = {}
+        for c in served:
+            room = math.inf if c.concurrency is None else c.concurrency - running.get(c.name, 0)
+            tokens = c.tokens_at(now)
+            if tokens != math.inf:
+                room = min(room, math.floor(tokens + 1e-9))
+            if c.paused:
+                room = 0
+            if room != math.inf:
+                budget[c.name] = max(0, int(room))
+        shut = sorted(q for q, n in budget.items() if n <= 0)
+        if shut:
+            qsql += f" AND queue NOT IN ({Q.marks(len(shut))})"
+            qparams += tuple(shut)
+        sources: list[list[tuple[int, str, str | None]]] = []
+        rows = conn.execute(Q.PICK.format(queues=qsql, lock=self.claim_lock), (now, *qparams, limit)).fetchall()
+        sources.append([(job_id, queue, None) for job_id, queue, _ in rows])
+        for c in served:
+            if c.partitioned and budget.get(c.name, 1) > 0:
+                want = min(limit, budget.get(c.name, limit))
+                sources.append(self._pick_fair(conn, c, want, now, slots))
+        ids: list[int] = []
+        cursors: dict[str, str] = {}
+        for job_id, queue, partition in _round_robin(sources):
+            if len(ids) >= limit:
+                break
+            if queue in budget:
+                if budget[queue] <= 0:
+                    continue
+                budget[queue] -= 1
+            ids.append(job_id)
+            if partition is not None:
+                cursors[queue] = partition
+        return LimitedPick(ids, controls, cursors)
+
+    def _pick_fair(self, conn: Any, c: QueueControl, want: int, now: float, slots: int) -> list[tuple[int, str, str | None]]:
+        """Up to ``want`` due jobs of the partitioned queue ``c``, round robin across its
+        partitions from its cursor, keeping ``partition_concurrency``."""
+        cap = c.partition_concurrency
+        running: dict[str, int] = {}
+        if cap is not None:
+            running = dict(conn.execute(Q.RUNNING_BY_PARTITION, (c.name,)).fetchall())
+        full = {k for k, n in running.items() if n >= (cap or 0)}
+        cursor = c.rr_cursor or ""
+        heads = self._partition_heads(conn, c.name, cursor, want + len(full), now, slots)
+        if len(heads) < want + len(full) and cursor:  # wrap around to the partitions before the cursor
+            seen = {k for k, _ in heads}
+            heads += [
+                h
+                for h in self._partition_heads(conn, c.name, "", want + len(full), now, slots)
+                if h[0] <= cursor and h[0] not in seen
+            ]
+        heads = [(k, job_id) for k, job_id in heads if k not in full]
+        if not heads:
+            return []
+        per = -(-want // len(heads))
+        lanes: list[list[int]] = []
+        for k, job_id in heads:
+            room = per if cap is None else min(per, cap - running.get(k, 0))
+            if room > 1:  # the head and the next jobs of this partition
+                rows = conn.execute(Q.PICK_PARTITION.format(lock=self.claim_lock), (c.name, k, now, slots, room)).fetchall()
+                lanes.append([r[0] for r in rows] or [job_id])
+            else:
+                lanes.append([job_id])
+        out: list[tuple[int, str, str | None]] = []
+        for rank in range(per):
+            for (k, _), lane in zip(heads, lanes, strict=True):
+                if rank < len(lane):
+                    out.append((lane[rank], c.name, k))
+        return out[:want]
+
+    def _partition_heads(self, conn: Any, queue: str, after: str, count: int, now: float, slots: int) -> list[tuple[str, int]]:
+        """(partition, its first due job) of up to ``count`` partitions of ``queue`` after ``after``."""
+        if count <= 0:
+            return []
+        params = (queue, after, now, slots, queue, now, slots, queue, now, slots, count)
+        rows = conn.execute(Q.PARTITION_HEADS, params).fetchall()
+        return [(k, job_id) for k, job_id in rows]
+
+    def _spend(self, conn: Any, pick: LimitedPick, claimed_queues: Sequence[str], now: float) -> None:
+        """Spend one token per claimed job of each rated queue and move the partition cursors."""
+        spent: dict[str, int] = {}
+        for queue in claimed_queues:
+            spent[queue] = spent.get(queue, 0) + 1
+        for queue, n in spent.items():
+            c = pick.controls.get(queue)
+            if c is not None and c.rate_count:
+                conn.execute(Q.SPEND_TOKENS, (c.tokens_at(now) - n, now, queue))
+        for queue, partition in pick.cursors.items():
+            conn.execute(Q.MOVE_CURSOR, (partition, queue))
+
+
+def _round_robin(sources: list[list[tuple[int, str, str | None]]]) -> list[tuple[int, str, str | None]]:
+    """One item of each source in turn (unpartitioned jobs and each partitioned queue's share)."""
+    out = []
+    for rank in range(max((len(s) for s in sources), default=0)):
+        for source in sources:
+            if rank < len(source):
+                out.append(source[rank])
+    return out
