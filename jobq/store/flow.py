@@ -146,20 +146,40 @@ class FlowControl:
         if not heads:
             return []
         per = -(-want // len(heads))
-        lanes: list[list[int]] = []
-        for k, job_id in heads:
-            room = per if cap is None else min(per, cap - running.get(k, 0))
-            if room > 1:  # the head and the next jobs of this partition
-                rows = conn.execute(Q.PICK_PARTITION.format(lock=self.claim_lock), (c.name, k, now, slots, room)).fetchall()
-                lanes.append([r[0] for r in rows] or [job_id])
-            else:
-                lanes.append([job_id])
+        lanes = [self._lane(conn, c, k, job_id, per, cap, running, now, slots) for k, job_id in heads]
+        short = want - sum(len(lane) for lane in lanes)
+        full_lanes = [i for i, lane in enumerate(lanes) if len(lane) == per]
+        if short > 0 and full_lanes and per > 0:  # partitions with fewer jobs left room: the others fill it
+            more = per + -(-short // len(full_lanes))
+            for i in full_lanes:
+                lanes[i] = self._lane(conn, c, heads[i][0], heads[i][1], more, cap, running, now, slots)
+        per = max(len(lane) for lane in lanes)
         out: list[tuple[int, str, str | None]] = []
         for rank in range(per):
             for (k, _), lane in zip(heads, lanes, strict=True):
                 if rank < len(lane):
                     out.append((lane[rank], c.name, k))
         return out[:want]
+
+    def _lane(
+        self,
+        conn: Any,
+        c: QueueControl,
+        partition: str,
+        head: int,
+        room: int,
+        cap: int | None,
+        running: dict[str, int],
+        now: float,
+        slots: int,
+    ) -> list[int]:
+        """Up to ``room`` due jobs of one partition, its head first, within its cap."""
+        if cap is not None:
+            room = min(room, cap - running.get(partition, 0))
+        if room <= 1:
+            return [head]
+        rows = conn.execute(Q.PICK_PARTITION.format(lock=self.claim_lock), (c.name, partition, now, slots, room)).fetchall()
+        return [r[0] for r in rows] or [head]
 
     def _partition_heads(self, conn: Any, queue: str, after: str, count: int, now: float, slots: int) -> list[tuple[str, int]]:
         """(partition, its first due job) of up to ``count`` partitions of ``queue`` after ``after``."""
