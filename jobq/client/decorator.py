@@ -13,7 +13,20 @@ if TYPE_CHECKING:
 # Options of Queue.submit that make sense for every job of a task (per-call notions such as
 # key, depends_on and delay are given to .submit through q.submit instead).
 TASK_OPTIONS = frozenset(
-    {"queue", "priority", "name", "timeout", "retries", "retry_backoff", "retry_backoff_max", "result_ttl", "check"}
+    {
+        "queue",
+        "priority",
+        "name",
+        "timeout",
+        "retries",
+        "retry_backoff",
+        "retry_backoff_max",
+        "result_ttl",
+        "check",
+        "partition",
+        "memory_mb",
+        "cpus",
+    }
 )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
 from ..core.errors import GroupNotFound, JobNotFound, ValidationError
 from ..core.fsmodes import prepare_database_file
+from ..core.limits import check_positive, check_rate
 from ..core.local import Poker, presence_id, supervisor_alive
 from ..core.models import FINISHED_STATES, STATES, JobRecord, check_target, target_of
 from ..store import QueueInfo, Schedule, Store, open_store
@@ -39,8 +40,16 @@ _SUBMIT_OPTIONS = frozenset(
         "pass_results",
         "result_ttl",
         "check",
+        "partition",
+        "memory_mb",
+        "cpus",
+        "on_conflict",
     }
 )
+
+
+#: "leave this control as it is" (Queue.set_queue_limit)
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
 
 
 class Queue:
@@ -110,6 +119,10 @@ class Queue:
             "key": o("key"),
             "pass_results": bool(o("pass_results", False)),
             "result_ttl": _duration("result_ttl", o("result_ttl")),
+            "partition": o("partition"),
+            "memory_mb": pick(o("memory_mb"), qs.memory_mb if qs else None, None),
+            "cpus": pick(o("cpus"), None, 1),
+            "on_conflict": o("on_conflict") or "return",
         }
         if delay is not None and run_at is not None:
             raise ValidationError("delay", "give delay or run_at, not both")
@@ -180,9 +193,17 @@ class Queue:
         pass_results: bool = False,
         result_ttl: float | str | None = None,
         check: bool = True,
+        partition: str | None = None,
+        memory_mb: int | None = None,
+        cpus: int | None = None,
+        on_conflict: str = "return",
     ) -> Job:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
-        matched an unfinished job). Raises :class:`ValidationError` on bad input."""
+        matched an unfinished job; with ``on_conflict="replace"`` that job, if it has not
+        started, takes this call's arguments: a debounce). ``partition``: the job's fair
+        share inside its queue (claimed round robin with the queue's other partitions);
+        ``memory_mb``: its memory cap; ``cpus``: the worker slots it occupies. Raises
+        :class:`ValidationError` on bad input."""
         options = {
             "queue": queue,
             "priority": priority,
@@ -198,6 +219,10 @@ class Queue:
             "pass_results": pass_results,
             "result_ttl": result_ttl,
             "check": check,
+            "partition": partition,
+            "memory_mb": memory_mb,
+            "cpus": cpus,
+            "on_conflict": on_conflict,
         }
         data = self._spec_data(target, args, kwargs, options, time.time())
         # Dependencies must exist when the job is submitted, so they can never form a cycle;
@@ -300,7 +325,7 @@ class Queue:
     ) -> Group:
         options = dict(options)
         kwargs = options.pop("kwargs", None)
-        for name in ("key", "depends_on", "pass_results"):  # per-job notions, not for a batch
+        for name in ("key", "depends_on", "pass_results", "on_conflict"):  # per-job notions, not for a batch
             if options.get(name) not in (None, False):
                 raise ValidationError(name, "not supported by map/submit_many; use submit")
         now = time.time()
@@ -376,10 +401,13 @@ class Queue:
                 raise JobNotFound(given)
         return self.store.cancel(ids, time.time())
 
-    def retry(self, *job_ids: Any, failed: bool = False, queue: str | None = None) -> builtins.list[int]:
-        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job."""
+    def retry(
+        self, *job_ids: Any, failed: bool = False, queue: str | None = None, include_quarantined: bool = False
+    ) -> builtins.list[int]:
+        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job
+        but the quarantined ones (``include_quarantined=True``: those too)."""
         if failed:
-            out = self.store.retry(None, time.time(), queue=queue)
+            out = self.store.retry(None, time.time(), queue=queue, include_quarantined=include_quarantined)
         else:
             ids = [_job_id(j) for j in job_ids]
             known = self.store.get_states(ids)
@@ -401,13 +429,32 @@ class Queue:
         return self.store.purge(time.time(), states, age)
 
     # -- queue controls -------------------------------------------------------------
-    def set_queue_limit(self, name: str, concurrency: int | None) -> None:
+    def set_queue_limit(self, name: str, concurrency: Any = KEEP, *, per_partition: Any = KEEP) -> None:
         """Cap how many jobs of queue ``name`` run at once across every supervisor of this
-        database (None removes the cap). Kept in the database; every claim honours it."""
+        database (None removes the cap), and with ``per_partition`` how many of each of its
+        partitions (None removes it); a cap not given is left as it is. Kept in the
+        database; every claim honours them."""
         _check_queue_name(name)
-        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
-            raise ValidationError("concurrency", "must be a whole number of at least 1, or None for no cap")
-        self.store.set_queue_limit(name, concurrency, time.time())
+        if concurrency is not KEEP:
+            check_positive("concurrency", concurrency)
+        if per_partition is not KEEP:
+            check_positive("per_partition", per_partition)
+        if concurrency is not KEEP:
+            self.store.set_queue_limit(name, concurrency, time.time())
+        if per_partition is not KEEP:
+            self.store.set_partition_limit(name, per_partition, time.time())
+
+    def set_queue_rate(self, name: str, count: int | None, per_seconds: float | None = 1.0) -> None:
+        """Limit the *starts* of queue ``name`` to ``count`` per ``per_seconds`` across every
+        supervisor (``count=None`` removes the rate): a token bucket whose burst is
+        ``count``, spent in the claim itself. Running jobs are limited by the cap, starts by
+        the rate."""
+        _check_queue_name(name)
+        rate = None if count is None else check_rate(count, per_seconds)
+        if rate is None:
+            self.store.set_queue_rate(name, None, None, time.time())
+        else:
+            self.store.set_queue_rate(name, rate[0], rate[1], time.time())
 
     def pause_queue(self, name: str) -> None:
         """Stop every supervisor claiming from queue ``name``: running jobs finish, queued

@@ -29,10 +29,13 @@ from ..core.models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
 from ..store import OutputUpdate, ProgressUpdate, Store, SupervisorInfo, open_store
 from ..worker.main import WorkerConfig, checkpointer_main
 from .background import InBackground
+from .crashloop import CrashLoop
 from .dispatch import Dispatcher
 from .duties import Duties
+from .flow import apply_queue_settings
 from .logformat import job_fields, set_context
 from .notify import NO_NOTIFIER, Notifier
+from .oom import OomWatch
 from .reports import ReportHandling
 from .schedules import sync_schedules
 from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
@@ -168,6 +171,8 @@ class Supervisor(InBackground, ReportHandling):
         self._ctx: Any = multiprocessing.get_context(self.start_method)
         self.pool = WorkerPool(self._ctx, self.concurrency, presence.work_dir(), self._worker_config)
         self.dispatcher = Dispatcher(self.store, self.pool, self.id, self.queues, self.settings.lease_seconds)
+        self._oom = OomWatch()
+        self._crash_loop = CrashLoop(self.id)
         self.duties = Duties(self.store, self.settings, self._info, presence)
         # One selector for the supervisor's life: rebuilding one per wait cost a fifth of its CPU.
         self._selector = selectors.DefaultSelector()
@@ -176,9 +181,7 @@ class Supervisor(InBackground, ReportHandling):
         self.store.tune_for_runner(self.settings.lease_seconds)
         self.store.register_supervisor(self._info)
         sync_schedules(self.store, self.settings, wall)
-        for name, queue_settings in self.settings.queues.items():
-            if queue_settings.concurrency:  # the config's caps hold for every supervisor
-                self.store.set_queue_limit(name, queue_settings.concurrency, wall)
+        apply_queue_settings(self.store, self.settings, wall)
         log.info(
             "supervisor %s started: pid %d, %d workers, queues %s, db %s",
             self.id,
@@ -214,12 +217,15 @@ class Supervisor(InBackground, ReportHandling):
         self._claimed = 0
         if not self.stopping:
             self._claimed = self.dispatcher.dispatch(time.time())
+            if self.dispatcher.give_back:
+                self._outcomes += self.dispatcher.give_back
+                self.dispatcher.give_back = []
         busy = any(w.tasks for w in self.pool.workers)
         if self.stopping and not busy:
             self._flush_outcomes()
             return False
         if self.burst and not busy and not self._claimed and not self._outcomes:
-            if not self.store.has_runnable(self.queues, time.time()):
+            if not self.store.has_runnable(self.queues, time.time(), slots=self.concurrency):
                 self.stopping = True
                 return False
         self._next_wait = self._wait_seconds(now)
@@ -365,10 +371,28 @@ class Supervisor(InBackground, ReportHandling):
                 output=output,
                 finished_at=wall,
             )
-        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {signal_name(exitcode)}")
+        cause = signal_name(exitcode)
+        if exitcode == -signal.SIGKILL and self._oom.killed_since_last_look():
+            cause += ", out of memory (the kernel's OOM killer)"
+        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {cause}")
         fields["event"] = "job_worker_died"
         log.warning("job %d failed: %s", job_id, error.message, extra=fields)
-        return Outcome(job_id, attempts, OutcomeKind.FAILED, error=error, worker=w.pid, output=output, finished_at=wall)
+        assert self.dispatcher is not None
+        pause = self._crash_loop.worker_died(job_id, cause)
+        if pause:
+            self.dispatcher.paused_until = time.time() + pause
+        crashed = exitcode is not None and exitcode < 0  # a signal: segfault, SIGKILL, OOM
+        return Outcome(
+            job_id,
+            attempts,
+            OutcomeKind.FAILED,
+            error=error,
+            worker=w.pid,
+            output=output,
+            finished_at=wall,
+            crashed=crashed,
+            max_crashes=self.settings.max_crashes,
+        )
 
     def _enforce_deadlines(self, now: float) -> None:
         assert self.pool is not None

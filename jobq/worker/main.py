@@ -24,6 +24,7 @@ from ..core.fsmodes import open_or_create
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
 from .aioloop import run_coroutine
+from .memory import memory_cap, out_of_memory
 from .messages import Finished, Progress, Report, Result, Retire, Task, Unstarted, Unwritten
 
 # Layout of each worker's slot in the shared array (doubles): the job it is running now
@@ -311,10 +312,14 @@ def run_job(
                 fn = cache[task.target] = resolve_allowed(task.target, config.allowed_targets)
             else:
                 fn = cache[task.target] = resolve_target(task.target)
-        value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
-        if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
-            value = run_coroutine(value)
+        args, kwargs = json.loads(task.args_json), json.loads(task.kwargs_json)
+        with memory_cap(task.memory_mb):
+            value = fn(*args, **kwargs)
+            if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
+                value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
+        if isinstance(exc, MemoryError) and task.memory_mb:
+            return None, out_of_memory(task.memory_mb, JobError.from_exception(exc))
         return None, JobError.from_exception(exc)
     finally:
         current.close()

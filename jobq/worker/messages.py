@@ -24,6 +24,7 @@ class Task(NamedTuple):
     target: str
     args_json: str
     kwargs_json: str
+    memory_mb: int | None = None
 
 
 class Result(NamedTuple):
