@@ -45,6 +45,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatev
 
 import bench_dashboard  # noqa: E402
 import bench_durability  # noqa: E402
+import bench_flow  # noqa: E402 - issue 17: the cost of rates and partitions on the drain
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
@@ -75,7 +76,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "flow")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -460,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
+        ("flow", lambda: bench_flow.section_flow(rep, sizes, opts.workers, tmp)),
     ]
     try:
         for name, run in runs:
@@ -483,7 +485,14 @@ def main(argv: list[str] | None = None) -> int:
         f"PostgreSQL {info['postgresql'] or 'n/a'}, "
         f"load at start {info['loadavg_at_start'][0]:.2f}"
     )
-    rows = [render_rows, bench_pg.render_rows, bench_pool.render_rows, bench_durability.render_rows, bench_startup.render_rows]
+    rows = [
+        render_rows,
+        bench_pg.render_rows,
+        bench_pool.render_rows,
+        bench_durability.render_rows,
+        bench_startup.render_rows,
+        bench_flow.render_rows,
+    ]
     print(render(rep, header, rows), flush=True)
     if opts.json_path:
         data = {
