@@ -95,7 +95,9 @@ def section_flow(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
             say(f"  run {r + 1}/{s.repeat}: {LABELS[variant]}")
             fig[variant] = n / _drain(db, workers, n)
         say(f"  run {r + 1}/{s.repeat}: fairness, 10,000 + 10")
-        fig["fair_first_s"], fig["fair_rank"] = _fairness(str(tmp / f"flow-{r}-fair.db"), workers, 10_000 if n >= 10_000 else 2_000)
+        fig["fair_first_s"], fig["fair_rank"] = _fairness(
+            str(tmp / f"flow-{r}-fair.db"), workers, 10_000 if n >= 10_000 else 2_000
+        )
         runs.append(fig)
     f = _median_of(runs)
     for variant in VARIANTS:

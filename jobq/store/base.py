@@ -93,6 +93,8 @@ class QueueInfo:
     rate_count: int | None = None
     rate_period: float | None = None
     partition_concurrency: int | None = None
+    #: whether the queue ever held a job with a partition (it is then claimed fairly)
+    partitioned: bool = False
 
     @property
     def rate(self) -> str | None:

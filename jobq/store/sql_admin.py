@@ -249,9 +249,9 @@ class SQLAdmin:
 
     def queue_controls(self) -> list[QueueInfo]:
         return [
-            QueueInfo(r[0], r[1], bool(r[2]), r[3], r[4], r[7])
+            QueueInfo(r[0], r[1], bool(r[2]), r[3], r[4], r[7], bool(r[8]))
             for r in self._read(Q.QUEUE_ROWS)
-            if r[1] is not None or any(r[2:5]) or r[7] is not None
+            if r[1] is not None or any(r[2:5]) or r[7] is not None or r[8]
         ]
 
     def partition_counts(self, queue: str, top: int) -> list[tuple[str, int, int]]:
