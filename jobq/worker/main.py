@@ -313,10 +313,15 @@ def run_job(
             else:
                 fn = cache[task.target] = resolve_target(task.target)
         args, kwargs = json.loads(task.args_json), json.loads(task.kwargs_json)
-        with memory_cap(task.memory_mb):
+        if task.memory_mb is None:  # the common case pays no context manager
             value = fn(*args, **kwargs)
             if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
                 value = run_coroutine(value)
+        else:
+            with memory_cap(task.memory_mb):
+                value = fn(*args, **kwargs)
+                if inspect.iscoroutine(value):
+                    value = run_coroutine(value)
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         if isinstance(exc, MemoryError) and task.memory_mb:
             return None, out_of_memory(task.memory_mb, JobError.from_exception(exc))
