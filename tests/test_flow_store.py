@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,44 @@ def test_bad_values_name_their_field(field: str, value: object) -> None:
     with pytest.raises(ValidationError) as info:
         validate_spec({"target": ADD, field: value}, 10**6)
     assert info.value.field == field
+
+
+def _hold_the_claim_turn(any_db: str) -> tuple[Any, str]:
+    """A raw connection inside a transaction that holds what a limited claim must wait for:
+    SQLite's write lock (BEGIN IMMEDIATE), PostgreSQL's limited-claims advisory lock."""
+    if any_db.startswith("postgres"):
+        import psycopg
+
+        from jobq.store.postgres import split_url
+
+        conninfo, schema = split_url(any_db)
+        conn = psycopg.connect(conninfo, options=f"-c search_path={schema}")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"jobq-limits-{schema}",))
+        return conn, "%s"
+    import sqlite3
+
+    conn = sqlite3.connect(any_db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn, "?"
+
+
+def test_a_claim_reads_the_bucket_only_once_the_claim_before_it_committed(any_db: str, opened: Callable[[], Store]) -> None:
+    """Interleaved by hand: claim 1 (a raw transaction) spends the bucket and has not committed
+    when claim 2 starts; claim 2 waits for it, then finds the bucket empty."""
+    import threading
+    import time
+
+    store = opened()
+    submit(store, *[spec(queue="r") for _ in range(10)])
+    store.set_queue_rate("r", 5, 3600.0, T)
+    conn, mark = _hold_the_claim_turn(any_db)
+    got: list[list[object]] = []
+    other = threading.Thread(target=lambda: got.append(list(opened().claim("s2", None, 10, T + 1, T + 30))))
+    other.start()
+    time.sleep(0.3)
+    assert not got, "the second claim did not wait for the first"
+    conn.execute(f"UPDATE queues SET tokens=0, refilled_at={mark} WHERE name='r'", (T + 1,))  # claim 1 spent the bucket
+    conn.execute("COMMIT")
+    conn.close()
+    other.join(30)
+    assert got == [[]]  # nothing left to spend: claim 2 took none
