@@ -22,10 +22,22 @@ def started(path: str, token: str) -> str:
 
 
 def hold(path: str, token: str, seconds: float) -> str:
-    """Record the start, then hold the worker for ``seconds``."""
-    started(path, token)
+    """Hold the worker for ``seconds``; append ``token start end`` (wall times) to ``path``."""
+    start = time.time()
     time.sleep(seconds)
+    with open(path, "a") as fh:
+        fh.write(f"{token} {start:.6f} {time.time():.6f}\n")
     return token
+
+
+def spans(path: str) -> dict[str, tuple[float, float]]:
+    """token -> (start, end) of the jobs :func:`hold` ran."""
+    out = {}
+    with open(path) as fh:
+        for line in fh:
+            token, start, end = line.split()
+            out[token] = (float(start), float(end))
+    return out
 
 
 def pid() -> int:

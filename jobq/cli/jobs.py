@@ -258,12 +258,11 @@ def status(c: Context, job_id: str | None, as_json: bool) -> None:
             from ..client.waits import why_waiting
 
             record = q.record(job_id)
-            reasons = why_waiting(q, record)
             if as_json:
-                click.echo(json.dumps({**record.to_dict(), "waiting": reasons}, indent=2))
+                click.echo(json.dumps(record.to_dict(), indent=2))
             else:
                 _print_record(record)
-                for reason in reasons:
+                for reason in why_waiting(q, record):
                     click.echo(f"{'waiting:':<13} {reason}")
             return
         data = q.status()

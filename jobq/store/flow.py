@@ -197,7 +197,9 @@ class FlowControl:
         for queue, n in spent.items():
             c = pick.controls.get(queue)
             if c is not None and c.rate_count:
-                conn.execute(Q.SPEND_TOKENS, (c.tokens_at(now) - n, now, queue))
+                # The refill time never goes back: a host whose clock is behind the last claimer's
+                # gains nothing until it catches up, so skewed clocks never add a burst.
+                conn.execute(Q.SPEND_TOKENS, (c.tokens_at(now) - n, max(now, c.refilled_at or now), queue))
         for queue, partition in pick.cursors.items():
             conn.execute(Q.MOVE_CURSOR, (partition, queue))
 
