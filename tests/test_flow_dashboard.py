@@ -26,9 +26,18 @@ def test_top_partitions_are_shown_and_the_rest_summed(tmp_path: Path) -> None:
         q.submit_many("tests.tasks:add", [(i,) for i in range(25 - p)], queue="tenants", partition=f"tenant-{p:02d}")
     q.set_queue_rate("tenants", 30, 60)
     q.set_queue_limit("tenants", per_partition=2)
-    server = DashboardServer(db, tmp_path / "dashboard.log")
+    server = DashboardServer(db, tmp_path / "dashboard.log", "--token", "t0ken")
+    auth = {"Authorization": "Bearer t0ken"}
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
+            for field, value in (("cpus", 0), ("memory_mb", -1), ("partition", "")):
+                r = client.post("/api/v1/jobs", json={"target": "tests.tasks:add", field: value}, headers=auth)
+                assert r.status_code == 422 and r.json()["field"] == field, r.text
+            r = client.post(
+                "/api/v1/jobs", json={"target": "tests.tasks:add", "queue": "api", "partition": "t9", "cpus": 2}, headers=auth
+            )
+            assert r.status_code == 201
+            assert (q.record(r.json()["id"]).partition, q.record(r.json()["id"]).cpus) == ("t9", 2)
             (row,) = [r for r in client.get("/api/v1/queues").json()["queues"] if r["name"] == "tenants"]
             assert (row["rate"], row["per_partition"]) == ("30/m", 2)
             names = [p["partition"] for p in row["partitions"]]
@@ -41,7 +50,7 @@ def test_top_partitions_are_shown_and_the_rest_summed(tmp_path: Path) -> None:
                 s
                 for family in text_string_to_metric_families(client.get("/metrics").text)
                 for s in family.samples
-                if s.name == "jobq_partition_jobs"
+                if s.name == "jobq_partition_jobs" and s.labels["queue"] == "tenants"
             ]
             assert {s.labels["partition"] for s in samples} == set(names)  # bounded: 10 + 1 values
             queued = {s.labels["partition"]: s.value for s in samples if s.labels["state"] == "queued"}
