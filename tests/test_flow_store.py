@@ -78,10 +78,14 @@ def test_partitions_are_claimed_round_robin_with_priorities_kept(store: Store) -
 def test_the_cursor_visits_every_partition_in_turn(store: Store) -> None:
     for p in range(30):
         submit(store, *[spec(queue="p", partition=f"t{p:02d}") for _ in range(3)])
-    seen: list[str] = []
-    for _ in range(3):
-        seen += [store.get(c.id).partition for c in store.claim("s", ["p"], 10, T, T + 30)]
-    assert len(seen) == 30 and len(set(seen)) == 30  # each partition once before any twice
+    visits: list[str] = []
+    for _ in range(6):  # claims of 10: a quantum of 2 from each of 5 partitions
+        batch = [store.get(c.id).partition for c in store.claim("s", ["p"], 10, T, T + 30)]
+        assert len(batch) == 10 and len(set(batch)) == 5
+        visits += list(dict.fromkeys(batch))
+    assert visits == [f"t{p:02d}" for p in range(30)]  # each partition visited once before any twice
+    rest = [store.get(c.id).partition for c in store.claim("s", ["p"], 100, T, T + 30)]
+    assert sorted(rest) == [f"t{p:02d}" for p in range(30)]  # the third job of each
 
 
 def test_the_partition_cap_holds_across_claimers(opened: Callable[[], Store]) -> None:
