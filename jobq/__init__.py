@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .core import __version__ as __version__
 
-# Public names and the modules that define them. They are imported on first use, so that a
-# command such as `jobq status` loads only what it needs (``python -X importtime``).
+# Public names and the modules that define them: the one list of jobq's exports. They are
+# imported on first use, so that a command such as `jobq status` loads only what it needs
+# (``python -X importtime``); the TYPE_CHECKING block below tells type checkers the same.
 _EXPORTS = {
     "Executor": "compat.executor",
     "Pool": "compat.pool",
@@ -22,10 +23,10 @@ _EXPORTS = {
     "run_chunk": "worker.chunks",
     "STATES": "core.models",
     "ConfigError": "core.errors",
-    "Group": "client.queue",
+    "Group": "client.handles",
     "GroupIncomplete": "core.errors",
     "GroupNotFound": "core.errors",
-    "Job": "client.queue",
+    "Job": "client.handles",
     "JobError": "core.models",
     "JobFailed": "core.errors",
     "JobNotFound": "core.errors",
@@ -35,64 +36,64 @@ _EXPORTS = {
     "Settings": "core.config",
     "State": "core.models",
     "StoreBusy": "core.errors",
+    "SubmitOptions": "client.options",
     "StoreError": "core.errors",
     "Supervisor": "runtime.supervisor",
     "TargetNotAllowed": "core.errors",
     "ValidationError": "core.errors",
-    "current_job": "worker.main",
+    "current_job": "worker.context",
     "load_settings": "core.config",
 }
 
-__all__ = [
-    "Executor",
-    "Pool",
-    "Process",
-    "run_chunk",
-    "STATES",
-    "ConfigError",
-    "Group",
-    "GroupIncomplete",
-    "GroupNotFound",
-    "Job",
-    "JobError",
-    "JobFailed",
-    "JobNotFound",
-    "JobqError",
-    "OutcomeKind",
-    "Queue",
-    "Settings",
-    "State",
-    "StoreBusy",
-    "StoreError",
-    "Supervisor",
-    "TargetNotAllowed",
-    "ValidationError",
-    "current_job",
-    "load_settings",
-]
+__all__ = [*_EXPORTS]  # the export table above is the one list of public names
 
-if TYPE_CHECKING:
-    from .client.queue import Group, Job, Queue
-    from .compat.executor import Executor
-    from .compat.pool import Pool
-    from .compat.process import Process
-    from .core.config import Settings, load_settings
+if TYPE_CHECKING:  # the same names for type checkers (`X as X`: re-exported)
+    from .client.handles import Group as Group
+    from .client.handles import Job as Job
+    from .client.options import SubmitOptions as SubmitOptions
+    from .client.queue import Queue as Queue
+    from .compat.executor import Executor as Executor
+    from .compat.pool import Pool as Pool
+    from .compat.process import Process as Process
+    from .core.config import Settings as Settings
+    from .core.config import load_settings as load_settings
     from .core.errors import (
-        ConfigError,
-        GroupIncomplete,
-        GroupNotFound,
-        JobFailed,
-        JobNotFound,
-        JobqError,
-        StoreBusy,
-        StoreError,
-        TargetNotAllowed,
-        ValidationError,
+        ConfigError as ConfigError,
     )
-    from .core.models import STATES, JobError, OutcomeKind, State
-    from .runtime.supervisor import Supervisor
-    from .worker.chunks import run_chunk
-    from .worker.main import current_job
+    from .core.errors import (
+        GroupIncomplete as GroupIncomplete,
+    )
+    from .core.errors import (
+        GroupNotFound as GroupNotFound,
+    )
+    from .core.errors import (
+        JobFailed as JobFailed,
+    )
+    from .core.errors import (
+        JobNotFound as JobNotFound,
+    )
+    from .core.errors import (
+        JobqError as JobqError,
+    )
+    from .core.errors import (
+        StoreBusy as StoreBusy,
+    )
+    from .core.errors import (
+        StoreError as StoreError,
+    )
+    from .core.errors import (
+        TargetNotAllowed as TargetNotAllowed,
+    )
+    from .core.errors import (
+        ValidationError as ValidationError,
+    )
+    from .core.models import STATES as STATES
+    from .core.models import JobError as JobError
+    from .core.models import OutcomeKind as OutcomeKind
+    from .core.models import State as State
+    from .runtime.supervisor import Supervisor as Supervisor
+    from .worker.chunks import run_chunk as run_chunk
+    from .worker.context import current_job as current_job
 
 
 def __getattr__(name: str) -> Any:

@@ -382,7 +382,7 @@ def soak(options: argparse.Namespace) -> int:
         while True:
             chaos.replace_dead(k)
             counts = reader.state_counts(first, last)
-            pending = sum(counts.get(s, 0) for s in (*UNFINISHED, "running"))
+            pending = sum(counts.get(s, 0) for s in (*UNFINISHED, "claimed", "running"))
             if pending == 0:
                 break
             if time.monotonic() > deadline:

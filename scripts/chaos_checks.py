@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobq.core.models import MAX_LOST_ATTEMPTS, STATES
+from jobq.core.models import STATES
+from jobq.store.invariants import ROW_RULES
 
 if TYPE_CHECKING:
     from chaos import Chaos, Sup
@@ -36,43 +37,6 @@ def is_postgres(db: str) -> bool:
 def shown(db: str) -> str:
     """The database for printing: a URL without its password."""
     return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", db)
-
-
-# Row rules that hold for every job at rest on either backend (from jobq/store/sql.py: how
-# claims, fenced finishes, retries, take-backs and cancellations write a row). Each query
-# returns the ids of the rows that break its rule.
-_STATES_SQL = ",".join(f"'{s}'" for s in STATES)
-ROW_RULES: list[tuple[str, str]] = [
-    ("state not a jobq state", f"SELECT id FROM jobs WHERE state NOT IN ({_STATES_SQL})"),
-    (
-        "running without owner/lease/start or attempt",
-        "SELECT id FROM jobs WHERE state='running' AND (owner IS NULL OR lease_expires_at IS NULL "
-        "OR started_at IS NULL OR attempts < 1)",
-    ),
-    ("lease held while not running", "SELECT id FROM jobs WHERE state<>'running' AND lease_expires_at IS NOT NULL"),
-    (
-        "unfinished with an owner or a finish time",
-        "SELECT id FROM jobs WHERE state IN ('queued','scheduled','waiting') AND (owner IS NOT NULL OR finished_at IS NOT NULL)",
-    ),
-    (
-        "finished without a finish time",
-        "SELECT id FROM jobs WHERE state IN ('succeeded','failed','cancelled') AND finished_at IS NULL",
-    ),
-    (
-        "succeeded without a result or with an error",
-        "SELECT id FROM jobs WHERE state='succeeded' AND (result IS NULL OR error IS NOT NULL)",
-    ),
-    ("failed without an error", "SELECT id FROM jobs WHERE state='failed' AND error IS NULL"),
-    (
-        "attempts out of range",
-        f"SELECT id FROM jobs WHERE attempts < 0 OR max_attempts < 1 OR attempts > max_attempts + {MAX_LOST_ATTEMPTS}",
-    ),
-    (
-        "attempt error of a missing job or an attempt not made",
-        "SELECT e.job_id FROM job_errors e LEFT JOIN jobs j ON j.id=e.job_id "
-        "WHERE j.id IS NULL OR e.attempt < 1 OR e.attempt > j.attempts",
-    ),
-]
 
 
 class Reader:
@@ -316,7 +280,7 @@ def report(chaos: Chaos, ids: list[int], tokens: dict[int, str], log_path: Path,
         ran = tokens[job_id] in runs
         if state == "succeeded":
             (succeeded if ran else lost).append(job_id)
-        elif state == "running":
+        elif state in ("claimed", "running"):
             stuck.append(job_id)
         elif state in UNFINISHED:
             unfinished.append(job_id)

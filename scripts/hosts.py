@@ -150,7 +150,9 @@ class Run:
 
     # -- 2. the cut --------------------------------------------------------------------------
     def in_flight_of(self, sup_id: str) -> set[int]:
-        return {r.id for r in self.q.store.list_jobs("running", "main", 100_000) if r.owner == sup_id}
+        """The jobs the supervisor holds: claimed (prefetched) or running."""
+        held = [r for state in ("claimed", "running") for r in self.q.store.list_jobs(state, "main", 100_000)]
+        return {r.id for r in held if r.owner == sup_id}
 
     def cut(self) -> None:
         args, victim = self.args, self.hosts[-1]

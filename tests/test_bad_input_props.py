@@ -137,7 +137,7 @@ def test_submit_refuses_bad_targets(db: Db, target: str, no_check: bool) -> None
 )
 def test_other_commands_refuse_bad_arguments(db: Db, args: tuple[str, ...]) -> None:
     command, *rest = args
-    if rest and rest[0].startswith("--"):
+    if len(rest) == 2 and rest[0].startswith("--"):  # an option and its value
         rest = [f"{rest[0]}={rest[1]}"]
     elif rest and rest[0].startswith("-"):
         rest = ["--", *rest]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import jobq
+from jobq.store.invariants import ROW_RULES
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "chaos.py"
@@ -131,7 +132,7 @@ def test_chaos_soak_30s(tmp_path: Path) -> None:
     code, out, db = run_chaos(tmp_path, "--duration", "30", "--jobs", "2000", "--supervisors", "3", "--seed", "7", timeout=170)
     print(out)
     assert_soak_passed(code, out)
-    assert figure(out, "integrity checked (sqlite)").startswith("PRAGMA integrity_check, 9 row rules"), out
+    assert figure(out, "integrity checked (sqlite)").startswith(f"PRAGMA integrity_check, {len(ROW_RULES)} row rules"), out
     check_against_db(out, db, 2000)
 
 
@@ -158,7 +159,7 @@ def test_chaos_soak_postgres(tmp_path: Path, pg_url: str) -> None:
     )
     print(out)
     assert re.search(r"^chaos run \w+: db postgresql://\S+ \(postgresql\)", out, re.M), out
-    assert figure(out, "integrity checked (postgresql)").startswith("9 row rules on all 1000 jobs"), out
+    assert figure(out, "integrity checked (postgresql)").startswith(f"{len(ROW_RULES)} row rules on all 1000 jobs"), out
     assert_soak_passed(code, out)
     check_against_db(out, db, 1000)
     run_dir = tmp_path / "run"
@@ -201,7 +202,9 @@ def test_chaos_checks_can_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str
     conn = sqlite3.connect(db)
     conn.execute("DELETE FROM jobs WHERE id=?", (a,))
     # Rows as jobq writes them (the integrity rules hold): b running for a dead supervisor.
-    conn.execute("UPDATE jobs SET state='running', owner='gone', attempts=1, started_at=1, lease_expires_at=2 WHERE id=?", (b,))
+    conn.execute(
+        "UPDATE jobs SET state='running', owner='gone', attempts=1, started_at=1, worker=100, lease_expires_at=2 WHERE id=?", (b,)
+    )
     conn.execute("UPDATE jobs SET state='succeeded', result='null', finished_at=1 WHERE id IN (?, ?, ?, ?)", (c, d, e, f))
     conn.execute("DELETE FROM job_counts")  # the store counts claims itself: recount
     conn.execute("INSERT INTO job_counts(queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
@@ -251,7 +254,7 @@ def test_chaos_integrity_can_fail(any_db: str, tmp_path: Path, capsys: pytest.Ca
     assert code == 1, out
     integrity = figure(out, "integrity")
     assert integrity.startswith("FAIL: "), out
-    assert f"running without owner/lease/start or attempt: 1 (ids {a})" in integrity, out
+    assert f"running without owner/lease/start/worker or attempt: 1 (ids {a})" in integrity, out
     assert f"succeeded without a result or with an error: 2 (ids {b}, {c})" in integrity, out
     backend = "postgresql" if any_db.startswith("postgresql://") else "sqlite"
     assert figure(out, f"integrity checked ({backend})"), out

@@ -28,6 +28,7 @@ def _run(q: jobq.Queue, owner: str, kinds: list[str], queue: str = "default") ->
                 error=error,
                 retriable=False,
                 finished_at=time.time(),
+                started_at=now,  # the worker's own start, as its outcome brings it
             )
         )
     assert q.store.finish(owner, outcomes, time.time()) == []
@@ -101,11 +102,11 @@ def test_dashboard_queries_use_indexes_and_leave_the_claim_alone(tmp_path) -> No
         (page.format("state=?"), ("cancelled",), "jobs_cancelled_id"),
         (OLDEST_QUEUED, ("q", "q"), "jobs_claim"),
         (OLDEST_QUEUED, ("q", "q"), "jobs_partition"),
-        ("SELECT owner, count(*) FROM jobs WHERE state='running' GROUP BY owner", (), "jobs_running"),
+        (Q.BUSY_WORKERS, (), "jobs_held"),
         ("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (1,), "job_deps_reverse"),
         # the list's indexes never serve the job path: a claim of `-q NAME`, running by queue
         (Q.PICK.format(queues="AND queue IN (?)", lock=""), (1.0, "q", 5), "jobs_claim"),
-        (Q.RUNNING_BY_QUEUE.format(marks="?"), ("q",), "jobs_running"),
+        (Q.HELD_BY_QUEUE.format(marks="?"), ("q",), "jobs_held"),
     ]
     for sql, params, index in queries:
         plan = _plan(conn, sql, params)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from jobq.core.models import JobError, JobSpec, Outcome, OutcomeKind, validate_spec
+from jobq.core.models import JobError, Outcome, OutcomeKind
+from jobq.core.spec import JobSpec, validate_spec
 from jobq.store import open_store
 from jobq.store.postgres import PostgresStore
 
@@ -73,7 +74,7 @@ def test_a_stale_finish_cannot_overwrite_a_job_requeued_and_claimed_by_another_s
     thread.join(20)
     assert result == [[sub.id]]  # the fence rejected the stale finish
     record = observer.get(sub.id)
-    assert (record.state, record.owner, record.attempts) == ("running", "sup-2", 2)
+    assert (record.state, record.owner, record.attempts) == ("claimed", "sup-2", 2)
 
 
 def test_a_dependent_submitted_while_its_dependency_finishes_is_released(pg_url: str) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from jobq.core.errors import ValidationError
-from jobq.core.models import JobError, JobSpec, Outcome, validate_spec
+from jobq.core.models import JobError, Outcome
+from jobq.core.spec import JobSpec, validate_spec
 from jobq.runtime.schedules import next_run_after
 from jobq.store import open_store
-from jobq.store.base import ProgressUpdate, Schedule, Store, SupervisorInfo
+from jobq.store.base import JobStart, ProgressUpdate, Schedule, Store, SupervisorInfo
 from tests.conftest import REPO, _env, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,8 +41,12 @@ def opened(any_db: str) -> Iterator[Callable[[], Store]]:
         return stores[-1]
 
     yield open_one
-    for s in stores:
-        s.close()
+    try:
+        if stores:  # whatever the test did, every row obeys the state invariants (jobq.store.invariants)
+            assert stores[0].invariant_violations() == []  # type: ignore[attr-defined]
+    finally:
+        for s in stores:
+            s.close()
 
 
 @pytest.fixture
@@ -150,11 +155,21 @@ def test_get_record_fields_and_types(store: Store) -> None:
         "q-1.x",
     )
     result = {"out": NESTED_ARGS, "ü": NESTED_KWARGS}
-    done = Outcome(job_id, 1, "succeeded", result_json=json.dumps(result), worker=4242, output="printed ✓\n", finished_at=now + 2)
+    assert store.get(job_id).started_at is None  # claimed: no worker has started it yet
+    done = Outcome(
+        job_id,
+        1,
+        "succeeded",
+        result_json=json.dumps(result),
+        worker=4242,
+        output="printed ✓\n",
+        finished_at=now + 2,
+        started_at=now + 1.5,
+    )
     assert store.finish("sup-1", [done], now + 2) == []
     rec = store.get(job_id)
     assert rec.state == "succeeded" and rec.result == result and rec.error is None
-    assert type(rec.started_at) is float and rec.started_at == now + 1
+    assert type(rec.started_at) is float and rec.started_at == now + 1.5  # the worker's own start
     assert type(rec.finished_at) is float and rec.finished_at == now + 2
     assert rec.owner == "sup-1" and rec.worker == 4242 and rec.attempts == 1
     assert store.output(job_id) == "printed ✓\n"
@@ -170,7 +185,7 @@ def test_get_states_and_counts_by_queue_and_state(store: Store) -> None:
     assert store.get_states([]) == {}
     store.claim("s", ["a"], 1, T, T + 30)
     counts = {q: {s: n for s, n in states.items() if n} for q, states in store.counts().items()}
-    assert counts == {"a": {"queued": 1, "running": 1}, "b": {"queued": 1, "scheduled": 1}}
+    assert counts == {"a": {"queued": 1, "claimed": 1}, "b": {"queued": 1, "scheduled": 1}}
 
 
 def test_list_jobs_newest_first_with_filters(store: Store) -> None:
@@ -210,7 +225,7 @@ def test_claim_queue_filter_and_limit(store: Store) -> None:
     submit(store, *[spec(args=[i]) for i in range(10)])
     assert store.claim("s", None, 0, T, T + 30) == []
     assert len(store.claim("s", None, 3, T, T + 30)) == 3
-    assert {s: n for s, n in store.counts()["default"].items() if n} == {"queued": 7, "running": 3}
+    assert {s: n for s, n in store.counts()["default"].items() if n} == {"queued": 7, "claimed": 3}
     assert len(store.claim("s", None, 100, T, T + 30)) == 7
 
 
@@ -225,8 +240,8 @@ def test_future_run_at_is_not_claimed_until_due(store: Store) -> None:
     # A claim moves due scheduled jobs to queued first, and only due ones.
     x, y = submit(store, spec(run_at=T + 200, queue="later"), spec(run_at=T + 300, queue="later"))
     assert [c.id for c in store.claim("s", None, 10, T + 250, T + 280)] == [x]
-    assert (state(store, x), state(store, y)) == ("running", "scheduled")
-    assert store.counts()["later"] == {"running": 1, "scheduled": 1}
+    assert (state(store, x), state(store, y)) == ("claimed", "scheduled")
+    assert store.counts()["later"] == {"claimed": 1, "scheduled": 1}
 
 
 def test_two_claimers_never_get_the_same_job(opened: Callable[[], Store]) -> None:
@@ -246,7 +261,7 @@ def test_two_claimers_never_get_the_same_job(opened: Callable[[], Store]) -> Non
     flat = [j for got in per_claimer for j in got]
     assert len(flat) == len(set(flat)), "a job was claimed twice"
     assert sorted(flat) == ids
-    owners = {r.id: r.owner for r in first.list_jobs("running", None, 1000)}
+    owners = {r.id: r.owner for r in first.list_jobs("claimed", None, 1000)}
     for i, got in enumerate(per_claimer):
         assert all(owners[j] == f"sup-{i}" for j in got)
 
@@ -261,7 +276,7 @@ def test_queue_limits_hold_across_concurrent_claimers(opened: Callable[[], Store
     assert len({c.id for c in flat}) == len(flat)
     assert sum(1 for c in flat if c.queue == "lim") == 2
     assert sum(1 for c in flat if c.queue == "free") == 4
-    assert first.counts()["lim"]["running"] == 2
+    assert first.counts()["lim"]["claimed"] == 2
 
 
 # -- finishing -------------------------------------------------------------------------------
@@ -367,7 +382,7 @@ def test_cancel_queued_and_running(store: Store) -> None:
 
     store.claim("s", ["r", "f"], 2, T, T + 30)
     assert store.cancel([running, failing], T + 1) == {running: "cancelling", failing: "cancelling"}
-    assert state(store, running) == "running" and store.get(running).cancel_requested is True
+    assert state(store, running) == "claimed" and store.get(running).cancel_requested is True
     assert sorted(store.heartbeat("s", T + 2, T + 40)) == [running, failing]
     assert store.heartbeat("someone-else", T + 2, T + 40) == []
     cancelled = Outcome(running, 1, "cancelled", error={"type": "Cancelled", "message": "x", "traceback": ""})
@@ -483,7 +498,7 @@ def test_requeue_lost_by_owner_and_the_late_finish_is_fenced(store: Store) -> No
         rec = store.get(job_id)
         assert (rec.state, rec.owner, rec.attempts) == ("queued", None, 1)
         assert [(e["attempt"], e["type"], e["message"]) for e in rec.errors] == [(1, "SupervisorLost", "sup-a died")]
-    assert state(store, b1) == "running"
+    assert state(store, b1) == "claimed"
     late = Outcome(a1, 1, "succeeded", result_json='"stale"')
     assert store.finish("sup-a", [late], T + 2) == [a1]
     assert state(store, a1) == "queued"
@@ -512,7 +527,7 @@ def test_requeue_lost_by_expired_lease_and_heartbeat_renews_leases(store: Store)
     store.claim("sup-b", ["b"], 1, T, T + 10)
     assert store.heartbeat("sup-a", T + 5, T + 60) == []
     assert store.requeue_lost(T + 20, expired_before=T + 20) == [theirs]
-    assert state(store, mine) == "running"
+    assert state(store, mine) == "claimed"
     (sup,) = store.supervisors()
     assert sup.heartbeat_at == T + 5
 
@@ -664,10 +679,10 @@ def test_purge_older_than_never_touches_unfinished_jobs(store: Store) -> None:
     assert store.output(old_ok) == "out"
     assert store.purge(T + 2000, ["succeeded"], older_than=1500) == 1
     assert store.get(old_ok) is None and store.output(old_ok) is None and store.get(old_failed) is not None
-    assert store.purge(T + 10**6, ["succeeded", "failed", "cancelled", "queued", "running"], older_than=0) == 2
+    assert store.purge(T + 10**6, ["succeeded", "failed", "cancelled", "queued", "claimed"], older_than=0) == 2
     assert store.get(old_failed) is None and store.get(new_ok) is None
     left = store.get_states([queued, running, scheduled, waiting])
-    assert sorted(left.values()) == ["queued", "running", "scheduled", "waiting"]
+    assert sorted(left.values()) == ["claimed", "queued", "scheduled", "waiting"]
     assert store.count_jobs() == 4
 
 
@@ -699,7 +714,7 @@ def test_opening_twice_is_idempotent_and_shares_jobs(opened: Callable[[], Store]
 
 _FIRST_USE = """
 import os, sys, time
-from jobq.core.models import JobSpec
+from jobq.core.spec import JobSpec
 from jobq.store import open_store
 url, ready, go, token = sys.argv[1:5]
 open(ready, "w").close()
@@ -740,3 +755,51 @@ def test_concurrent_first_use_by_several_processes(any_db: str, tmp_path: Path) 
         assert sorted(r.args[0] for r in store.list_jobs(None, None, 100)) == [f"p{i}" for i in range(4)]
     finally:
         store.close()
+
+
+# -- issue 15: claimed until a worker starts it ----------------------------------------------
+def test_a_worker_start_makes_a_claimed_job_running_fenced_on_owner_and_attempt(store: Store) -> None:
+    a, b = submit(store, spec(), spec())
+    assert {c.id for c in store.claim("sup-1", None, 2, T, T + 30)} == {a, b}
+    assert (state(store, a), store.get(a).worker, store.get(a).started_at) == ("claimed", None, None)
+    assert store.busy_workers() == {}  # nothing started: no worker is busy
+    assert store.start("sup-2", [JobStart(a, 1, 4242, T + 1)]) == []  # not its owner
+    assert store.start("sup-1", [JobStart(a, 2, 4242, T + 1)]) == []  # not this attempt
+    assert state(store, a) == "claimed"
+    assert store.start("sup-1", [JobStart(a, 1, 4242, T + 1)]) == [a]
+    rec = store.get(a)
+    assert (rec.state, rec.worker, rec.started_at) == ("running", 4242, T + 1)
+    assert store.counts()["default"] == {"claimed": 1, "running": 1}
+    assert store.busy_workers() == {"sup-1": 1}
+    assert store.start("sup-1", [JobStart(a, 1, 9999, T + 5)]) == []  # started once: never again
+    # A running job keeps the start written; a claimed one takes the start its outcome brings.
+    assert store.finish("sup-1", [Outcome(a, 1, "succeeded", result_json="1", worker=4242, finished_at=T + 3)], T + 3) == []
+    ok = Outcome(b, 1, "succeeded", result_json="2", worker=4243, finished_at=T + 4, started_at=T + 3.5)
+    assert store.finish("sup-1", [ok], T + 4) == []
+    assert (store.get(a).started_at, store.get(b).started_at, store.get(b).worker) == (T + 1, T + 3.5, 4243)
+    assert store.counts()["default"] == {"succeeded": 2}
+
+
+def test_cancel_of_a_claimed_job_is_a_request_its_supervisor_answers(store: Store) -> None:
+    (job,) = submit(store, spec())
+    store.claim("sup-1", None, 1, T, T + 30)
+    assert store.cancel([job], T + 1) == {job: "cancelling"}
+    assert state(store, job) == "claimed" and store.get(job).cancel_requested is True
+    assert store.heartbeat("sup-1", T + 2, T + 40) == [job]  # the supervisor learns of it
+    withdrawn = Outcome(job, 1, "cancelled", error=JobError("Cancelled", "cancelled by request"), retriable=False)
+    assert store.finish("sup-1", [withdrawn], T + 2) == []
+    rec = store.get(job)
+    assert (rec.state, rec.started_at, rec.worker) == ("cancelled", None, None)  # it never started
+
+
+def test_a_job_taken_back_from_a_dead_supervisor_keeps_its_place_in_line(store: Store) -> None:
+    early, later = submit(store, spec(), spec(), now=T)
+    assert {c.id for c in store.claim("sup-dead", None, 1, T, T + 30)} == {early}
+    store.start("sup-dead", [JobStart(early, 1, 4242, T + 1)])
+    newer = submit(store, spec(), spec(), now=T + 50)
+    assert store.requeue_lost(T + 100, owner="sup-dead", reason="gone") == [early]
+    rec = store.get(early)
+    assert (rec.state, rec.run_at, rec.owner) == ("queued", T, None)
+    # First in line again: before the one submitted with it and those submitted since.
+    assert [c.id for c in store.claim("sup-2", None, 1, T + 100, T + 130)] == [early]
+    assert [c.id for c in store.claim("sup-2", None, 3, T + 100, T + 130)] == [later, *newer]

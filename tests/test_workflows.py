@@ -297,8 +297,8 @@ def test_progress_is_visible_mid_job(queue: jobq.Queue, db_path: str, tmp_path: 
     processes.supervisor(db_path, "-c", "1")
     job = queue.submit("tests.tasks:progress", (str(tmp_path / "half.txt"), 30))
     wait_for(lambda: queue.record(job.id).progress == 0.5, 30, what="progress 0.5")
+    wait_for(lambda: queue.record(job.id).state == "running", 10, what="the job to read running")
     record = queue.record(job.id)
-    assert record.state == "running"
     assert record.progress_message == "half way"
     out = run_cli(db_path, "status", str(job.id))
     assert out.returncode == 0, out.stderr

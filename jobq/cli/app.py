@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
+from ..core import __version__
 from ..core.errors import ConfigError, JobNotFound, StoreError, ValidationError
 
 if TYPE_CHECKING:

@@ -83,28 +83,33 @@ def submit(
     for arg in args:  # negative numbers are arguments; any other dash word is a mistyped option
         if arg.startswith("-") and not isinstance(parse_arg(arg), (int, float)):
             raise CliError(f"No such option: {arg}", EXIT_USAGE)
-    options: dict[str, Any] = {
-        "queue": queue,
-        "priority": priority,
-        "name": name,
-        "timeout": timeout,
-        "retries": retries,
-        "retry_backoff": retry_backoff,
-        "retry_backoff_max": retry_backoff_max,
-        "delay": delay,
-        "result_ttl": result_ttl,
-        "check": not no_check,
-        "partition": partition,
-        "memory_mb": memory_mb,
-        "cpus": cpus,
-    }
+    from ..client.options import SubmitOptions
+
+    run_at = None
     if at is not None:
         try:
-            options["run_at"] = datetime.fromisoformat(at)
+            run_at = datetime.fromisoformat(at)
         except ValueError:
             raise CliError(f"--at: not an ISO-8601 time: {at!r}", EXIT_USAGE) from None
-        if options["run_at"].tzinfo is None:
+        if run_at.tzinfo is None:
             raise CliError("--at: give a time zone, e.g. 2026-01-01T09:00:00+00:00", EXIT_USAGE)
+    opts = SubmitOptions(
+        queue=queue,
+        priority=priority,
+        name=name,
+        timeout=timeout,
+        retries=retries,
+        retry_backoff=retry_backoff,
+        retry_backoff_max=retry_backoff_max,
+        delay=delay,
+        run_at=run_at,
+        result_ttl=result_ttl,
+        check=not no_check,
+        partition=partition,
+        memory_mb=memory_mb,
+        cpus=cpus,
+    )
+    options = opts.given()
     kwargs = None
     if kwargs_json is not None:
         kwargs = parse_arg(kwargs_json)
@@ -139,10 +144,7 @@ def submit(
             target,
             args=tuple(parse_arg(a) for a in args),
             kwargs=kwargs,
-            key=key,
-            depends_on=list(after) or None,
-            on_conflict=on_conflict or "return",
-            **options,
+            **opts.merged(key=key, depends_on=list(after) or None, on_conflict=on_conflict or "return").given(),
         )
     if job.existing:
         click.echo(f"job {job.id} with key {key!r} is not finished yet: not submitted again", err=True)

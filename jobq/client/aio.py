@@ -17,36 +17,29 @@ import functools
 import weakref
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.errors import JobFailed, JobNotFound, JobqError
-from ..core.models import SUCCEEDED, JobError
+from ..core.errors import JobNotFound, JobqError
+from ..core.models import SUCCEEDED
 from ..store import Store
+from .failures import job_failed
+from .polling import Backoff
+from .protocols import GroupLike, JobLike, QueueLike
 from .waiting import outcomes
-
-if TYPE_CHECKING:
-    from .queue import Group, Job, Queue
-
-_FIRST_DELAY, _MAX_DELAY = 0.001, 0.05
 
 
 async def asubmit(
-    queue: Queue, target: str | Callable[..., Any], args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any
-) -> Job:
+    queue: QueueLike, target: str | Callable[..., Any], args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any
+) -> Any:
     """``queue.submit`` run on the loop's default thread pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(queue.submit, target, args, kwargs, **options))
 
 
-async def amap(queue: Queue, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Group:
+async def amap(queue: QueueLike, target: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Any:
     """``queue.map`` run on the loop's default thread pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(queue.map, target, iterable, **options))
-
-
-def _failure(job_id: int, state: str, error: JobError | None) -> JobFailed:
-    error = error or JobError("Error")
-    return JobFailed(job_id, error.type, error.message, error.traceback, state=str(state))
 
 
 class _Waiter:
@@ -57,13 +50,13 @@ class _Waiter:
         self.store = store
         self.loop = loop
         self.pending: dict[Hashable, list[asyncio.Future[Any]]] = {}
-        self.groups: dict[Hashable, Group] = {}
+        self.groups: dict[Hashable, GroupLike] = {}
         self.kick = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="jobq-ajoin")
         self.notifies = type(store).wait_for_change is not Store.wait_for_change
 
-    async def wait(self, key: Hashable, timeout: float | None, group: Group | None = None) -> Any:
+    async def wait(self, key: Hashable, timeout: float | None, group: GroupLike | None = None) -> Any:
         """The value of job ``key`` (or of ``group``'s join), once there is one."""
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending.setdefault(key, []).append(fut)
@@ -86,7 +79,7 @@ class _Waiter:
                     del self.pending[key]
                     self.groups.pop(key, None)
 
-    def _poll(self, keys: list[Hashable], groups: dict[Hashable, Group]) -> dict[Hashable, tuple[bool, Any]]:
+    def _poll(self, keys: list[Hashable], groups: dict[Hashable, GroupLike]) -> dict[Hashable, tuple[bool, Any]]:
         """(thread) (ok, value or exception) of each awaited job or group that is done."""
         out: dict[Hashable, tuple[bool, Any]] = {}
         ids = [k for k in keys if isinstance(k, int)]
@@ -96,17 +89,17 @@ class _Waiter:
             elif outcome.state == SUCCEEDED:
                 out[job_id] = (True, outcome.result)
             else:
-                out[job_id] = (False, _failure(job_id, outcome.state, outcome.error))
+                out[job_id] = (False, job_failed(job_id, outcome.state, outcome.error))
         for key, group in groups.items():
             try:
                 if group.finished():
                     out[key] = (True, group.results())
-            except JobqError as exc:  # an item's JobFailed, GroupIncomplete
+            except JobqError as exc:  # an item's JobFailed, GroupLikeIncomplete
                 out[key] = (False, exc)
         return out
 
     async def _run(self) -> None:
-        delay = _FIRST_DELAY
+        pace = Backoff()
         while self.pending:
             self.kick.clear()
             groups = {k: g for k, g in self.groups.items() if k in self.pending}
@@ -120,7 +113,9 @@ class _Waiter:
                         fut.set_result(value)
                     else:
                         fut.set_exception(value)
-            delay = _FIRST_DELAY if found else min(delay * 1.5, _MAX_DELAY)
+            if found:
+                pace.progress()
+            delay = pace.next()
             if not self.pending:
                 break
             if self.notifies:
@@ -136,7 +131,7 @@ class _Waiter:
 _waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Waiter]] = weakref.WeakKeyDictionary()
 
 
-def _waiter(queue: Queue) -> _Waiter:
+def _waiter(queue: QueueLike) -> _Waiter:
     loop = asyncio.get_running_loop()
     by_store = _waiters.setdefault(loop, {})
     waiter = by_store.get(id(queue.store))
@@ -145,13 +140,13 @@ def _waiter(queue: Queue) -> _Waiter:
     return waiter
 
 
-async def ajoin_job(job: Job, timeout: float | None = None) -> Any:
+async def ajoin_job(job: JobLike, timeout: float | None = None) -> Any:
     """Wait for ``job`` without blocking the loop: its value, or :class:`JobFailed`,
     :class:`TimeoutError` when ``timeout`` passes first."""
     return await _waiter(job.queue).wait(job.id, timeout)
 
 
-async def ajoin_group(group: Group, timeout: float | None = None) -> list[Any]:
+async def ajoin_group(group: GroupLike, timeout: float | None = None) -> list[Any]:
     """Wait for every item of ``group`` without blocking the loop: results in input order,
     or :class:`JobFailed` naming the failed item's index."""
     return await _waiter(group.queue).wait(("group", id(group)), timeout, group)

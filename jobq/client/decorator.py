@@ -3,53 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.errors import ValidationError
-
-if TYPE_CHECKING:
-    from .queue import Group, Job, Queue
-
-# Options of Queue.submit that make sense for every job of a task (per-call notions such as
-# key, depends_on and delay are given to .submit through q.submit instead).
-TASK_OPTIONS = frozenset(
-    {
-        "queue",
-        "priority",
-        "name",
-        "timeout",
-        "retries",
-        "retry_backoff",
-        "retry_backoff_max",
-        "result_ttl",
-        "check",
-        "partition",
-        "memory_mb",
-        "cpus",
-    }
-)
+from .options import SubmitOptions
+from .protocols import QueueLike
 
 
-def task(q: Queue, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+def task(q: QueueLike, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Decorate ``fn`` (``@q.task`` or ``@q.task(retries=3, ...)``): it is returned itself,
     still callable directly, with ``submit``, ``map`` and ``asubmit`` attached."""
-    unknown = sorted(set(options) - TASK_OPTIONS)
-    if unknown:
-        raise ValidationError(unknown[0], "not an option of @task (queue, priority, name, timeout, retries, ...)")
+    options = SubmitOptions.of(
+        options, allowed=SubmitOptions.TASK, where="@task", hint=" (queue, priority, name, timeout, retries, ...)"
+    ).given()
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):
             raise ValidationError("target", f"{f!r} is not callable")
 
-        def submit(*args: Any, **kwargs: Any) -> Job:
+        def submit(*args: Any, **kwargs: Any) -> Any:
             """Submit a job calling this function with these arguments."""
             return q.submit(f, args, kwargs, **options)
 
-        def map_(iterable: Iterable[Any], chunksize: int = 1) -> Group:
+        def map_(iterable: Iterable[Any], chunksize: int = 1) -> Any:
             """One job per item (per ``chunksize`` items) as a group; see ``Queue.map``."""
             return q.map(f, iterable, chunksize=chunksize, **options)
 
-        async def asubmit(*args: Any, **kwargs: Any) -> Job:
+        async def asubmit(*args: Any, **kwargs: Any) -> Any:
             """:func:`submit` for asyncio code."""
             return await q.asubmit(f, args, kwargs, **options)
 

@@ -4,15 +4,14 @@ and :class:`Group` (the jobs of one map, joined in input order)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.errors import GroupIncomplete, JobFailed, JobNotFound, StoreError
-from ..core.models import FINISHED_STATES, JobError, JobRecord, State
+from ..core.errors import GroupIncomplete, JobNotFound, StoreError
+from ..core.models import FINISHED_STATES, JobRecord, State
 from ..worker.chunks import ChunkLayout, failed_index, item_counts
-
-if TYPE_CHECKING:
-    from .queue import Queue
+from .failures import job_failed
+from .polling import Backoff
+from .protocols import QueueLike
 
 
 def _job_id(job_id: Any) -> int:
@@ -28,17 +27,10 @@ def _job_id(job_id: Any) -> int:
     raise JobNotFound(job_id)
 
 
-def _backoff(first: float, cap: float) -> Iterator[float]:
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * 1.3, cap)
-
-
 class Job:
     """A submitted job. Attributes are read fresh from the store on each access."""
 
-    def __init__(self, queue: Queue, job_id: int, existing: bool = False) -> None:
+    def __init__(self, queue: QueueLike, job_id: int, existing: bool = False) -> None:
         self.queue = queue
         self.id = job_id
         self.existing = existing
@@ -90,11 +82,9 @@ class Job:
     def join(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish; return its value, or raise :class:`JobFailed`
         (failed or cancelled) or :class:`TimeoutError` when ``timeout`` passes first."""
-        start = time.monotonic()
-        deadline = None if timeout is None else start + timeout
-        for delay in _backoff(0.0005, 0.05):
-            if time.monotonic() - start < 0.2:
-                delay = min(delay, 0.002)  # most jobs finish within moments: look often at first
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pace = Backoff(first_seconds=0.0005, factor=1.3)
+        while True:
             found = self.queue.store.outcome(self.id)  # one read a look
             if found is None:
                 raise JobNotFound(self.id)
@@ -102,14 +92,14 @@ class Job:
             if state == State.SUCCEEDED:
                 return found.result
             if state.finished:
-                raise _failure(found.id, state, found.error)
+                raise job_failed(found.id, state, found.error)
+            delay = pace.next()
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"job {self.id} still {state} after {timeout:g}s")
                 delay = min(delay, left)
             self.queue.store.wait_for_change(delay)
-        raise AssertionError("unreachable")
 
     async def ajoin(self, timeout: float | None = None) -> Any:
         """:meth:`join` for asyncio code: waits without blocking the event loop."""
@@ -122,7 +112,7 @@ class Group:
     """The jobs of one :meth:`Queue.map`, in input order. ``len()`` and :meth:`counts` are in
     items (a chunked map's jobs hold ``chunksize`` items each; ``layout`` says how)."""
 
-    def __init__(self, queue: Queue, group_id: str | None, job_ids: list[int], layout: ChunkLayout | None = None) -> None:
+    def __init__(self, queue: QueueLike, group_id: str | None, job_ids: list[int], layout: ChunkLayout | None = None) -> None:
         self.queue = queue
         self.id = group_id
         self.job_ids = list(job_ids)
@@ -173,15 +163,16 @@ class Group:
         naming the failed item's index, :class:`GroupIncomplete` when the group's submitter
         stopped before submitting it whole, or :class:`TimeoutError` when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        seen, start = -1, time.monotonic()
-        for delay in _backoff(0.001, 0.2):
+        pace, seen = Backoff(cap_seconds=0.2, factor=1.3), -1
+        while True:
             looked = time.monotonic()
             if self.finished():
                 break
-            now = time.monotonic()
-            if self.done_jobs != seen or now - start < 0.2:  # moving, or just begun: look again soon
-                seen, delay = self.done_jobs, 0.002
-            delay = max(delay, 5 * (now - looked))  # a big group's count is not free: at most a sixth of the time
+            if self.done_jobs != seen:  # moving: look again soon
+                seen = self.done_jobs
+                pace.progress()
+            # A big group's count is not free: spend at most a sixth of the time on it.
+            delay = max(pace.next(), 5 * (time.monotonic() - looked))
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -217,7 +208,7 @@ class Group:
                 continue
             if row.state in (State.FAILED, State.CANCELLED):
                 index = position if self.layout is None else failed_index(self.layout, position, row.error)
-                raise _failure(row.id, row.state, row.error, index=index)
+                raise job_failed(row.id, row.state, row.error, index=index)
             if self.layout is None:
                 results.append(row.result)
             elif row.state == State.SUCCEEDED:
@@ -230,8 +221,3 @@ class Group:
         if len(results) != expected:
             raise StoreError(f"group {self.id}: {expected - len(results)} results are missing (purged?)")
         return results
-
-
-def _failure(job_id: int, state: State, error: JobError | None, index: int | None = None) -> JobFailed:
-    error = error or JobError("Error")
-    return JobFailed(job_id, error.type, error.message, error.traceback, state=state.value, index=index)

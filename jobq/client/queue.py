@@ -5,54 +5,27 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..core.config import QUEUE_NAME_PATTERN, Settings, load_settings, parse_duration
+from ..core.config import Settings, load_settings
 from ..core.errors import GroupNotFound, JobNotFound, ValidationError
 from ..core.fsmodes import prepare_database_file
-from ..core.limits import check_positive, check_rate
 from ..core.local import Poker, presence_id, supervisor_alive
-from ..core.models import FINISHED_STATES, STATES, JobRecord, check_target, target_of
-from ..store import QueueInfo, Schedule, Store, open_store
+from ..core.models import STATES, JobRecord, check_target, target_of
+from ..store import Store, open_store
 from ..worker.chunks import CHUNK_TARGET, check_chunksize, chunk_args, chunk_error, chunk_layout
+from .admin import QueueAdmin
 from .handles import Group, Job, _job_id
+from .options import SubmitOptions, as_args
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec
 
-_SUBMIT_OPTIONS = frozenset(
-    {
-        "queue",
-        "priority",
-        "name",
-        "timeout",
-        "retries",
-        "retry_backoff",
-        "retry_backoff_max",
-        "delay",
-        "run_at",
-        "key",
-        "depends_on",
-        "pass_results",
-        "result_ttl",
-        "check",
-        "partition",
-        "memory_mb",
-        "cpus",
-        "on_conflict",
-    }
-)
 
-
-#: "leave this control as it is" (Queue.set_queue_limit)
-KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
-
-
-class Queue:
+class Queue(QueueAdmin):
     """A handle on one jobq database: submit, inspect and manage jobs.
 
     ``Queue("jobs.db")`` creates the file and its schema when missing. Settings come from
@@ -79,64 +52,11 @@ class Queue:
 
     # -- submitting -----------------------------------------------------------------
     def _spec_data(
-        self, target: str | Callable[..., Any], args: Any, kwargs: Any, options: dict[str, Any], now: float
+        self, target: str | Callable[..., Any], args: Any, kwargs: Any, options: SubmitOptions, now: float
     ) -> dict[str, Any]:
-        """The JobSpec input for one job: ``options`` are :meth:`submit`'s keywords (absent
-        ones take the queue's, then the global, defaults)."""
-        unknown = sorted(set(options) - _SUBMIT_OPTIONS)
-        if unknown:
-            raise ValidationError(str(unknown[0]), "unexpected option")
-        o = options.get
-        queue = o("queue", "default")
-        priority, timeout, retries = o("priority"), o("timeout"), o("retries")
-        retry_backoff, retry_backoff_max = o("retry_backoff"), o("retry_backoff_max")
-        delay, run_at, depends_on = o("delay"), o("run_at"), o("depends_on")
-        if callable(target) and not isinstance(target, str):
-            target = target_of(target)
-        if not isinstance(target, str):
-            raise ValidationError("target", "expected 'package.module:function' or a function")
-        qs = self.settings.queue_settings(queue) if isinstance(queue, str) else None
-        s = self.settings
-
-        def pick(value: Any, per_queue: Any, default: Any) -> Any:
-            if value is not None:
-                return value
-            return per_queue if per_queue is not None else default
-
-        data: dict[str, Any] = {
-            "target": target,
-            "args": list(args) if isinstance(args, tuple) else args,
-            "kwargs": {} if kwargs is None else kwargs,
-            "queue": queue,
-            "priority": pick(priority, qs.priority if qs else None, 0),
-            "name": o("name"),
-            "timeout": _duration("timeout", pick(timeout, qs.timeout if qs else None, s.timeout)),
-            "retries": pick(retries, qs.retries if qs else None, s.retries),
-            "retry_backoff": _duration("retry_backoff", pick(retry_backoff, qs.retry_backoff if qs else None, s.retry_backoff)),
-            "retry_backoff_max": _duration(
-                "retry_backoff_max", pick(retry_backoff_max, qs.retry_backoff_max if qs else None, s.retry_backoff_max)
-            ),
-            "key": o("key"),
-            "pass_results": bool(o("pass_results", False)),
-            "result_ttl": _duration("result_ttl", o("result_ttl")),
-            "partition": o("partition"),
-            "memory_mb": pick(o("memory_mb"), qs.memory_mb if qs else None, None),
-            "cpus": pick(o("cpus"), None, 1),
-            "on_conflict": o("on_conflict") or "return",
-        }
-        if delay is not None and run_at is not None:
-            raise ValidationError("delay", "give delay or run_at, not both")
-        if delay is not None:
-            data["run_at"] = now + (_duration("delay", delay) or 0.0)
-        elif run_at is not None:
-            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
-                raise ValidationError("run_at", "expected a timezone-aware datetime")
-            data["run_at"] = run_at.timestamp()
-        if depends_on is not None:
-            ids = self._dependency_ids(depends_on)
-            if ids:
-                data["depends_on"] = ids
-        if o("check", True) and target not in self._checked:
+        """The JobSpec input for one job (absent options take the queue's, then the global, defaults)."""
+        data = options.spec_data(target, args, kwargs, self.settings, now, self._dependency_ids)
+        if options.check and data["target"] not in self._checked:
             data["_check"] = True
         return data
 
@@ -199,31 +119,31 @@ class Queue:
         on_conflict: str = "return",
     ) -> Job:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
-        matched an unfinished job; with ``on_conflict="replace"`` that job, if it has not
-        started, takes this call's arguments: a debounce). ``partition``: the job's fair
-        share inside its queue (claimed round robin with the queue's other partitions);
+        matched an unfinished job; with ``on_conflict="replace"`` that job, if not yet
+        claimed, takes this call's arguments: a debounce). ``partition``: the job's fair share
+        inside its queue (claimed round robin with the queue's other partitions);
         ``memory_mb``: its memory cap; ``cpus``: the worker slots it occupies. Raises
         :class:`ValidationError` on bad input."""
-        options = {
-            "queue": queue,
-            "priority": priority,
-            "name": name,
-            "timeout": timeout,
-            "retries": retries,
-            "retry_backoff": retry_backoff,
-            "retry_backoff_max": retry_backoff_max,
-            "delay": delay,
-            "run_at": run_at,
-            "key": key,
-            "depends_on": depends_on,
-            "pass_results": pass_results,
-            "result_ttl": result_ttl,
-            "check": check,
-            "partition": partition,
-            "memory_mb": memory_mb,
-            "cpus": cpus,
-            "on_conflict": on_conflict,
-        }
+        options = SubmitOptions(
+            queue=queue,
+            priority=priority,
+            name=name,
+            timeout=timeout,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+            delay=delay,
+            run_at=run_at,
+            key=key,
+            depends_on=depends_on,
+            pass_results=pass_results,
+            result_ttl=result_ttl,
+            check=check,
+            partition=partition,
+            memory_mb=memory_mb,
+            cpus=cpus,
+            on_conflict=on_conflict,
+        )
         data = self._spec_data(target, args, kwargs, options, time.time())
         # Dependencies must exist when the job is submitted, so they can never form a cycle;
         # an unknown id is rejected inside the insert transaction.
@@ -247,7 +167,7 @@ class Queue:
                 except ValueError:
                     raise ValidationError("run_at", f"item {index}: not an ISO-8601 time") from None
             target, args, kwargs = d.pop("target"), d.pop("args", None), d.pop("kwargs", None)
-            data = self._spec_data(target, () if args is None else args, kwargs, d, now)
+            data = self._spec_data(target, () if args is None else args, kwargs, SubmitOptions.of(d), now)
             specs.append(self._validate(data))
         jobs, _ = self._insert(specs)
         return jobs
@@ -256,7 +176,7 @@ class Queue:
         """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a
         single argument), streamed in short transactions as :meth:`map` does. ``options`` are
         those of :meth:`submit`."""
-        group = self._map(target, (_as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
+        group = self._map(target, (as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
         return group.jobs
 
     def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1, **options: Any) -> Group:
@@ -268,7 +188,7 @@ class Queue:
         the group still joins to one result per item, counts in items, and a failure names the
         item's index."""
         if check_chunksize(chunksize) == 1:
-            return self._map(target, (_as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
+            return self._map(target, (as_args(item, tuple_only=True) for item in iterable), options, as_group=True)
         return self._map_chunks(target, iterable, chunksize, options, None)
 
     def _map_chunks(
@@ -325,11 +245,10 @@ class Queue:
     ) -> Group:
         options = dict(options)
         kwargs = options.pop("kwargs", None)
-        for name in ("key", "depends_on", "pass_results", "on_conflict"):  # per-job notions, not for a batch
-            if options.get(name) not in (None, False):
-                raise ValidationError(name, "not supported by map/submit_many; use submit")
+        opts = SubmitOptions.of(options)
+        opts.check_batch()
         now = time.time()
-        first = self._validate(self._spec_data(target, [], kwargs, options, now))
+        first = self._validate(self._spec_data(target, [], kwargs, opts, now))
         ids, group_id = self.store.submit_stream(first, args_iter, now, as_group, self.settings.max_payload_bytes)
         if self._poker is not None:
             self._poker.poke()
@@ -390,153 +309,6 @@ class Queue:
         if not self.store.get_states([jid]):
             raise JobNotFound(job_id)
         return self.store.output(jid) or ""
-
-    # -- managing -------------------------------------------------------------------
-    def cancel(self, *job_ids: Any) -> dict[int, str]:
-        """Cancel jobs; a running one is ended by its supervisor within a heartbeat."""
-        ids = [_job_id(j) for j in job_ids]
-        known = self.store.get_states(ids)
-        for jid, given in zip(ids, job_ids, strict=True):
-            if jid not in known:
-                raise JobNotFound(given)
-        return self.store.cancel(ids, time.time())
-
-    def retry(
-        self, *job_ids: Any, failed: bool = False, queue: str | None = None, include_quarantined: bool = False
-    ) -> builtins.list[int]:
-        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job
-        but the quarantined ones (``include_quarantined=True``: those too)."""
-        if failed:
-            out = self.store.retry(None, time.time(), queue=queue, include_quarantined=include_quarantined)
-        else:
-            ids = [_job_id(j) for j in job_ids]
-            known = self.store.get_states(ids)
-            for jid, given in zip(ids, job_ids, strict=True):
-                if jid not in known:
-                    raise JobNotFound(given)
-            out = self.store.retry(ids, time.time(), queue=queue)
-        if out and self._poker is not None:
-            self._poker.poke()
-        return out
-
-    def purge(self, states: Iterable[str] = ("succeeded", "failed", "cancelled"), older_than: float | str | None = None) -> int:
-        """Delete finished jobs (of ``states``) finished more than ``older_than`` ago."""
-        states = list(states)
-        for state in states:
-            if state not in FINISHED_STATES:
-                raise ValidationError("state", f"only finished jobs can be purged ({', '.join(FINISHED_STATES)})")
-        age = _duration("older_than", older_than) if older_than is not None else 0.0
-        return self.store.purge(time.time(), states, age)
-
-    # -- queue controls -------------------------------------------------------------
-    def set_queue_limit(self, name: str, concurrency: Any = KEEP, *, per_partition: Any = KEEP) -> None:
-        """Cap how many jobs of queue ``name`` run at once across every supervisor of this
-        database (None removes the cap), and with ``per_partition`` how many of each of its
-        partitions (None removes it); a cap not given is left as it is. Kept in the
-        database; every claim honours them."""
-        _check_queue_name(name)
-        if concurrency is not KEEP:
-            check_positive("concurrency", concurrency)
-        if per_partition is not KEEP:
-            check_positive("per_partition", per_partition)
-        if concurrency is not KEEP:
-            self.store.set_queue_limit(name, concurrency, time.time())
-        if per_partition is not KEEP:
-            self.store.set_partition_limit(name, per_partition, time.time())
-
-    def set_queue_rate(self, name: str, count: int | None, per_seconds: float | None = 1.0) -> None:
-        """Limit the *starts* of queue ``name`` to ``count`` per ``per_seconds`` across every
-        supervisor (``count=None`` removes the rate): a token bucket whose burst is
-        ``count``, spent in the claim itself. Running jobs are limited by the cap, starts by
-        the rate."""
-        _check_queue_name(name)
-        rate = None if count is None else check_rate(count, per_seconds)
-        if rate is None:
-            self.store.set_queue_rate(name, None, None, time.time())
-        else:
-            self.store.set_queue_rate(name, rate[0], rate[1], time.time())
-
-    def pause_queue(self, name: str) -> None:
-        """Stop every supervisor claiming from queue ``name``: running jobs finish, queued
-        jobs wait, submits still work."""
-        _check_queue_name(name)
-        self.store.set_queue_paused(name, True, time.time())
-
-    def resume_queue(self, name: str) -> None:
-        """Let supervisors claim from queue ``name`` again."""
-        _check_queue_name(name)
-        self.store.set_queue_paused(name, False, time.time())
-        if self._poker is not None:
-            self._poker.poke()
-
-    def queues(self) -> builtins.list[QueueInfo]:
-        """Every queue that has jobs, a stored cap or pause, or a ``[queues.NAME]`` table."""
-        controls = {c.name: c for c in self.store.queue_controls()}
-        names = sorted(set(self.store.counts()) | set(controls) | set(self.settings.queues))
-        return [controls.get(name) or QueueInfo(name) for name in names]
-
-    def schedule(
-        self,
-        name: str,
-        target: str | Callable[..., Any],
-        args: Any = (),
-        cron: str | None = None,
-        every: float | str | None = None,
-        *,
-        kwargs: dict[str, Any] | None = None,
-        queue: str = "default",
-    ) -> Schedule:
-        """Declare (or update) a periodic job; supervisors enqueue each run exactly once."""
-        from ..core.allow import check_allowed
-        from ..core.config import ScheduleSettings, validate
-        from ..runtime.schedules import check_cron, first_run_at
-
-        if callable(target) and not isinstance(target, str):
-            target = target_of(target)
-        s = validate(
-            ScheduleSettings,
-            {"name": name, "target": target, "args": args, "kwargs": kwargs or {}, "queue": queue, "cron": cron, "every": every},
-            whole="schedule",
-        )
-        check_allowed(s.target, self.settings.allowed_targets)
-        from ..core.spec import validate_spec
-
-        validate_spec({"target": s.target, "args": s.args, "kwargs": s.kwargs, "queue": s.queue}, self.settings.max_payload_bytes)
-        if s.cron:
-            check_cron(s.cron)
-        schedule = Schedule(
-            s.name, s.target, s.args, s.kwargs, s.queue, s.cron, s.every, first_run_at(s.cron, s.every, time.time())
-        )
-        self.store.upsert_schedule(schedule)
-        return schedule
-
-    def schedules(self) -> builtins.list[Schedule]:
-        """Every schedule: those of the configuration (stored on first sight) and of :meth:`schedule`."""
-        from ..runtime.schedules import sync_schedules
-
-        sync_schedules(self.store, self.settings, time.time())
-        return self.store.schedules()
-
-
-def _check_queue_name(name: str) -> None:
-    if not isinstance(name, str) or not re.match(QUEUE_NAME_PATTERN, name):
-        raise ValidationError("queue", f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
-
-
-def _duration(field: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ValidationError(field, str(exc)) from None
-
-
-def _as_args(item: Any, tuple_only: bool) -> Any:
-    """The argument list of a map item (a tuple, or a list too unless ``tuple_only``)."""
-    if isinstance(item, tuple) or (not tuple_only and isinstance(item, list)):
-        return item
-    return (item,)
 
 
 __all__ = ["Group", "Job", "Queue"]

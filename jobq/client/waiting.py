@@ -13,27 +13,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.errors import JobFailed, JobNotFound, JobqError
-from ..core.models import FINISHED_STATES, SUCCEEDED, JobError
+from ..core.errors import JobqError
+from ..core.models import FINISHED_STATES, SUCCEEDED
 from ..store import JobResult, Store
-
-if TYPE_CHECKING:
-    from .queue import Group, Queue
+from .failures import failure
+from .polling import Backoff
+from .protocols import GroupLike, QueueLike
 
 log = logging.getLogger("jobq.watch")
 
 Outcome = JobResult
-_FIRST_DELAY, _MAX_DELAY = 0.001, 0.05
-
-
-def failure(job_id: int, outcome: Outcome | None, index: int | None = None) -> Exception:
-    """The exception a failed, cancelled or vanished job raises to its caller."""
-    if outcome is None:
-        return JobNotFound(job_id)
-    error = outcome.error or JobError("Error")
-    return JobFailed(job_id, error.type, error.message, error.traceback, state=outcome.state.value, index=index)
 
 
 def outcomes(store: Store, ids: list[int]) -> dict[int, Outcome | None]:
@@ -59,22 +50,22 @@ def _pause(store: Store, cond: threading.Condition, delay: float) -> None:
 
 class Watcher:
     """A thread that calls ``on_done(outcome)`` once each watched job finishes, and
-    ``on_done(error)`` once each watched group has (see ``Group.finished``; ``error`` is
+    ``on_done(error)`` once each watched group has (see ``GroupLike.finished``; ``error`` is
     what a join would raise before reading the results, usually None)."""
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: QueueLike) -> None:
         self.store = queue.store
         self._jobs: dict[int, Callable[[Outcome | None], None]] = {}
-        self._groups: dict[int, tuple[Group, Callable[[Exception | None], None]]] = {}
+        self._groups: dict[int, tuple[GroupLike, Callable[[Exception | None], None]]] = {}
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._last_add = 0.0
+        self._last_add = self._seen_add = 0.0
 
     def watch_job(self, job_id: int, on_done: Callable[[Outcome | None], None]) -> None:
         self._add(lambda: self._jobs.__setitem__(job_id, on_done))
 
-    def watch_group(self, group: Group, on_done: Callable[[Exception | None], None]) -> None:
+    def watch_group(self, group: GroupLike, on_done: Callable[[Exception | None], None]) -> None:
         self._add(lambda: self._groups.__setitem__(id(group), (group, on_done)))
 
     def _add(self, put: Callable[[], None]) -> None:
@@ -100,14 +91,16 @@ class Watcher:
             self._thread.join(5)
 
     def _run(self) -> None:
-        delay = _FIRST_DELAY
-        active = time.monotonic()  # the last new watch or finish: look often for a while after
+        pace = Backoff()
         while True:
             with self._cond:
                 if not self._jobs and not self._groups:
                     while not self._jobs and not self._groups and not self._closed:
                         self._cond.wait()
-                    active = time.monotonic()
+                    pace.progress()
+                if self._last_add > self._seen_add:
+                    self._seen_add = self._last_add
+                    pace.progress()
                 if self._closed:
                     return
                 jobs = list(self._jobs)
@@ -121,7 +114,6 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 - the store is away: try again later
                 log.warning("watcher: %s", exc)
                 found, done_groups, moving = {}, [], False
-                delay = _MAX_DELAY
             for job_id, outcome in found.items():
                 with self._cond:
                     callback = self._jobs.pop(job_id, None)
@@ -135,14 +127,11 @@ class Watcher:
             spent = time.monotonic() - started
             # Back off while nothing happens; never poll more than a tenth of the time.
             if found or done_groups or moving:
-                active = time.monotonic()
-            delay = _FIRST_DELAY if found or done_groups or moving else min(delay * 1.5, _MAX_DELAY)
-            if time.monotonic() - max(active, self._last_add) < 0.2:
-                delay = min(delay, 0.002)
-            _pause(self.store, self._cond, max(delay, 10 * spent))
+                pace.progress()
+            _pause(self.store, self._cond, max(pace.next(), 10 * spent))
 
 
-def _group_done(group: Group) -> tuple[bool, Exception | None]:
+def _group_done(group: GroupLike) -> tuple[bool, Exception | None]:
     """Whether a join of ``group`` would return now (and the error it would raise first)."""
     try:
         return group.finished(), None
@@ -163,7 +152,7 @@ class ResultIterator:
     raises :class:`JobFailed` (naming its index) at its turn, and iteration may go on."""
 
     def __init__(
-        self, group: Group, ordered: bool, deadline: float | None = None, timeout_error: type[Exception] = TimeoutError
+        self, group: GroupLike, ordered: bool, deadline: float | None = None, timeout_error: type[Exception] = TimeoutError
     ) -> None:
         self.group = group
         self.ordered = ordered
@@ -175,7 +164,7 @@ class ResultIterator:
         self._buffer: deque[tuple[bool, Any]] = deque()
         self._store = group.queue.store
         self._cond = threading.Condition()
-        self._started = time.monotonic()
+        self._pace = Backoff()
 
     def __iter__(self) -> ResultIterator:
         return self
@@ -187,18 +176,17 @@ class ResultIterator:
         deadline = self.deadline
         if timeout is not None:
             deadline = time.monotonic() + timeout if deadline is None else min(deadline, time.monotonic() + timeout)
-        delay = _FIRST_DELAY
         while not self._buffer:
             if not self._pending and not self._ready:
                 raise StopIteration
             if self._poll():
-                delay = _FIRST_DELAY
+                self._pace.progress()
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise self.timeout_error(f"group {self.group.id}: no result within the timeout")
+            delay = self._pace.next()
             wait = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
             _pause(self._store, self._cond, wait)
-            delay = min(delay * 1.5, _MAX_DELAY if time.monotonic() - self._started > 0.2 else 0.002)
         ok, value = self._buffer.popleft()
         if not ok:
             raise value

@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from ..runtime.supervisor import Supervisor
-from ..worker.main import set_process_name
+from ..worker.osproc import set_process_name
 
 log = logging.getLogger("jobq.embedded")
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..client.polling import wait_until
 from ..client.queue import Group, Job, Queue
 from ..client.waiting import Outcome, ResultIterator, Watcher, failure
 from ..core.models import FINISHED_STATES, QUEUED, SCHEDULED, SUCCEEDED, WAITING
@@ -135,13 +136,7 @@ class Executor(concurrent.futures.Executor):
     def _finish(self, futures: list[JobFuture], groups: list[Group]) -> None:
         concurrent.futures.wait(futures)
         ids = [i for g in groups for i in g.job_ids]
-        delay = 0.001
-        while True:
-            states = self.queue.store.get_states(ids)
-            if all(s in FINISHED_STATES for s in states.values()):
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        wait_until(lambda: all(s in FINISHED_STATES for s in self.queue.store.get_states(ids).values()))
         sup, self._supervisor = self._supervisor, None
         if sup is not None:
             sup.stop()

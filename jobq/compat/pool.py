@@ -12,13 +12,13 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..client.queue import _SUBMIT_OPTIONS, Group, Job, Queue
+from ..client.options import SubmitOptions
+from ..client.polling import wait_until
+from ..client.queue import Group, Job, Queue
 from ..client.waiting import Outcome, ResultIterator, Watcher, failure
-from ..core.errors import ValidationError
 from ..core.models import FINISHED_STATES, SUCCEEDED
 from ..worker.chunks import check_chunksize
 from .embedded import EmbeddedSupervisor
@@ -33,9 +33,7 @@ MAX_AUTO_CHUNKSIZE = 1000
 
 def check_options(options: dict[str, Any], where: str) -> None:
     """Reject keywords that are not :meth:`Queue.submit` options (or are per-call ones)."""
-    for name in options:
-        if name not in _SUBMIT_OPTIONS or name in ("queue", "key", "depends_on", "pass_results"):
-            raise ValidationError(name, f"not an option of {where}")
+    SubmitOptions.of(options, allowed=SubmitOptions.names() - SubmitOptions.PER_JOB - {"queue"}, where=where)
 
 
 def auto_chunksize(n: int, workers: int) -> int:
@@ -294,13 +292,8 @@ class Pool:
         if self._state == RUN:
             raise ValueError("Pool is still running")
         if self._state == CLOSE:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            delay = 0.001
-            while self._unfinished_ids():
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise multiprocessing.TimeoutError
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.1)
+            if not wait_until(lambda: not self._unfinished_ids(), timeout):
+                raise multiprocessing.TimeoutError
         self._stop(now=self._state == TERMINATE)
 
     def _unfinished_ids(self) -> list[int]:
@@ -319,9 +312,7 @@ class Pool:
         if sup is not None:
             sup.stop(now=now)
         if not now:  # every result is in: let the watcher deliver the last callbacks
-            deadline = time.monotonic() + 5
-            while self._watcher.pending() and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(lambda: not self._watcher.pending(), 5)
         self._watcher.close()
 
     @property

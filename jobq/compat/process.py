@@ -16,8 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..client.queue import _SUBMIT_OPTIONS, Job, Queue
-from ..core.errors import JobFailed, ValidationError
+from ..client.failures import job_failed
+from ..client.options import SubmitOptions
+from ..client.queue import Job, Queue
+from ..core.errors import JobFailed
 from ..core.models import CANCELLED, FAILED, FINISHED_STATES, SUCCEEDED, JobError
 from ..store import JobResult
 from .embedded import EmbeddedSupervisor
@@ -125,9 +127,9 @@ class Process:
     ) -> None:
         if target is None:
             raise ValueError("jobq.Process needs a target (a function or 'package.module:function')")
-        for option in options:
-            if option not in _SUBMIT_OPTIONS or option in ("queue", "name"):
-                raise ValidationError(option, "not an option of jobq.Process (those of Queue.submit)")
+        SubmitOptions.of(
+            options, allowed=SubmitOptions.names() - {"queue", "name"}, where="jobq.Process", hint=" (those of Queue.submit)"
+        )
         self._target = target
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
@@ -201,7 +203,7 @@ class Process:
             return result
         if state == CANCELLED:
             return None
-        raise JobFailed(self.job.id, error.type, error.message, error.traceback, state=state.value)
+        raise job_failed(self.job.id, state, error)
 
     def is_alive(self) -> bool:
         """Started and not finished (queued, waiting or running)."""

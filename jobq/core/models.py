@@ -1,5 +1,5 @@
 """Job records and job semantics. Job definitions (:class:`JobSpec`, validated with pydantic
-at submit time) are in :mod:`jobq.spec`, imported on first use: reading jobs needs no pydantic."""
+at submit time) are in :mod:`jobq.core.spec`, imported on first use: reading jobs needs no pydantic."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from .errors import ValidationError
 
 
 class State(StrEnum):
-    """A job's state. ``queued``/``scheduled``/``waiting`` wait to run, ``running`` is held by
-    a supervisor, ``succeeded``/``failed``/``cancelled`` are final. Compares equal to its text."""
+    """A job's state. ``queued``/``scheduled``/``waiting`` wait to run; ``claimed`` is held by a
+    supervisor that has not started it yet (a prefetch batch); ``running`` is run by a worker
+    (its record names the worker); ``succeeded``/``failed``/``cancelled`` are final. Compares
+    equal to its text."""
 
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     WAITING = "waiting"
+    CLAIMED = "claimed"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -34,8 +37,13 @@ class State(StrEnum):
         """Whether the state is final."""
         return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
+    @property
+    def held(self) -> bool:
+        """Whether a supervisor holds the job (claimed or running)."""
+        return self in (State.CLAIMED, State.RUNNING)
 
-QUEUED, SCHEDULED, WAITING, RUNNING = State.QUEUED, State.SCHEDULED, State.WAITING, State.RUNNING
+
+QUEUED, SCHEDULED, WAITING, CLAIMED, RUNNING = State.QUEUED, State.SCHEDULED, State.WAITING, State.CLAIMED, State.RUNNING
 SUCCEEDED, FAILED, CANCELLED = State.SUCCEEDED, State.FAILED, State.CANCELLED
 STATES = tuple(s.value for s in State)
 FINISHED_STATES = (SUCCEEDED.value, FAILED.value, CANCELLED.value)
@@ -311,12 +319,3 @@ class Outcome:
     #: counted towards quarantine, ``max_crashes`` such attempts in a row
     crashed: bool = False
     max_crashes: int = 0
-
-
-def __getattr__(name: str) -> Any:
-    # JobSpec and validate_spec live in jobq.spec (pydantic), loaded when first asked for.
-    if name in ("JobSpec", "validate_spec"):
-        from . import spec
-
-        return getattr(spec, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,8 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..client.queue import Queue
+from ..core import __version__
 from ..core.errors import JobNotFound, StoreError, ValidationError
 from . import login, metrics, pages, routes_api
 from .security import Guard, SecurityHeaders, WriteRefused

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from .. import __version__
 from ..client.queue import Queue
+from ..core import __version__
 from ..core.models import STATES
 from ..ops import monitor
 from .deps import queue_of

@@ -75,9 +75,9 @@ def serve(queue: Any, sock: socket.socket, token: str | None, read_only: bool) -
 
 def _child(db: str, config: str | None, host: str, port: int, token: str | None, read_only: bool, parent: int) -> None:
     from ..client.queue import Queue
-    from ..worker.main import _die_with_parent, set_process_name
+    from ..worker.osproc import die_with_parent, set_process_name
 
-    _die_with_parent(parent)
+    die_with_parent(parent)
     set_process_name("jobq-dashboard")
     sock = bind(host, port)
     print(f"jobq dashboard: {url_of(sock)}", file=sys.stderr, flush=True)

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..core.config import Settings
-from ..worker.main import set_process_name
+from ..worker.osproc import set_process_name
 
 
 class InBackground:

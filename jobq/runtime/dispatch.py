@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..core.models import ClaimedJob, Outcome, OutcomeKind
+from ..core.models import Outcome, OutcomeKind
 from ..store import Store
-from ..worker.messages import Task
-from .workerpool import WorkerPool, WorkerProcess
+from .workerpool import WorkerPool
 
 # How far ahead of a worker's pace to claim: about this many seconds of work per batch.
 PREFETCH_SECONDS = 0.004
@@ -87,7 +86,7 @@ class Dispatcher:
                 ready = [r for r in ready if r is not w and r not in lent]
                 for other in lent:
                     self.lent[other.slot] = job.id
-                self._send(w, [job])
+                w.hand([job])
             else:  # claimed beside another big job in the same batch: back to the queue
                 self.give_back.append(Outcome(job.id, job.attempts, OutcomeKind.RELEASED))
         if singles and not ready:
@@ -99,14 +98,8 @@ class Dispatcher:
             chunk = singles[i * per_worker : (i + 1) * per_worker]
             if not chunk:
                 break
-            self._send(w, chunk)
+            w.hand(chunk)
         return len(claimed)
-
-    def _send(self, w: WorkerProcess, jobs: list[ClaimedJob]) -> None:
-        for job in jobs:
-            w.tasks[job.id] = job
-        w.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.memory_mb) for j in jobs])
-        w.flush()
 
     def _free_lent_workers(self) -> None:
         """Workers lent to a job needing several slots come back once it has left its worker."""

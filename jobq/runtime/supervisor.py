@@ -15,7 +15,6 @@ import os
 import re
 import selectors
 import signal
-import sys
 import time
 import uuid
 from collections import deque
@@ -25,34 +24,25 @@ from ..core.config import QUEUE_NAME_PATTERN, Settings
 from ..core.errors import StoreError, ValidationError
 from ..core.fsmodes import prepare_database_file
 from ..core.local import LocalPresence, presence_id
-from ..core.models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
-from ..store import OutputUpdate, ProgressUpdate, Store, SupervisorInfo, open_store
-from ..worker.main import WorkerConfig, checkpointer_main
+from ..core.models import Outcome, OutcomeKind
+from ..store import ProgressUpdate, Store, SupervisorInfo, open_store
 from .background import InBackground
 from .crashloop import CrashLoop
 from .dispatch import Dispatcher
 from .duties import Duties
 from .flow import apply_queue_settings
-from .logformat import job_fields, set_context
+from .logformat import set_context
 from .notify import NO_NOTIFIER, Notifier
 from .oom import OomWatch
 from .reports import ReportHandling
 from .schedules import sync_schedules
-from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
+from .tending import NOTE_WORKER_AFTER, WorkerTending
+from .workerpool import WorkerPool
 
 log = logging.getLogger("jobq.supervisor")
 
-# A job running this long gets its worker's pid stored while it runs (jobq.Process.pid).
-NOTE_WORKER_AFTER = 0.05
 
-# A job running this long has its output so far stored, and again this often while it grows.
-OUTPUT_EVERY_SECONDS = 1.0
-
-# How often the checkpointer process copies the SQLite WAL back into the database.
-CHECKPOINT_SECONDS = 0.25
-
-
-class Supervisor(InBackground, ReportHandling):
+class Supervisor(InBackground, ReportHandling, WorkerTending):
     """Runs jobs of a queue on ``concurrency`` worker processes.
 
     ``Supervisor(q).run()`` blocks (what ``jobq worker start`` runs); used as a context
@@ -181,7 +171,7 @@ class Supervisor(InBackground, ReportHandling):
         self.store.tune_for_runner(self.settings.lease_seconds)
         self.store.register_supervisor(self._info)
         sync_schedules(self.store, self.settings, wall)
-        apply_queue_settings(self.store, self.settings, wall)
+        apply_queue_settings(self.store, self.settings, wall)  # the config's caps and rates hold for every supervisor
         log.info(
             "supervisor %s started: pid %d, %d workers, queues %s, db %s",
             self.id,
@@ -243,6 +233,9 @@ class Supervisor(InBackground, ReportHandling):
         timeout = min(timeout, max(0.0, self.duties.next_at - now))
         for w in self.pool.workers:
             task, started = self.pool.current(w)
+            if task is not None and self._noted.get(w.slot) != (task.id, task.attempts):
+                # wake to write it running once it has run NOTE_WORKER_AFTER seconds
+                timeout = min(timeout, max(0.0, started + NOTE_WORKER_AFTER - now) + 0.001)
             if task is not None and task.timeout:
                 timeout = min(timeout, max(0.0, started + task.timeout - now) + 0.001)
             if w.kill_deadline is not None:
@@ -287,170 +280,6 @@ class Supervisor(InBackground, ReportHandling):
                 self.store.drain_wakeups()
                 self._idle_wait = 0.001
             # "sentinel": a worker died; the next tick reaps it.
-
-    # -- workers --------------------------------------------------------------------
-    def _worker_config(self, slot: int, capture_path: str) -> WorkerConfig:
-        fork = self._ctx.get_start_method() == "fork"
-        return WorkerConfig(
-            supervisor_pid=os.getpid(),
-            capture_path=capture_path,
-            max_output_bytes=self.settings.max_output_bytes,
-            max_payload_bytes=self.settings.max_payload_bytes,
-            max_jobs=self.max_jobs_per_worker,
-            max_memory_mb=self.max_memory_per_worker,
-            sys_path=[os.getcwd(), *[p for p in sys.path if p]],
-            inherited_fds=self._presence.fds() if self._presence is not None and fork else [],
-            db_url=self.store.url,
-            owner=self.id,
-            busy_timeout_seconds=self.settings.busy_timeout_seconds,
-            lease_seconds=self.settings.lease_seconds,
-            allowed_targets=self.settings.allowed_targets,
-            file_mode=self.settings.file_mode,
-            durability=self.settings.durability,
-        )
-
-    def _start_worker(self, slot: int) -> None:
-        assert self.pool is not None and self._selector is not None
-        w = self.pool.start(slot)
-        self._selector.register(w.reports_in.fileno(), selectors.EVENT_READ, ("worker", w))
-        self._selector.register(w.process.sentinel, selectors.EVENT_READ, ("sentinel", w))
-        # Its task pipe is watched (for writability) only while its outbox holds data.
-
-    def _start_checkpointer(self) -> None:
-        if not self.store.wants_checkpointer:
-            return
-        self._checkpointer = self._ctx.Process(
-            target=checkpointer_main,
-            args=(self.store.url, os.getpid(), CHECKPOINT_SECONDS),
-            name="jobq-checkpointer",
-            daemon=True,
-        )
-        self._checkpointer.start()
-
-    def _reap_workers(self, now: float) -> None:
-        assert self.pool is not None and self._selector is not None
-        for w in self.pool.dead():
-            self._read_worker(w)  # results it sent before dying still count
-            w.process.join()
-            exitcode = w.process.exitcode
-            current = self.pool.current_job_id(w)
-            for job_id, task in list(w.tasks.items()):
-                if job_id == current:
-                    self._outcomes.append(self._death_outcome(w, task.id, task.attempts, exitcode))
-                else:
-                    self._outcomes.append(Outcome(job_id, task.attempts, OutcomeKind.RELEASED, worker=w.pid))
-            w.tasks.clear()
-            self._selector.unregister(w.reports_in.fileno())
-            self._selector.unregister(w.process.sentinel)
-            w.reports_in.close()
-            w.tasks_out.close()
-            if not (w.retiring and exitcode == 0) and w.kill is None:
-                log.warning("worker %d died (%s)", w.pid, signal_name(exitcode))
-            if self.stopping:
-                self.pool.remove(w)
-            else:
-                self._start_worker(w.slot)
-
-    def _death_outcome(self, w: WorkerProcess, job_id: int, attempts: int, exitcode: int | None) -> Outcome:
-        assert self.pool is not None
-        output = self.pool.output_of_current(w, self.settings.max_output_bytes)
-        self._log_output(job_id, output)
-        wall = time.time()
-        task, started = self.pool.current(w)
-        fields = job_fields(task or w.tasks.get(job_id), "", time.monotonic() - started if task else None)
-        if w.kill is not None:
-            fields["event"] = f"job_{w.kill.error.type.lower()}"
-            log.warning("job %d %s: %s", job_id, w.kill.kind.value, w.kill.error.message, extra=fields)
-            return Outcome(
-                job_id,
-                attempts,
-                w.kill.kind,
-                error=w.kill.error,
-                retriable=w.kill.retriable,
-                worker=w.pid,
-                output=output,
-                finished_at=wall,
-            )
-        cause = signal_name(exitcode)
-        if exitcode == -signal.SIGKILL and self._oom.killed_since_last_look():
-            cause += ", out of memory (the kernel's OOM killer)"
-        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {cause}")
-        fields["event"] = "job_worker_died"
-        log.warning("job %d failed: %s", job_id, error.message, extra=fields)
-        assert self.dispatcher is not None
-        pause = self._crash_loop.worker_died(job_id, cause)
-        if pause:
-            self.dispatcher.paused_until = time.time() + pause
-        crashed = exitcode is not None and exitcode < 0  # a signal: segfault, SIGKILL, OOM
-        return Outcome(
-            job_id,
-            attempts,
-            OutcomeKind.FAILED,
-            error=error,
-            worker=w.pid,
-            output=output,
-            finished_at=wall,
-            crashed=crashed,
-            max_crashes=self.settings.max_crashes,
-        )
-
-    def _enforce_deadlines(self, now: float) -> None:
-        assert self.pool is not None
-        self.pool.escalate(now)
-        grace = self.settings.kill_grace_seconds
-        for w in self.pool.workers:
-            task, started = self.pool.current(w)
-            if task is not None and task.timeout and now - started > task.timeout:
-                error = JobError("JobTimeout", f"job exceeded its timeout of {task.timeout:g}s")
-                self.pool.order_kill(w, KillOrder(OutcomeKind.FAILED, error, True), now, grace)
-        if self._drain_deadline is not None and now >= self._drain_deadline:
-            drained = JobError("Drained", "supervisor stopped before the job finished")
-            for w in self.pool.workers:
-                if w.tasks:
-                    self.pool.order_kill(w, KillOrder(OutcomeKind.RELEASED, drained, False), now, grace)
-
-    def _note_workers(self, now: float) -> None:
-        """Store which worker runs each job that has run for NOTE_WORKER_AFTER seconds (one
-        write per such job; short jobs get their worker with their result)."""
-        assert self.pool is not None
-        running = []
-        for w in self.pool.workers:
-            task, started = self.pool.current(w)
-            if task is None or now - started < NOTE_WORKER_AFTER or self._noted.get(w.slot) == (task.id, task.attempts):
-                continue
-            self._noted[w.slot] = (task.id, task.attempts)
-            running.append((task.id, task.attempts, w.pid))
-        if running:
-            self.store.set_workers(self.id, running)
-
-    def _publish_output(self, now: float) -> None:
-        """Store what each job running for OUTPUT_EVERY_SECONDS or more has printed so far,
-        once a second while it grows: `jobq logs`, the API and the dashboard follow it live."""
-        assert self.pool is not None
-        if now < self._next_output_at:
-            return
-        self._next_output_at = now + OUTPUT_EVERY_SECONDS
-        updates = []
-        for w in self.pool.workers:
-            task, started = self.pool.current(w)
-            if task is None or now - started < OUTPUT_EVERY_SECONDS:
-                continue
-            size = self.pool.output_size(w)
-            if self._published.get(w.slot) == (task.id, task.attempts, size):
-                continue
-            self._published[w.slot] = (task.id, task.attempts, size)
-            updates.append(OutputUpdate(task.id, task.attempts, self.pool.output_of_current(w, self.settings.max_output_bytes)))
-        if updates:
-            self.store.set_output(self.id, updates)
-
-    def _cancel_running(self, job_ids: set[int]) -> None:
-        assert self.pool is not None
-        now = time.monotonic()
-        for w in self.pool.workers:
-            task, _ = self.pool.current(w)
-            if task is not None and task.id in job_ids:
-                order = KillOrder(OutcomeKind.CANCELLED, CANCELLED_BY_REQUEST, False)
-                self.pool.order_kill(w, order, now, self.settings.kill_grace_seconds)
 
     # -- writing --------------------------------------------------------------------
     def _flush_outcomes(self) -> None:

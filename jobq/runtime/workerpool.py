@@ -17,18 +17,11 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ..core.models import ClaimedJob, JobError, OutcomeKind
-from ..worker.main import (
-    SLOT_ATTEMPT,
-    SLOT_JOB,
-    SLOT_OUTPUT_AT,
-    SLOT_SIZE,
-    SLOT_STARTED,
-    STOP_SIGNAL,
-    WorkerConfig,
-    read_range,
-    worker_main,
-)
+from ..worker.capture import read_range
+from ..worker.handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, withdraw
+from ..worker.main import WorkerConfig, worker_main
 from ..worker.messages import Report, Task
+from ..worker.osproc import STOP_SIGNAL
 
 log = logging.getLogger("jobq.supervisor")
 
@@ -57,6 +50,8 @@ class WorkerProcess:
     retiring: bool = False
     outbox: bytearray = field(default_factory=bytearray)
     poller: Any = None
+    sent: int = 0  # tasks sent to the worker so far
+    sent_as: dict[int, int] = field(default_factory=dict)  # job id -> its number among them
 
     def __post_init__(self) -> None:
         self.poller = select.poll()
@@ -69,6 +64,17 @@ class WorkerProcess:
     @property
     def idle(self) -> bool:
         return not self.tasks
+
+    def hand(self, jobs: list[ClaimedJob]) -> None:
+        """Send these claimed jobs to the worker, in order (they are its to take)."""
+        for job in jobs:
+            self.tasks[job.id] = job
+            self.sent_as[job.id] = self.sent
+            self.sent += 1
+        if len(self.sent_as) > 4 * len(self.tasks) + 64:  # forget the jobs it is done with
+            self.sent_as = {k: v for k, v in self.sent_as.items() if k in self.tasks}
+        self.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.memory_mb) for j in jobs])
+        self.flush()
 
     def enqueue(self, batch: list[Task] | None) -> None:
         """Queue a batch (None: stop) for the worker, in the framing ``Connection.recv`` reads."""
@@ -120,6 +126,7 @@ class WorkerPool:
         self.capture_dir = capture_dir
         self.config_for = config_for  # slot, capture path -> WorkerConfig
         self.slots = ctx.RawArray("d", SLOT_SIZE * size)
+        self.locks = [ctx.Lock() for _ in range(size)]  # one per slot (jobq.worker.handoff)
         self.draining = ctx.RawValue("b", 0)
         self.workers: list[WorkerProcess] = []
 
@@ -131,9 +138,10 @@ class WorkerPool:
         config: WorkerConfig = self.config_for(slot, capture_path)
         for i in range(SLOT_SIZE):
             self.slots[slot * SLOT_SIZE + i] = 0
+        self.locks[slot] = self.ctx.Lock()  # the dead worker may have held the old one
         process = self.ctx.Process(
             target=worker_main,
-            args=(tasks_in, reports_out, self.slots, slot, self.draining, config),
+            args=(tasks_in, reports_out, self.slots, slot, self.locks[slot], self.draining, config),
             name=f"jobq-worker-{slot}",
             daemon=True,
         )
@@ -157,6 +165,17 @@ class WorkerPool:
         if task is not None and int(self.slots[base + SLOT_ATTEMPT]) != task.attempts:
             task = None
         return task, float(self.slots[base + SLOT_STARTED])
+
+    def withdraw(self, w: WorkerProcess, job_id: int) -> ClaimedJob | None:
+        """Take back a job sent to ``w`` that it has not started (it never will): the job, or
+        None when it started already (or is not the worker's)."""
+        sent_as = w.sent_as.get(job_id)
+        if job_id not in w.tasks or sent_as is None:
+            return None
+        if not withdraw(self.slots, w.slot * SLOT_SIZE, self.locks[w.slot], job_id, sent_as):
+            return None
+        w.sent_as.pop(job_id, None)
+        return w.tasks.pop(job_id)
 
     def current_job_id(self, w: WorkerProcess) -> int:
         return int(self.slots[w.slot * SLOT_SIZE + SLOT_JOB])

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from .base import GroupInfo, JobResult, OutputUpdate, ProgressUpdate, QueueInfo, Schedule, Store, Submitted, SupervisorInfo
+from .base import (
+    GroupInfo,
+    JobResult,
+    JobStart,
+    OutputUpdate,
+    ProgressUpdate,
+    QueueInfo,
+    Schedule,
+    Store,
+    Submitted,
+    SupervisorInfo,
+)
 
 
 def open_store(url: str, busy_timeout_seconds: float = 60.0, durability: str = "normal") -> Store:
@@ -20,6 +31,7 @@ def open_store(url: str, busy_timeout_seconds: float = 60.0, durability: str = "
 __all__ = [
     "GroupInfo",
     "JobResult",
+    "JobStart",
     "OutputUpdate",
     "ProgressUpdate",
     "QueueInfo",

@@ -4,101 +4,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from ..core.models import ClaimedJob, JobError, JobRecord, Outcome, State
-from .records import GroupInfo, QueueInfo, Submitted
+from ..core.models import ClaimedJob, JobRecord, Outcome
+from .records import (
+    GroupInfo,
+    JobResult,
+    JobStart,
+    OutputUpdate,
+    ProgressUpdate,
+    QueueInfo,
+    Schedule,
+    Submitted,
+    SupervisorInfo,
+)
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec  # pydantic: not imported to read jobs
-
-
-@dataclass
-class SupervisorInfo:
-    """A live (or lately live) supervisor as registered in the store."""
-
-    id: str
-    host: str
-    pid: int
-    concurrency: int
-    queues: list[str] | None
-    started_at: float
-    heartbeat_at: float
-    lock_path: str | None = None
-    #: where the supervisor's lock file can be checked from: host name, boot id and the
-    #: identity of its lock directory (two containers with one host name differ here)
-    presence: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        from ..core.models import iso
-
-        return {
-            "id": self.id,
-            "host": self.host,
-            "pid": self.pid,
-            "concurrency": self.concurrency,
-            "queues": self.queues,
-            "started_at": iso(self.started_at),
-            "heartbeat_at": iso(self.heartbeat_at),
-        }
-
-
-class JobResult(NamedTuple):
-    """What a join reads of a job: its state, its return value and its error."""
-
-    id: int
-    state: State
-    result: Any
-    error: JobError | None
-
-
-class ProgressUpdate(NamedTuple):
-    """A running job's latest progress, written fenced on (id, owner, attempt)."""
-
-    job_id: int
-    attempt: int
-    fraction: float
-    message: str
-
-
-class OutputUpdate(NamedTuple):
-    """What a running job has printed so far, published while it runs (fenced on its attempt)."""
-
-    job_id: int
-    attempt: int
-    output: str
-
-
-@dataclass
-class Schedule:
-    """A periodic job definition as stored."""
-
-    name: str
-    target: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queue: str
-    cron: str | None
-    every: float | None
-    next_run_at: float
-    last_run_at: float | None = None
-
-    def to_dict(self, paused: bool = False) -> dict[str, Any]:
-        """The public JSON shape (``jobq schedules --json``, the HTTP API); a paused
-        schedule has no next run."""
-        from ..core.models import iso
-
-        return {
-            "name": self.name,
-            "target": self.target,
-            "args": self.args,
-            "queue": self.queue,
-            "cron": self.cron,
-            "every": self.every,
-            "next_run_at": None if paused else iso(self.next_run_at),
-            "last_run_at": iso(self.last_run_at),
-        }
 
 
 class Store(ABC):
@@ -214,9 +136,9 @@ class Store(ABC):
         """What running jobs of ``owner`` printed so far (their final output replaces it)."""
 
     @abstractmethod
-    def set_workers(self, owner: str, running: Sequence[tuple[int, int, int]]) -> None:
-        """(job_id, attempt, worker pid) of running jobs of ``owner``: which worker runs each,
-        fenced like progress (``jobq.Process.pid`` reads it)."""
+    def start(self, owner: str, starts: Sequence[JobStart]) -> list[int]:
+        """Claimed jobs of ``owner`` that a worker started: each becomes ``running`` with its
+        worker and start time (``jobq.Process.pid`` reads it). Returns the ids written."""
 
     @abstractmethod
     def requeue_lost(
@@ -275,7 +197,7 @@ class Store(ABC):
 
     @abstractmethod
     def set_partition_limit(self, queue: str, per_partition: int | None, now: float) -> None:
-        """Cap the running jobs of each partition of ``queue`` across all supervisors (None: no cap)."""
+        """Cap the held jobs of each partition of ``queue`` across all supervisors (None: no cap)."""
 
     @abstractmethod
     def queue_controls(self) -> list[QueueInfo]:
@@ -284,7 +206,7 @@ class Store(ABC):
     @abstractmethod
     def partition_counts(self, queue: str, top: int) -> list[tuple[str, int, int]]:
         """(partition, queued, running) of the ``top`` partitions of ``queue`` with the most
-        unfinished jobs."""
+        unfinished jobs (claimed counts as running)."""
 
     # -- dashboard (issue 10): each served by an index or a table sized by time --------------
     @abstractmethod

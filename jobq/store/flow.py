@@ -22,7 +22,6 @@ from typing import Any
 
 from . import queries as Q
 
-
 #: jobs a partition gets per visit of a fair claim (fewer when the claim needs fewer)
 QUANTUM = 64
 
@@ -92,7 +91,7 @@ class FlowControl:
         served = [c for c in controls.values() if queues is None or c.name in queues]
         capped = [c.name for c in served if c.concurrency is not None]
         running = (
-            dict(conn.execute(Q.RUNNING_BY_QUEUE.format(marks=Q.marks(len(capped))), tuple(capped)).fetchall()) if capped else {}
+            dict(conn.execute(Q.HELD_BY_QUEUE.format(marks=Q.marks(len(capped))), tuple(capped)).fetchall()) if capped else {}
         )
         budget: dict[str, int] = {}
         for c in served:
@@ -135,7 +134,7 @@ class FlowControl:
         cap = c.partition_concurrency
         running: dict[str, int] = {}
         if cap is not None:
-            running = dict(conn.execute(Q.RUNNING_BY_PARTITION, (c.name,)).fetchall())
+            running = dict(conn.execute(Q.HELD_BY_PARTITION, (c.name,)).fetchall())
         full = {k for k, n in running.items() if n >= (cap or 0)}
         cursor = c.rr_cursor or ""
         # A visit takes up to a quantum of jobs from a partition: its jobs lie together in the

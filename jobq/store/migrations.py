@@ -188,12 +188,18 @@ _V3: list[str] = [
                 PRIMARY KEY (queue, state)
             )""",
 ]
-# Version 4 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
+# Version 4 (issue 15): a claimed job is held by a supervisor and not yet started by a worker;
+# the jobs a supervisor holds (claimed or running) are found by owner (leases, take-backs).
+_V4: list[str] = [
+    "CREATE INDEX jobs_held ON jobs(owner) WHERE state IN ('claimed','running')",
+    "DROP INDEX jobs_running",
+]
+# Version 5 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
 # (a fair share inside a queue, with a cap per partition), per-job memory and cpu slots, and
 # the crash counter of quarantine. The claim index is split in two disjoint partial indexes:
 # jobs without a partition (the claim as before) and jobs with one, ordered by partition so
 # that a fair claim seeks each partition's head, so neither pays for the other.
-_V4: list[str] = [
+_V5: list[str] = [
     "ALTER TABLE jobs ADD COLUMN partition_key TEXT",
     "ALTER TABLE jobs ADD COLUMN memory_mb INTEGER",
     "ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1",
@@ -216,12 +222,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (2, _render(_V2, "sqlite") + _V2_SQLITE_COUNTS),
     (3, _render(_V3, "sqlite")),
     (4, _render(_V4, "sqlite")),
+    (5, _render(_V5, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
     (2, _render(_V2, "postgres")),
     (3, _render(_V3, "postgres")),
     (4, _render(_V4, "postgres")),
+    (5, _render(_V5, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -36,7 +36,9 @@ INSERT_GROUP = "INSERT INTO job_groups(size, created_at, sealed, updated_at) VAL
 GROW_GROUP = "UPDATE job_groups SET size=size+?, updated_at=? WHERE id=?"
 SEAL_GROUP = "UPDATE job_groups SET sealed=1, updated_at=? WHERE id=?"
 ABORT_GROUP = "UPDATE job_groups SET sealed=-1, updated_at=? WHERE id=?"
-FIND_KEY = "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','running') ORDER BY id LIMIT 1"
+FIND_KEY = (
+    "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','claimed','running') ORDER BY id LIMIT 1"
+)
 # Debounce (on_conflict="replace"): the newest arguments replace those of the unstarted job.
 REPLACE_ARGS = "UPDATE jobs SET args=?, kwargs=? WHERE id=? AND state IN ('queued','scheduled','waiting')"
 # A queue that ever held a partitioned job is claimed fairly; set once (the read keeps
@@ -67,7 +69,8 @@ QUEUE_CONTROLS = (
     f"SELECT {QUEUE_CONTROL_COLUMNS} FROM queues WHERE paused<>0 OR concurrency IS NOT NULL "
     "OR rate_count IS NOT NULL OR partitioned<>0"
 )
-RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state='running' AND queue IN ({marks}) GROUP BY queue"
+# A queue's cap counts the jobs supervisors hold (claimed or running), so no claim overshoots it.
+HELD_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state IN ('claimed','running') AND queue IN ({marks}) GROUP BY queue"
 PICK = (
     "SELECT id, queue, cpus FROM jobs WHERE state='queued' AND partition_key IS NULL AND run_at<=? {queues} "
     "ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
@@ -89,47 +92,67 @@ PICK_PARTITION = (
     "SELECT id, queue, cpus FROM jobs WHERE state='queued' AND queue=? AND partition_key=? AND run_at<=? AND cpus<=? "
     "ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
 )
-RUNNING_BY_PARTITION = (
-    "SELECT partition_key, count(*) FROM jobs WHERE state='running' AND queue=? AND partition_key IS NOT NULL "
-    "GROUP BY partition_key"
+# A partition's cap counts its held jobs (claimed or running), as a queue's cap does.
+HELD_BY_PARTITION = (
+    "SELECT partition_key, count(*) FROM jobs WHERE state IN ('claimed','running') AND queue=? "
+    "AND partition_key IS NOT NULL GROUP BY partition_key"
 )
 SPEND_TOKENS = "UPDATE queues SET tokens=?, refilled_at=? WHERE name=?"
 MOVE_CURSOR = "UPDATE queues SET rr_cursor=? WHERE name=?"
 CLAIM = (
     "WITH picked AS ({picked}) "
-    "UPDATE jobs SET state='running', owner=?, attempts=attempts+1, started_at=?, "
+    "UPDATE jobs SET state='claimed', owner=?, attempts=attempts+1, started_at=NULL, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
     "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, memory_mb, cpus"
 )
 DEPENDENCY_RESULTS = "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position"
 PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=? RETURNING queue"
 
-# -- finishing (every statement that moves a running job is fenced on its owner and attempt) --
+COUNTS = "SELECT queue, state, n FROM job_counts WHERE n != 0"
+# Statements on held jobs repeat the jobs_held index's own term (HELD) word for word: SQLite
+# plans a partial index only for a query that states its WHERE as written.
+CLAIMED_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state IN ('claimed','running') AND state='claimed' GROUP BY queue"
+BUSY_WORKERS = (
+    "SELECT owner, count(DISTINCT worker) FROM jobs WHERE state IN ('claimed','running') AND state='running' GROUP BY owner"
+)
+
+# -- starting: a worker took a claimed job (the supervisor writes it once it has run a while) --
+START = (
+    "UPDATE jobs SET state='running', worker=?, started_at=? "
+    "WHERE id=? AND state='claimed' AND owner=? AND attempts=? RETURNING queue"
+)
+
+# -- finishing (every statement that moves a held job, claimed or running, is fenced on its
+# owner and attempt; started_at is the worker's own start time, sent with the outcome) --
+HELD = "state IN ('claimed','running')"
 SUCCESS_ROW = (
-    "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER))"
+    "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), "
+    "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION))"
 )
 SUCCEED = (
-    "WITH v(id, owner, attempts, result, finished_at, worker) AS (VALUES {values}) "
+    "WITH v(id, owner, attempts, result, finished_at, worker, started_at) AS (VALUES {values}) "
     "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
-    "worker=v.worker, lease_expires_at=NULL FROM v "
-    "WHERE jobs.id=v.id AND jobs.state='running' AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
+    "worker=v.worker, started_at=coalesce(v.started_at, jobs.started_at), lease_expires_at=NULL FROM v "
+    f"WHERE jobs.id=v.id AND jobs.{HELD} AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
     "RETURNING jobs.id, jobs.queue, jobs.started_at, jobs.run_at"
 )
 FENCE = (
     "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue, started_at, run_at, crashes FROM jobs "
-    "WHERE id=? AND state='running' AND owner=? AND attempts=?{lock}"
+    f"WHERE id=? AND {HELD} AND owner=? AND attempts=?{{lock}}"
 )
 RELEASE = (
     "UPDATE jobs SET state='queued', attempts=attempts-1, owner=NULL, worker=NULL, started_at=NULL, "
-    "lease_expires_at=NULL WHERE id=? AND state='running' AND owner=? AND attempts=? RETURNING queue"
+    f"lease_expires_at=NULL WHERE id=? AND {HELD} AND owner=? AND attempts=? RETURNING queue"
 )
-REQUEUE_RUNNING = (
-    "UPDATE jobs SET state='queued', run_at=?, error=?, owner=NULL, worker=coalesce(?, worker), lease_expires_at=NULL "
-    "WHERE id=? AND state='running' AND owner=? AND attempts=?"
+# run_at: a retry's backoff, or (None) the job keeps its place in line (taken back from a
+# dead supervisor or an expired lease: its original due time and priority).
+REQUEUE_HELD = (
+    "UPDATE jobs SET state='queued', run_at=coalesce(?, run_at), error=?, owner=NULL, worker=coalesce(?, worker), "
+    f"started_at=coalesce(?, started_at), lease_expires_at=NULL WHERE id=? AND {HELD} AND owner=? AND attempts=?"
 )
-END_RUNNING = (
-    "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), lease_expires_at=NULL "
-    "WHERE id=? AND state='running' AND owner=? AND attempts=?"
+END_HELD = (
+    "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), started_at=coalesce(?, started_at), "
+    f"lease_expires_at=NULL WHERE id=? AND {HELD} AND owner=? AND attempts=?"
 )
 # Quarantine: a worker's death by a signal counts; any other end of an attempt resets it.
 SET_CRASHES = "UPDATE jobs SET crashes=?, quarantined=? WHERE id=?"
@@ -138,9 +161,9 @@ RECORD_ERROR = (
     "ON CONFLICT(job_id, attempt) DO UPDATE SET error=excluded.error, at=excluded.at"
 )
 STORE_OUTPUT = "INSERT INTO job_output(job_id, output) VALUES (?, ?) ON CONFLICT(job_id) DO UPDATE SET output=excluded.output"
-LOST_BY_OWNER = "SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE state='running' AND owner=?{lock}"
-LOST_BY_LEASE = "SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE state='running' AND lease_expires_at<?{lock}"
-ANY_LEASE_EXPIRED = "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='running' AND lease_expires_at<?)"
+LOST_BY_OWNER = f"SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE {HELD} AND owner=?{{lock}}"
+LOST_BY_LEASE = f"SELECT id, attempts, max_attempts, owner, queue FROM jobs WHERE {HELD} AND lease_expires_at<?{{lock}}"
+ANY_LEASE_EXPIRED = f"SELECT EXISTS(SELECT 1 FROM jobs WHERE {HELD} AND lease_expires_at<?)"
 
 # -- dependencies ---------------------------------------------------------------------------
 # Run as statements of their own after the finishing one: on PostgreSQL each statement sees
@@ -162,7 +185,7 @@ DEPENDENCY_STATES = "SELECT id, state FROM jobs WHERE id IN ({marks}){lock}"
 
 # -- user actions ---------------------------------------------------------------------------
 STATE_FOR_UPDATE = "SELECT state, queue FROM jobs WHERE id=?{lock}"
-REQUEST_CANCEL = "UPDATE jobs SET cancel_requested=1 WHERE id=? AND state='running'"
+REQUEST_CANCEL = f"UPDATE jobs SET cancel_requested=1 WHERE id=? AND {HELD}"
 RETRYABLE = "SELECT id, queue, state FROM jobs WHERE {where}{lock}"
 RETRY = (
     "UPDATE jobs SET state='queued', run_at=?, max_attempts=attempts+retries+1, finished_at=NULL, "
@@ -178,16 +201,15 @@ REGISTER_SUPERVISOR = (
     "ON CONFLICT(id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at"
 )
 HEARTBEAT = "UPDATE supervisors SET heartbeat_at=? WHERE id=?"
-RENEW_LEASES = "UPDATE jobs SET lease_expires_at=? WHERE owner=? AND state='running' RETURNING id, cancel_requested"
-SET_PROGRESS = "UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
+RENEW_LEASES = f"UPDATE jobs SET lease_expires_at=? WHERE owner=? AND {HELD} RETURNING id, cancel_requested"
+SET_PROGRESS = f"UPDATE jobs SET progress=?, progress_message=? WHERE id=? AND {HELD} AND owner=? AND attempts=?"
 # The output of a running job so far; only while that attempt runs (its final output, written
 # with its outcome, is never overwritten by a late one).
 SET_RUNNING_OUTPUT = (
     "INSERT INTO job_output(job_id, output) SELECT ?, ? "
-    "WHERE EXISTS(SELECT 1 FROM jobs WHERE id=? AND state='running' AND owner=? AND attempts=?) "
+    f"WHERE EXISTS(SELECT 1 FROM jobs WHERE id=? AND {HELD} AND owner=? AND attempts=?) "
     "ON CONFLICT(job_id) DO UPDATE SET output=excluded.output"
 )
-SET_WORKER = "UPDATE jobs SET worker=? WHERE id=? AND state='running' AND owner=? AND attempts=?"
 # Totals of jobs that left the counts by queue and state (deleted, or retried out of a
 # finished state): with the counts, they make counters that never go down (metrics).
 ADD_TOTALS = (
@@ -214,7 +236,7 @@ UPSERT_PARTITION_LIMIT = (
 )
 # Per-partition counts of a queue's unfinished jobs, the largest first (the dashboard's top N).
 PARTITION_COUNTS = (
-    "SELECT partition_key, state, count(*) FROM jobs WHERE queue=? AND state IN ('queued','running') "
+    "SELECT partition_key, state, count(*) FROM jobs WHERE queue=? AND state IN ('queued','claimed','running') "
     "AND partition_key IS NOT NULL GROUP BY partition_key, state"
 )
 

@@ -1,10 +1,77 @@
-"""Small records the store returns: a group's status, a queue's stored controls, a submitted
-job's id (re-exported by :mod:`.base`)."""
+"""The typed records that cross the store's boundary: supervisors, outcomes as read back,
+progress, output and start updates, groups, queues, submitted ids and schedules."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from ..core.models import JobError, State, iso
+
+
+@dataclass
+class SupervisorInfo:
+    """A live (or lately live) supervisor as registered in the store."""
+
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: list[str] | None
+    started_at: float
+    heartbeat_at: float
+    lock_path: str | None = None
+    #: where the supervisor's lock file can be checked from: host name, boot id and the
+    #: identity of its lock directory (two containers with one host name differ here)
+    presence: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "concurrency": self.concurrency,
+            "queues": self.queues,
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+        }
+
+
+class JobResult(NamedTuple):
+    """What a join reads of a job: its state, its return value and its error."""
+
+    id: int
+    state: State
+    result: Any
+    error: JobError | None
+
+
+class ProgressUpdate(NamedTuple):
+    """A running job's latest progress, written fenced on (id, owner, attempt)."""
+
+    job_id: int
+    attempt: int
+    fraction: float
+    message: str
+
+
+class JobStart(NamedTuple):
+    """A worker started a claimed job: the job is written ``running`` with its worker and its
+    wall-clock start, fenced on (id, owner, attempt)."""
+
+    job_id: int
+    attempt: int
+    worker: int
+    started_at: float
+
+
+class OutputUpdate(NamedTuple):
+    """What a running job has printed so far, published while it runs (fenced on its attempt)."""
+
+    job_id: int
+    attempt: int
+    output: str
 
 
 @dataclass
@@ -60,4 +127,31 @@ class Submitted:
     existing: bool = False
 
 
-__all__ = ["GroupInfo", "QueueInfo", "Submitted"]
+@dataclass
+class Schedule:
+    """A periodic job definition as stored."""
+
+    name: str
+    target: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    cron: str | None
+    every: float | None
+    next_run_at: float
+    last_run_at: float | None = None
+
+    def to_dict(self, paused: bool = False) -> dict[str, Any]:
+        """The public JSON shape (``jobq schedules --json``, the HTTP API); a paused
+        schedule has no next run."""
+
+        return {
+            "name": self.name,
+            "target": self.target,
+            "args": self.args,
+            "queue": self.queue,
+            "cron": self.cron,
+            "every": self.every,
+            "next_run_at": None if paused else iso(self.next_run_at),
+            "last_run_at": iso(self.last_run_at),
+        }

@@ -27,7 +27,8 @@ from ..core.models import (
     dumps,
 )
 from . import queries as Q
-from .base import Store, Submitted
+from .base import JobStart, Store, Submitted
+from .invariants import Violation, violations
 from .sql_admin import SQLAdmin
 from .sql_dashboard import SQLDashboard
 from .transitions import Transitions
@@ -55,6 +56,10 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read statement."""
+
+    def invariant_violations(self) -> list[Violation]:
+        """The rows that break a state invariant (:mod:`jobq.store.invariants`): none, always."""
+        return violations(lambda sql: self._read(sql), self.counts())
 
     @abstractmethod
     def _insert_rows(self, conn: Any, rows: list[tuple[Any, ...]]) -> Sequence[int]:
@@ -219,7 +224,7 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
             self._lock_key(conn, spec.key)
             row = conn.execute(Q.FIND_KEY, (spec.key,)).fetchone()
             if row:
-                if spec.on_conflict == "replace" and row[1] != State.RUNNING:
+                if spec.on_conflict == "replace":  # only a job not yet claimed takes new arguments
                     conn.execute(Q.REPLACE_ARGS, (spec.args_json(), spec.kwargs_json(), row[0]))
                 return Submitted(row[0], existing=True)
         deps = list(dict.fromkeys(spec.depends_on))
@@ -276,6 +281,11 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         if not queued_due and not scheduled_due:
             return []
         return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
+
+    def start(self, owner: str, starts: Sequence[JobStart]) -> list[int]:
+        if not starts:
+            return []
+        return self._write(lambda c: self._start(c, owner, starts))
 
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         if not outcomes:

@@ -181,12 +181,6 @@ class SQLAdmin:
         rows = [(u.job_id, u.output, u.job_id, owner, u.attempt) for u in updates]
         self._write(lambda c: c.executemany(Q.SET_RUNNING_OUTPUT, rows))
 
-    def set_workers(self, owner: str, running: Sequence[tuple[int, int, int]]) -> None:
-        if not running:
-            return
-        rows = [(pid, job_id, owner, attempt) for job_id, attempt, pid in running]
-        self._write(lambda c: c.executemany(Q.SET_WORKER, rows))
-
     # -- user actions ---------------------------------------------------------------
     def cancel(self, job_ids: Sequence[int], now: float) -> dict[int, str]:
         return self._write(lambda conn: self._cancel(conn, job_ids, now))

@@ -166,7 +166,9 @@ class SQLDashboard:
         return out
 
     def busy_workers(self) -> dict[str, int]:
-        return dict(self._read("SELECT owner, count(*) FROM jobs WHERE state='running' GROUP BY owner"))
+        # Distinct workers: a worker runs one job at a time, so this never exceeds a
+        # supervisor's concurrency, even while a finished job's result is still on its way.
+        return dict(self._read(Q.BUSY_WORKERS))
 
     def job_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
         return {(q, s): (d, r) for q, s, d, r in self._read("SELECT queue, state, deleted, retried FROM job_totals")}

@@ -3,12 +3,17 @@ carrying its own fence (the ``WHERE`` of the statement that writes it), its row 
 (PostgreSQL) and its count update (SQLite keeps counts by queue and state in a table).
 
 Each operation runs on a connection inside a write transaction its caller opened; none
-waits, calls user code or does I/O besides its statements.
+waits, calls user code or does I/O besides its statements. SQLite's counts book a held job
+(claimed or running) as ``running``: a start moves no count (``SQLiteStore.counts`` tells the
+claimed ones apart).
 
-    queued ──claim──▶ running ──succeed──▶ succeeded
-      ▲  ▲              │ │ └──fail_or_retry──▶ failed (no attempts left) / queued (retry)
-      │  └──release─────┘ └──cancel / end────▶ cancelled
-      │  └──requeue_lost (owner dead, lease expired)
+    queued ──claim──▶ claimed ──start──▶ running
+      ▲  ▲               └───────┬───────────┘  (held: every move below fences on owner and attempt)
+      │  │                       ├──succeed──▶ succeeded
+      │  │                       ├──fail_or_retry──▶ failed (no attempts left) / queued (retry)
+      │  └──release─────────────┤ (never started, or drained)
+      │  └──requeue_lost────────┤ (owner dead, lease expired: keeps its place in line)
+      │                          └──cancel / end──▶ cancelled
     scheduled ──promote_due──▶ queued        waiting ──release_dependents──▶ queued/scheduled
     waiting/queued/scheduled ──cancel_dependents / cancel──▶ cancelled
 """
@@ -30,6 +35,7 @@ from ..core.models import (
     retry_delay_seconds,
 )
 from . import queries as Q
+from .base import JobStart
 from .flow import FlowControl, LimitedPick, QueueControl
 
 T = TypeVar("T")
@@ -70,7 +76,7 @@ class Transitions(FlowControl):
         self._count_moves(conn, Counter((r[0], State.SCHEDULED.value, State.QUEUED.value) for r in rows))
         return len(rows)
 
-    # -- queued -> running ------------------------------------------------------------
+    # -- queued -> claimed ------------------------------------------------------------
     def _claim(
         self,
         conn: Any,
@@ -103,7 +109,7 @@ class Transitions(FlowControl):
         else:
             picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue, cpus", "SELECT id", 1)
             params = (now, *qparams, limit)
-        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
+        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, lease_until)).fetchall()
         if pick is not None:
             self._spend(conn, pick, [r[6] for r in rows], now)
         rows.sort(key=lambda r: (-r[8], r[9], r[0]))
@@ -119,7 +125,18 @@ class Transitions(FlowControl):
             claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10], r[11]))
         return claimed
 
-    # -- running -> succeeded ---------------------------------------------------------
+    # -- claimed -> running ------------------------------------------------------------
+    def _start(self, conn: Any, owner: str, starts: Sequence[JobStart]) -> list[int]:
+        """Jobs a worker has started: (id, attempt, worker pid, wall-clock start) each. Fenced on
+        the owner and attempt; returns the ids written (a job that finished or was taken back
+        meanwhile is left alone)."""
+        started = []
+        for job_id, attempt, worker, started_at in starts:
+            if conn.execute(Q.START, (worker, started_at, job_id, owner, attempt)).fetchone() is not None:
+                started.append(job_id)
+        return started
+
+    # -- held -> succeeded --------------------------------------------------------------
     def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
         done: dict[int, str] = {}
@@ -127,7 +144,7 @@ class Transitions(FlowControl):
         for chunk in fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
-                params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker)
+                params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker, o.started_at)
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
             for job_id, queue, started_at, run_at in rows:
                 done[job_id] = queue
@@ -140,7 +157,7 @@ class Transitions(FlowControl):
             self._release_dependents(conn, list(done), now)
         return [o.job_id for o in outcomes if o.job_id not in done]
 
-    # -- running -> queued / failed / cancelled ---------------------------------------
+    # -- held -> queued / failed / cancelled ------------------------------------------
     def _fail_or_retry(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
         """A failed, cancelled or released attempt; False when the fence rejected it."""
         fence = (o.job_id, owner, o.attempts)
@@ -150,15 +167,14 @@ class Transitions(FlowControl):
         if row is None:
             return False
         max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at, crashes = row
+        started_at = o.started_at or started_at
         finished_at = o.finished_at or now
         cancelled = o.kind == OutcomeKind.CANCELLED or bool(cancel_requested)
         self._observe(queue, "cancelled" if cancelled else "failed", started_at, run_at, finished_at)
         if o.output:
             conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
         if cancelled:
-            return self._end_running(
-                conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at, o.worker
-            )
+            return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at)
         error = o.error or JobError("Error")
         conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
         crashes_now = crashes + 1 if o.crashed else 0
@@ -171,14 +187,14 @@ class Transitions(FlowControl):
                 f"its worker died by a signal in {crashes_now} attempts in a row (max_crashes={o.max_crashes}); "
                 f"last: {error.message}",
             )
-            return self._end_running(conn, owner, o.job_id, o.attempts, queue, State.FAILED, error, finished_at, o.worker)
+            return self._end_held(conn, owner, o, queue, State.FAILED, error, finished_at)
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
-            cur = conn.execute(Q.REQUEUE_RUNNING, (run_at, error.to_json(), o.worker, *fence))
+            cur = conn.execute(Q.REQUEUE_HELD, (run_at, error.to_json(), o.worker, o.started_at, *fence))
             if cur.rowcount == 1:
                 self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
             return cur.rowcount == 1
-        return self._end_running(conn, owner, o.job_id, o.attempts, queue, State.FAILED, error, finished_at, o.worker)
+        return self._end_held(conn, owner, o, queue, State.FAILED, error, finished_at)
 
     def _release(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
         """Back to queued without counting the attempt (never started, or drained); a job
@@ -189,16 +205,17 @@ class Transitions(FlowControl):
             return False
         _, _, _, cancel_requested, queue, _, _, _ = row
         if cancel_requested:
-            return self._end_running(
-                conn, owner, o.job_id, o.attempts, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now, o.worker
-            )
+            return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now)
         row = conn.execute(Q.RELEASE, fence).fetchone()
         if row is None:
             return False
         self._count_moves(conn, Counter({(row[0], State.RUNNING.value, State.QUEUED.value): 1}))
         return True
 
-    def _end_running(
+    def _end_held(self, conn: Any, owner: str, o: Outcome, queue: str, state: State, error: JobError, now: float) -> bool:
+        return self._end(conn, owner, o.job_id, o.attempts, queue, state, error, now, o.worker, o.started_at)
+
+    def _end(
         self,
         conn: Any,
         owner: str,
@@ -209,8 +226,9 @@ class Transitions(FlowControl):
         error: JobError,
         now: float,
         worker: int | None,
+        started_at: float | None,
     ) -> bool:
-        cur = conn.execute(Q.END_RUNNING, (state.value, error.to_json(), now, worker, job_id, owner, attempts))
+        cur = conn.execute(Q.END_HELD, (state.value, error.to_json(), now, worker, started_at, job_id, owner, attempts))
         if cur.rowcount != 1:
             return False
         self._count_moves(conn, Counter({(queue, State.RUNNING.value, state.value): 1}))
@@ -233,11 +251,12 @@ class Transitions(FlowControl):
             error = JobError(kind, reason or f"supervisor {job_owner} lost the job")
             conn.execute(Q.RECORD_ERROR, (job_id, attempts, error.to_json(), now))
             if attempts < max_attempts + MAX_LOST_ATTEMPTS:
-                cur = conn.execute(Q.REQUEUE_RUNNING, (now, error.to_json(), None, job_id, job_owner, attempts))
+                # run_at kept: the job goes back to its place in line, not behind what came since
+                cur = conn.execute(Q.REQUEUE_HELD, (None, error.to_json(), None, None, job_id, job_owner, attempts))
                 if cur.rowcount == 1:
                     self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
                     taken.append(job_id)
-            elif self._end_running(conn, job_owner, job_id, attempts, queue, State.FAILED, error, now, None):
+            elif self._end(conn, job_owner, job_id, attempts, queue, State.FAILED, error, now, None, None):
                 taken.append(job_id)
         return taken
 
@@ -282,7 +301,9 @@ class Transitions(FlowControl):
         return sum(moves.values())
 
     def _cancel(self, conn: Any, job_ids: Sequence[int], now: float) -> dict[int, str]:
-        """A user's cancel: unstarted jobs end at once, running ones are asked to stop."""
+        """A user's cancel: unstarted jobs end at once; held ones (claimed or running) are asked to
+        stop: their supervisor withdraws a claimed job that no worker has started (it never starts),
+        and ends the worker of a running one."""
         out: dict[int, str] = {}
         for job_id in job_ids:
             row = conn.execute(Q.STATE_FOR_UPDATE.format(lock=self.row_lock), (job_id,)).fetchone()
@@ -293,7 +314,7 @@ class Transitions(FlowControl):
                 self._end_unstarted(conn, [(job_id, queue, state)], State.CANCELLED, CANCELLED_BY_REQUEST, now)
                 self._cancel_dependents(conn, job_id, State.CANCELLED, now)
                 state = State.CANCELLED.value
-            elif state == State.RUNNING:
+            elif state in (State.CLAIMED, State.RUNNING):
                 conn.execute(Q.REQUEST_CANCEL, (job_id,))
                 state = "cancelling"
             out[job_id] = str(state)

@@ -45,7 +45,7 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
     index (``first`` + its offset). Progress is reported in items. The calls run in C loops
     (``map``/``starmap``): the failing item is found from how far the items were read."""
     from .aioloop import run_coroutine
-    from .main import current_job
+    from .context import current_job
 
     fn = _targets.get(target)
     if fn is None:
