@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from jobq.core.errors import ValidationError
-from jobq.core.models import JobError, Outcome, OutcomeKind, validate_spec
+from jobq.core.models import JobError, Outcome, OutcomeKind
+from jobq.core.spec import validate_spec
 from jobq.store import open_store
 from jobq.store.base import Store
 from tests.test_store_contract import ADD, T, in_threads, spec, submit

@@ -98,7 +98,10 @@ class FlowControl:
             room = math.inf if c.concurrency is None else c.concurrency - running.get(c.name, 0)
             tokens = c.tokens_at(now)
             if tokens != math.inf:
-                room = min(room, math.floor(tokens + 1e-9))
+                # No more than the supervisor's idle slots either: a rated job is started as soon as
+                # it is claimed, never queued behind another in a worker (its start would drift from
+                # the claim that paid for it, and starts could bunch past the rate).
+                room = min(room, math.floor(tokens + 1e-9), slots)
             if c.paused:
                 room = 0
             if room != math.inf:
