@@ -203,6 +203,7 @@ class JobRecord:
     cpus: int = 1
     crashes: int = 0
     quarantined: bool = False
+    claimed_at: float | None = None
     depends_on: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -244,6 +245,7 @@ class JobRecord:
             cpus=row.get("cpus") or 1,
             crashes=row.get("crashes") or 0,
             quarantined=bool(row.get("quarantined")),
+            claimed_at=row.get("claimed_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +282,7 @@ class JobRecord:
             "cpus": self.cpus,
             "crashes": self.crashes,
             "quarantined": self.quarantined,
+            "claimed_at": iso(self.claimed_at),
         }
 
 

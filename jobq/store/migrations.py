@@ -205,6 +205,8 @@ _V5: list[str] = [
     "ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1",
     "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0",
+    # When the attempt was claimed: what a queue's rate counts (started_at is its worker's start).
+    "ALTER TABLE jobs ADD COLUMN claimed_at {REAL}",
     "DROP INDEX jobs_claim",
     "CREATE INDEX jobs_claim ON jobs(priority DESC, run_at, id) WHERE state = 'queued' AND partition_key IS NULL",
     "CREATE INDEX jobs_partition ON jobs(queue, partition_key, priority DESC, run_at, id) "

@@ -10,7 +10,7 @@ from typing import Any
 JOB_COLUMNS = (
     "id, name, target, args, kwargs, queue, priority, state, attempts, max_attempts, run_at, "
     "created_at, started_at, finished_at, result, error, owner, worker, timeout, key, group_id, "
-    "group_index, progress, progress_message, cancel_requested, partition_key, memory_mb, cpus, crashes, quarantined"
+    "group_index, progress, progress_message, cancel_requested, partition_key, memory_mb, cpus, crashes, quarantined, claimed_at"
 )
 JOB_COLUMN_NAMES = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
@@ -101,7 +101,7 @@ SPEND_TOKENS = "UPDATE queues SET tokens=?, refilled_at=? WHERE name=?"
 MOVE_CURSOR = "UPDATE queues SET rr_cursor=? WHERE name=?"
 CLAIM = (
     "WITH picked AS ({picked}) "
-    "UPDATE jobs SET state='claimed', owner=?, attempts=attempts+1, started_at=NULL, "
+    "UPDATE jobs SET state='claimed', owner=?, claimed_at=?, attempts=attempts+1, started_at=NULL, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
     "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, memory_mb, cpus"
 )

@@ -109,7 +109,7 @@ class Transitions(FlowControl):
         else:
             picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue, cpus", "SELECT id", 1)
             params = (now, *qparams, limit)
-        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, lease_until)).fetchall()
+        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
         if pick is not None:
             self._spend(conn, pick, [r[6] for r in rows], now)
         rows.sort(key=lambda r: (-r[8], r[9], r[0]))
