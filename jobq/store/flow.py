@@ -22,6 +22,9 @@ from typing import Any
 
 from . import queries as Q
 
+#: how far ahead a claim may take jobs of a rated queue (beyond the supervisor's idle slots)
+RATED_PREFETCH_SECONDS = 0.01
+
 #: jobs a partition gets per visit of a fair claim (fewer when the claim needs fewer)
 QUANTUM = 64
 
@@ -98,10 +101,12 @@ class FlowControl:
             room = math.inf if c.concurrency is None else c.concurrency - running.get(c.name, 0)
             tokens = c.tokens_at(now)
             if tokens != math.inf:
-                # No more than the supervisor's idle slots either: a rated job is started as soon as
-                # it is claimed, never queued behind another in a worker (its start would drift from
-                # the claim that paid for it, and starts could bunch past the rate).
-                room = min(room, math.floor(tokens + 1e-9), slots)
+                # No more than the supervisor's idle slots either, beyond what the rate refills in
+                # RATED_PREFETCH_SECONDS: a rated job starts about when it is claimed, never queued
+                # behind others in a worker (its start would drift from the claim that paid for it,
+                # and starts could bunch past the rate); a rate too high to bind keeps prefetching.
+                ahead = max(slots, math.floor((c.rate_count or 0) * RATED_PREFETCH_SECONDS / (c.rate_period or 1.0)))
+                room = min(room, math.floor(tokens + 1e-9), ahead)
             if c.paused:
                 room = 0
             if room != math.inf:
