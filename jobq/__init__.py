@@ -43,6 +43,14 @@ _EXPORTS = {
     "ValidationError": "core.errors",
     "current_job": "worker.context",
     "load_settings": "core.config",
+    "step": "worker.steps",
+    "sleep": "worker.steps",
+    "wait_for": "worker.steps",
+    "asleep": "worker.steps",
+    "await_event": "worker.steps",
+    "StepMismatch": "core.errors",
+    "StepNotSerializable": "core.errors",
+    "EventTimeout": "core.errors",
 }
 
 __all__ = [*_EXPORTS]  # the export table above is the one list of public names
@@ -61,6 +69,9 @@ if TYPE_CHECKING:  # the same names for type checkers (`X as X`: re-exported)
         ConfigError as ConfigError,
     )
     from .core.errors import (
+        EventTimeout as EventTimeout,
+    )
+    from .core.errors import (
         GroupIncomplete as GroupIncomplete,
     )
     from .core.errors import (
@@ -74,6 +85,12 @@ if TYPE_CHECKING:  # the same names for type checkers (`X as X`: re-exported)
     )
     from .core.errors import (
         JobqError as JobqError,
+    )
+    from .core.errors import (
+        StepMismatch as StepMismatch,
+    )
+    from .core.errors import (
+        StepNotSerializable as StepNotSerializable,
     )
     from .core.errors import (
         StoreBusy as StoreBusy,
@@ -94,6 +111,11 @@ if TYPE_CHECKING:  # the same names for type checkers (`X as X`: re-exported)
     from .runtime.supervisor import Supervisor as Supervisor
     from .worker.chunks import run_chunk as run_chunk
     from .worker.context import current_job as current_job
+    from .worker.steps import asleep as asleep
+    from .worker.steps import await_event as await_event
+    from .worker.steps import sleep as sleep
+    from .worker.steps import step as step
+    from .worker.steps import wait_for as wait_for
 
 
 def __getattr__(name: str) -> Any:

@@ -50,6 +50,7 @@ import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
 import bench_startup  # noqa: E402
+import bench_steps  # noqa: E402 - issue 16: durable steps against DBOS
 from bench_common import (  # noqa: E402 - also puts the checkout's jobq and bench_tasks on sys.path
     FORK,
     FULL,
@@ -76,7 +77,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "flow")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "steps", "flow")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -372,7 +373,10 @@ def evaluate_targets(rep: Report) -> None:
         ("memory: worker within 10%", f.get("memory.worker_ratio"), "<=", 1.1, "x"),
     ]
     groups = [(5, checks), (6, bench_pg.target_checks(f)), (10, bench_dashboard.target_checks(f))]
-    judge_targets(rep, [*groups, (11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f))])
+    judge_targets(
+        rep,
+        [*groups, (11, bench_pool.target_checks(f)), (12, bench_startup.target_checks(f)), (16, bench_steps.target_checks(f))],
+    )
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
@@ -461,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pool", lambda: bench_pool.section_pool(rep, sizes, opts.workers, tmp)),
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
+        ("steps", lambda: bench_steps.section_steps(rep, sizes, tmp)),
         ("flow", lambda: bench_flow.section_flow(rep, sizes, opts.workers, tmp)),
     ]
     try:
@@ -491,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_pool.render_rows,
         bench_durability.render_rows,
         bench_startup.render_rows,
+        bench_steps.render_rows,
         bench_flow.render_rows,
     ]
     print(render(rep, header, rows), flush=True)

@@ -1,7 +1,8 @@
-"""Make docs/dashboard.png: a real run (a supervisor draining a mix of jobs on two queues, a
-few failing, for ``--seconds``) with `jobq dashboard` serving it, photographed by Chromium.
+"""Make docs/dashboard.png and docs/job.png: a real run (a supervisor draining a mix of jobs on
+two queues, a few failing, for ``--seconds``) with `jobq dashboard` serving it, photographed by
+Chromium: the overview, and the page of a job that printed, failed and was retried.
 
-    python scripts/dashboard_screenshot.py [--seconds 150] [--out docs/dashboard.png]
+    python scripts/dashboard_screenshot.py [--seconds 150] [--out docs/dashboard.png] [--job-out docs/job.png]
 
 Needs the dashboard and test extras (Playwright) and /usr/bin/chromium."""
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=150.0, help="how long jobs keep coming")
     parser.add_argument("--out", default=str(REPO / "docs" / "dashboard.png"))
+    parser.add_argument("--job-out", default=str(REPO / "docs" / "job.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     opts = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(7)
         q.pause_queue("reports")
         with jobq.Supervisor(q, concurrency=2):
+            retried = q.submit(
+                "jobq.examples:fail", ("the payment service said no",), name="charge card", retries=2, retry_backoff=2
+            )
             end = time.monotonic() + opts.seconds
             while time.monotonic() < end:
                 for _ in range(rng.randint(20, 60)):
@@ -74,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_selector(".chart")
                 Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=opts.out, full_page=True)
+                page.goto(f"{url.rstrip('/')}/jobs/{retried.id}")
+                page.wait_for_selector("#job-timeline")
+                page.screenshot(path=opts.job_out, full_page=True)
                 browser.close()
-        print(f"wrote {opts.out}")
+        print(f"wrote {opts.out} and {opts.job_out}")
     finally:
         os.killpg(dash.pid, signal.SIGTERM)
         dash.wait(10)

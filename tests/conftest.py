@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,79 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "jobs.db")
     return request.getfixturevalue("pg_url")
+
+
+# -- the dashboard's browser tests (imports inside: tests.dashboard_util imports this module) --
+def _no_browser(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright (the dashboard's browser tests)."""
+    from tests.dashboard_util import CHROMIUM, LIVE, require_dashboard_libs
+
+    require_dashboard_libs()
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _no_browser("playwright is not installed (pip install -e '.[test]')")
+    expect.set_options(timeout=LIVE)
+    if not os.path.exists(CHROMIUM):
+        _no_browser(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    except Exception as exc:  # any launch failure means: no browser here
+        pw.stop()
+        _no_browser(f"cannot start {CHROMIUM}: {str(exc).splitlines()[0]}")
+    try:
+        yield b
+    finally:
+        b.close()
+        pw.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[dict[str, Any]]:
+    """A real `jobq dashboard` with a token and a supervisor of queues default and other."""
+    from tests.dashboard_util import TOKEN, DashboardServer
+
+    tmp = tmp_path_factory.mktemp("dash_browser")
+    db = str(tmp / "jobs.db")
+    procs = Processes(tmp)
+    server = None
+    try:
+        procs.supervisor(db, "-c", "2", "-q", "default", "-q", "other")
+        server = DashboardServer(db, tmp / "dashboard.log", "--token", TOKEN)
+        yield {"db": db, "q": jobq.Queue(db), "url": server.url, "procs": procs, "tmp": tmp}
+    finally:
+        if server is not None:
+            server.stop()
+        procs.cleanup()
+
+
+@pytest.fixture
+def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
+    """A logged-in page; fails the test if any dialog opens or anything loads from elsewhere."""
+    from tests.dashboard_util import LIVE, TOKEN
+
+    context = browser.new_context(base_url=site["url"])
+    p = context.new_page()
+    p.set_default_timeout(LIVE)
+    dialogs: list[str] = []
+    foreign: list[str] = []
+    p.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    p.on("request", lambda r: None if r.url.startswith(site["url"]) else foreign.append(r.url))
+    p.goto("/login")
+    p.fill("input[name=token]", TOKEN)
+    p.click("button[type=submit]")
+    p.wait_for_url(site["url"] + "/")
+    try:
+        yield p
+    finally:
+        context.close()
+    assert dialogs == [], f"a dialog opened: {dialogs}"
+    assert foreign == [], f"requests beyond the dashboard: {foreign}"

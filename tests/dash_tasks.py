@@ -30,3 +30,20 @@ def nap(seconds: float) -> float:
     """Sleep ``seconds`` (a job that stays running a while)."""
     time.sleep(seconds)
     return seconds
+
+
+def ticker(lines: int, seconds: float) -> int:
+    """Print ``line N`` every ``seconds`` (output that grows while the job runs)."""
+    for i in range(lines):
+        print(f"line {i}", flush=True)
+        time.sleep(seconds)
+    return lines
+
+
+def _inner(text: str) -> None:
+    raise ValueError(text)
+
+
+def boom(text: str) -> None:
+    """Raise ValueError(text) from a nested call of this module."""
+    _inner(text)

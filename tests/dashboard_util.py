@@ -8,10 +8,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, _env, wait_for
+
+TOKEN = "browser-token"
+CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
+LIVE = 15_000  # ms: several 2-second refreshes
+XSS = "<script>alert(1)</script>"
 
 
 def require_dashboard_libs() -> None:
@@ -28,15 +34,16 @@ def require_dashboard_libs() -> None:
 
 class DashboardServer:
     """``python -m jobq --db DB dashboard --port 0 ...`` in its own session; ``url`` is where it
-    listens (read from its first line). ``stop()`` ends it and its group by pid."""
+    listens (read from its first line). ``stop()`` ends it and its group by pid. ``prefix`` runs
+    it through another command (``ip netns exec NS``)."""
 
-    def __init__(self, db: str, log: Path, *args: str) -> None:
+    def __init__(self, db: str, log: Path, *args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.log = log
         fh = open(log, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobq", "--db", db, "dashboard", "--port", "0", *args],
+        self.proc = subprocess.Popen(  # `prefix` (ip netns exec NS) execs the command: the pid is the server's
+            [*prefix, sys.executable, "-m", "jobq", "--db", db, "dashboard", "--port", "0", *args],
             cwd=REPO,
-            env=_env(),
+            env={**_env(), **(env or {})},
             stdout=fh,
             stderr=subprocess.STDOUT,
             text=True,
@@ -63,3 +70,7 @@ class DashboardServer:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def count_cell(p: Any, queue: str, state: str) -> Any:
+    return p.locator(f'tr[data-queue="{queue}"] td[data-count="{state}"]')

@@ -1,94 +1,13 @@
 """The dashboard's pages in a real browser: Playwright driving Debian's Chromium against a
 real `jobq dashboard` and real supervisors. Without a browser these tests skip, except in CI
-(CI=true), where that is a failure."""
+(CI=true), where that is a failure. The fixtures (browser, site, page) are in conftest.py."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-import jobq
-from tests.conftest import Processes, wait_for
-from tests.dashboard_util import DashboardServer, require_dashboard_libs
-
-TOKEN = "browser-token"
-CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
-LIVE = 15_000  # ms: several 2-second refreshes
-XSS = "<script>alert(1)</script>"
-
-
-def _no_browser(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_dashboard_libs()
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _no_browser("playwright is not installed (pip install -e '.[test]')")
-    expect.set_options(timeout=LIVE)
-    if not os.path.exists(CHROMIUM):
-        _no_browser(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-    except Exception as exc:  # any launch failure means: no browser here
-        pw.stop()
-        _no_browser(f"cannot start {CHROMIUM}: {str(exc).splitlines()[0]}")
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("dash_browser")
-    db = str(tmp / "jobs.db")
-    procs = Processes(tmp)
-    server = None
-    try:
-        procs.supervisor(db, "-c", "2", "-q", "default", "-q", "other")
-        server = DashboardServer(db, tmp / "dashboard.log", "--token", TOKEN)
-        yield {"db": db, "q": jobq.Queue(db), "url": server.url, "procs": procs, "tmp": tmp}
-    finally:
-        if server is not None:
-            server.stop()
-        procs.cleanup()
-
-
-@pytest.fixture
-def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
-    """A logged-in page; fails the test if any dialog opens or anything loads from elsewhere."""
-    context = browser.new_context(base_url=site["url"])
-    p = context.new_page()
-    p.set_default_timeout(LIVE)
-    dialogs: list[str] = []
-    foreign: list[str] = []
-    p.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    p.on("request", lambda r: None if r.url.startswith(site["url"]) else foreign.append(r.url))
-    p.goto("/login")
-    p.fill("input[name=token]", TOKEN)
-    p.click("button[type=submit]")
-    p.wait_for_url(site["url"] + "/")
-    try:
-        yield p
-    finally:
-        context.close()
-    assert dialogs == [], f"a dialog opened: {dialogs}"
-    assert foreign == [], f"requests beyond the dashboard: {foreign}"
-
-
-def count_cell(p: Any, queue: str, state: str) -> Any:
-    return p.locator(f'tr[data-queue="{queue}"] td[data-count="{state}"]')
+from tests.conftest import wait_for
+from tests.dashboard_util import XSS, count_cell
 
 
 def test_overview_counts_change_as_a_supervisor_drains(page: Any, site: dict[str, Any]) -> None:

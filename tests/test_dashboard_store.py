@@ -69,9 +69,49 @@ def test_counters_survive_purge_retry_and_delete(any_db: str) -> None:
     assert q.purge(older_than=0) == 4
     totals = s.job_totals()
     assert totals[("default", "succeeded")] == (4, 0) and totals[("default", "cancelled")] == (1, 0)
-    assert s.compact_stats(int(time.time() // 60) + 5) > 0
+    now_minute = int(time.time() // 60)
+    assert s.compact_stats(now_minute + 5) > 0  # minutes folded into their hour
     assert s.histograms()["default"] == hist  # folded, not lost
-    assert s.finished_by_minute(1) == []
+    assert s.finished_by_minute(now_minute - 1) == []
+    hour = now_minute // 60 * 60
+    by_hour = {(m, k): n for m, k, n in s.finished_by_minute(hour - 60, bucket=60, queue="default")}
+    assert by_hour == {(hour, "succeeded"): 4, (hour, "failed"): 1, (hour, "cancelled"): 1}
+    assert s.compact_stats(now_minute + 5) == 0  # nothing left to fold
+    assert s.compact_stats(now_minute + 5, keep_hours_from=now_minute + 120) > 0  # hours past the week: into minute 0
+    assert s.histograms()["default"] == hist
+    assert s.finished_by_minute(1, bucket=60) == []
+
+
+def test_figures_by_bucket_and_queue_over_a_week(any_db: str) -> None:
+    """Hourly rows (folded minutes) and the newest minutes add up per bucket, per queue."""
+    q = jobq.Queue(any_db)
+    q.submit_many("tests.tasks:add", [(i,) for i in range(3)], queue="qa")
+    q.submit_many("tests.tasks:add", [(i,) for i in range(2)], queue="qb")
+    _run(q, "sup-1", ["succeeded", "failed", "succeeded"], queue="qa")
+    _run(q, "sup-1", ["failed", "failed"], queue="qb")
+    s = q.store
+    now_minute = int(time.time() // 60)
+    s.compact_stats(now_minute)  # the jobs ended this minute: nothing older to fold yet
+    both = {(k): n for _, k, n in s.finished_by_minute(now_minute - 7 * 24 * 60, bucket=60)}
+    assert both == {"succeeded": 2, "failed": 3}
+    only_qb = {(k): n for _, k, n in s.finished_by_minute(now_minute - 60, bucket=15, queue="qb")}
+    assert only_qb == {"failed": 2}
+    assert s.finished_by_minute(now_minute - 60, queue="nothing") == []
+
+
+def test_search_over_arguments_and_results(any_db: str) -> None:
+    q = jobq.Queue(any_db)
+    a = q.submit("tests.tasks:echo", ("Needle in args",), delay="1h")
+    b = q.submit("tests.tasks:echo", (), {"text": "100% sure_thing"}, delay="1h")
+    c = q.submit("tests.tasks:echo", ("plain",))
+    _run(q, "sup-1", ["succeeded"])  # its result is "1"
+    s = q.store
+    assert [r.id for r in s.jobs_page(contains="needle")] == [a.id]  # any case
+    assert [r.id for r in s.jobs_page(contains="100%")] == [b.id]  # % and _ are plain text
+    assert s.jobs_page(contains="100_") == []
+    assert [r.id for r in s.jobs_page(contains="sure_thing", queue="default")] == [b.id]
+    assert c.id in [r.id for r in s.jobs_page(contains="1")]  # the result
+    assert s.jobs_page(contains="needle", state="succeeded") == []
 
 
 def test_fenced_out_finishes_are_not_counted(any_db: str) -> None:

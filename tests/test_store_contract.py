@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jobq.core.errors import ValidationError
-from jobq.core.models import JobError, Outcome
+from jobq.core.models import JobError, Outcome, iso
 from jobq.core.spec import JobSpec, validate_spec
 from jobq.runtime.schedules import next_run_after
 from jobq.store import open_store
@@ -318,12 +318,14 @@ def test_nul_is_refused_before_the_store_and_other_text_round_trips(store: Store
 def test_failed_with_retries_left_requeues_later_and_records_the_error(store: Store) -> None:
     (job_id,) = submit(store, spec(retries=2, retry_backoff=10, retry_backoff_max=300))
     (c,) = store.claim("s", None, 1, T, T + 30)
-    assert store.finish("s", [Outcome(job_id, 1, "failed", error=BOOM, worker=7)], T + 1) == []
+    assert store.finish("s", [Outcome(job_id, 1, "failed", error=BOOM, worker=7, started_at=T + 0.5)], T + 1) == []
     rec = store.get(job_id)
     assert (rec.state, rec.attempts, rec.owner, rec.finished_at) == ("queued", 1, None, None)
     assert T + 1 + 5 <= rec.run_at <= T + 1 + 10  # backoff 10 s with jitter in [5, 10]
     assert rec.error["type"] == "ValueError"
-    assert rec.errors == [{"attempt": 1, **BOOM_DICT}]
+    (err,) = rec.errors
+    assert err == {"attempt": 1, **BOOM_DICT, "started_at": err["started_at"], "finished_at": iso(T + 1)}
+    assert err["started_at"] == iso(T + 0.5)  # the worker's start of the attempt, for the timeline
     assert store.claim("s", None, 1, T + 2, T + 32) == []
     (again,) = store.claim("s", None, 1, rec.run_at, rec.run_at + 30)
     assert again.attempts == 2

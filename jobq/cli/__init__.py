@@ -6,7 +6,7 @@ unknown id; 3 the job is unfinished; 4 the database cannot be used.
 
 from __future__ import annotations
 
-from . import dashboard, jobs, manage, service, workers  # noqa: F401 - each registers its commands on main
+from . import dashboard, jobs, manage, service, steps, workers  # noqa: F401 - each registers its commands on main
 from .app import main
 
 __all__ = ["main"]

@@ -103,16 +103,45 @@ class JobqGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def backend_line(db: str | None, config: str | None) -> str:
+    """``jobq VERSION, backend sqlite (SQLite 3.40.1)`` for the database the command would use
+    (``--db``, ``JOBQ_DB``, the config file's ``db``, else ``./jobq.db``), without opening it."""
+    if not db:
+        path = config or os.environ.get("JOBQ_CONFIG") or ("jobq.toml" if os.path.exists("jobq.toml") else None)
+        if path:
+            import tomllib
+
+            try:
+                with open(path, "rb") as fh:
+                    found = tomllib.load(fh).get("db")
+                db = found if isinstance(found, str) else None
+            except (OSError, ValueError):
+                pass
+    if (db or "").startswith(("postgres://", "postgresql://")):
+        return f"jobq {__version__}, backend postgresql"
+    import sqlite3
+
+    return f"jobq {__version__}, backend sqlite (SQLite {sqlite3.sqlite_version})"
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(backend_line(ctx.params.get("db") or os.environ.get("JOBQ_DB"), ctx.params.get("config")))
+        ctx.exit()
+
+
 @click.group(cls=JobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", envvar="JOBQ_DB", help="Database file (env JOBQ_DB, else the config file, else ./jobq.db).")
+@click.option("--db", envvar="JOBQ_DB", is_eager=True, help="Database file (env JOBQ_DB, else the config file, else ./jobq.db).")
 @click.option(
     "--config",
     "config",
     envvar="JOBQ_CONFIG",
+    is_eager=True,
     type=click.Path(dir_okay=False),
     help="TOML configuration file (env JOBQ_CONFIG, else ./jobq.toml when present).",
 )
-@click.version_option(version=__version__)  # not package metadata: reading it costs start-up time
+# not package metadata: reading it costs start-up time
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show version and backend.")
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     """jobq: a durable job queue on one SQLite file."""

@@ -17,6 +17,7 @@ from .app import EXIT_FAILED, EXIT_UNFINISHED, EXIT_USAGE, CliError, Context, ap
 
 if TYPE_CHECKING:
     from ..client.queue import Job, Queue
+    from ..core.steps import StepRecord
 
 
 # -- submit ------------------------------------------------------------------------------
@@ -257,15 +258,16 @@ def status(c: Context, job_id: str | None, as_json: bool) -> None:
     q = c.queue
     with api_errors():
         if job_id is not None:
+            if as_json:
+                click.echo(json.dumps(q.job_status(job_id), indent=2))
+                return
             from ..client.waits import why_waiting
 
             record = q.record(job_id)
-            if as_json:
-                click.echo(json.dumps(record.to_dict(), indent=2))
-            else:
-                _print_record(record)
-                for reason in why_waiting(q, record):
-                    click.echo(f"{'waiting:':<13} {reason}")
+            _print_record(record)
+            for reason in why_waiting(q, record):
+                click.echo(f"{'waiting:':<13} {reason}")
+            _print_steps(q.steps(record.id), q.waiting_for(record.id))
             return
         data = q.status()
     if as_json:
@@ -322,6 +324,19 @@ def _print_record(r: JobRecord) -> None:
         click.echo(f"  attempt {e['attempt']}: {e.get('type')}: {e.get('message')}")
     if r.error and r.error.get("traceback"):
         click.echo(r.error["traceback"].rstrip())
+
+
+def _print_steps(steps: list[StepRecord], waiting: str | None) -> None:
+    if waiting is not None:
+        click.echo(f"{'waiting for:':<13} event {waiting!r}")
+    if steps:
+        click.echo("steps:")
+    for s in steps:
+        d = s.to_dict()
+        extra = f" key {s.wait_key!r}" if s.wait_key is not None else ""
+        if s.wake_at is not None:
+            extra += f" until {d['wake_at']}"
+        click.echo(f"  {s.seq + 1:>3}. {s.name} #{s.call}  {d['state']}{extra}  (attempt {s.attempt}, {d['started_at']})")
 
 
 @main.command("list")

@@ -38,18 +38,26 @@ def cancel(c: Context, job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.option("--failed", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", help="With --failed: only this queue.")
 @click.option("--include-quarantined", is_flag=True, help="With --failed: the quarantined jobs too.")
+@click.option("--from-step", "from_step", help="Run one job (failed, cancelled or succeeded) again from its step NAME.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"requeued": [ids]}.')
 @pass_ctx
 def retry(
-    c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None, include_quarantined: bool, as_json: bool
+    c: Context,
+    job_ids: tuple[str, ...],
+    failed: bool,
+    queue: str | None,
+    include_quarantined: bool,
+    from_step: str | None,
+    as_json: bool,
 ) -> None:
-    """Requeue failed or cancelled jobs (--failed leaves the quarantined ones unless told)."""
+    """Requeue failed or cancelled jobs (their recorded steps replay; --failed leaves the
+    quarantined ones unless told)."""
     if bool(job_ids) == failed:
         raise CliError("give job ids or --failed", EXIT_USAGE)
     if include_quarantined and not failed:
         raise CliError("--include-quarantined goes with --failed", EXIT_USAGE)
     with api_errors():
-        ids = c.queue.retry(*job_ids, failed=failed, queue=queue, include_quarantined=include_quarantined)
+        ids = c.queue.retry(*job_ids, failed=failed, queue=queue, include_quarantined=include_quarantined, from_step=from_step)
     if as_json:
         click.echo(json.dumps({"requeued": ids}))
         return

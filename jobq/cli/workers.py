@@ -78,7 +78,7 @@ def worker_start(
         )
         # systemd's NOTIFY_SOCKET is the supervisor's: workers and their jobs do not inherit it.
         sup.notifier = Notifier.from_env(unset=True)
-        code = with_dashboard(c, dashboard_at, sup.run)
+        code = with_dashboard(c, dashboard_at, sup.run, settings)
     sys.exit(code)
 
 

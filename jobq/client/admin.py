@@ -16,12 +16,13 @@ from ..core.models import FINISHED_STATES, target_of
 from ..store import QueueInfo, Schedule, Store
 from .handles import _job_id
 from .options import check_queue_name, duration
+from .steps import StepsClient
 
 #: "leave this control as it is" (Queue.set_queue_limit)
 KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
 
 
-class QueueAdmin:
+class QueueAdmin(StepsClient):
     """Cancel, retry, purge; queue caps and pauses; schedules. Mixed into :class:`jobq.Queue`."""
 
     settings: Settings
@@ -38,10 +39,21 @@ class QueueAdmin:
         return self.store.cancel(ids, time.time())
 
     def retry(
-        self, *job_ids: Any, failed: bool = False, queue: str | None = None, include_quarantined: bool = False
+        self,
+        *job_ids: Any,
+        failed: bool = False,
+        queue: str | None = None,
+        include_quarantined: bool = False,
+        from_step: str | None = None,
     ) -> builtins.list[int]:
         """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job
-        but the quarantined ones (``include_quarantined=True``: those too)."""
+        but the quarantined ones (``include_quarantined=True``: those too). Recorded steps
+        replay; with ``from_step``, one job (failed, cancelled or succeeded) runs again from
+        its step of that name (see :meth:`retry_from_step`)."""
+        if from_step is not None:
+            if len(job_ids) != 1 or failed:
+                raise ValidationError("from_step", "retries exactly one job, given by its id")
+            return self.retry_from_step(job_ids[0], from_step)
         if failed:
             out = self.store.retry(None, time.time(), queue=queue, include_quarantined=include_quarantined)
         else:

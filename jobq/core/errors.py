@@ -89,3 +89,31 @@ class JobFailed(JobqError):
         self.index = index
         where = f"job {job_id}" if index is None else f"item {index} (job {job_id})"
         super().__init__(f"{where} {state}: {error_type}: {message}")
+
+
+class StepMismatch(JobqError):
+    """A replayed job reached a different step than the one recorded at the same position:
+    the code between steps is not deterministic (or changed under a job in flight)."""
+
+    def __init__(self, position: int, recorded: str, called: str) -> None:
+        self.position = position
+        self.recorded = recorded
+        self.called = called
+        super().__init__(f"step {position + 1}: the job recorded step {recorded!r} here but now calls {called!r}")
+
+
+class StepNotSerializable(JobqError, TypeError):
+    """A step returned a value that is not JSON: it cannot be recorded."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(f"step {name!r} returned a value that is not JSON-serialisable: {detail}")
+
+
+class EventTimeout(JobqError, TimeoutError):
+    """``jobq.wait_for(key, timeout=...)`` saw no event for its key in time."""
+
+    def __init__(self, key: str, timeout: float | None) -> None:
+        self.key = key
+        self.timeout = timeout
+        super().__init__(f"no event {key!r} within {timeout} s")

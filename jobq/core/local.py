@@ -93,11 +93,20 @@ class LocalPresence:
         self.sock: socket.socket | None = None
 
     def acquire(self) -> None:
-        make_dir(presence_dir(self.db_path), self.file_mode)
+        if "://" in self.db_path:
+            sweep_stale_dirs()
         # Locked before it is visible: made under a temporary name, locked, then renamed into
         # place, so no sweeper ever finds this supervisor's lock file unlocked.
         tmp = f"{self.lock_path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.file_mode)
+        for _ in range(5):  # the directory of a last supervisor exiting right now goes away
+            make_dir(presence_dir(self.db_path), self.file_mode)
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.file_mode)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise FileNotFoundError(errno.ENOENT, "lock directory keeps vanishing", presence_dir(self.db_path))
         try:
             os.fchmod(fd, self.file_mode)  # exactly file_mode, whatever the umask
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -179,6 +188,42 @@ class LocalPresence:
                 pass
             os.close(self._lock_fd)
             self._lock_fd = None
+        with contextlib.suppress(OSError):  # the last one out removes the directory (never a non-empty one)
+            os.rmdir(presence_dir(self.db_path))
+
+
+#: a dead supervisor's lock file older than this says nothing its lease does not (a peer took its
+#: jobs back when the lease ran out long ago): removable
+STALE_LOCK_SECONDS = 3600.0
+
+
+def sweep_stale_dirs(now: float | None = None) -> None:
+    """Remove the lock directories of server databases (``$TMPDIR/jobq-<digest>``) that hold
+    nothing but free lock files older than :data:`STALE_LOCK_SECONDS` (their supervisors died
+    long ago, or their database is gone) and the work folders beside them."""
+    import glob
+    import shutil
+    import tempfile
+
+    now = time.time() if now is None else now
+    for base in glob.glob(os.path.join(tempfile.gettempdir(), "jobq-*")):
+        try:
+            if not os.path.isdir(base) or os.stat(base).st_uid != os.getuid():
+                continue
+            names = os.listdir(base)
+        except OSError:
+            continue
+        locks = [n for n in names if n.endswith(".lock")]
+        others = set(names) - set(locks) - {n[: -len(".lock")] for n in locks}
+        if others:
+            continue  # a lock starting up (.tmp), or something not ours
+        for name in locks:
+            path = os.path.join(base, name)
+            with contextlib.suppress(OSError):
+                if now - os.stat(path).st_mtime >= STALE_LOCK_SECONDS and lock_state(path, remove_free=True) == LockState.FREE:
+                    shutil.rmtree(os.path.join(base, name[: -len(".lock")]), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
 
 
 def lock_state(lock_path: str | None, remove_free: bool = False) -> LockState:

@@ -57,6 +57,7 @@ class OutcomeKind(StrEnum):
     FAILED = "failed"  # retried when retriable and attempts remain, else final
     CANCELLED = "cancelled"  # ended by a cancel request
     RELEASED = "released"  # never started, or ended by a drain: queued again, attempt not counted
+    SUSPENDED = "suspended"  # a durable sleep or event wait: scheduled until ``wake_at``, attempt not counted
 
 
 @dataclass(frozen=True)
@@ -322,3 +323,6 @@ class Outcome:
     #: counted towards quarantine, ``max_crashes`` such attempts in a row
     crashed: bool = False
     max_crashes: int = 0
+    #: a suspended attempt: when the job runs again, and the event key it waits for
+    wake_at: float | None = None
+    wait_key: str | None = None

@@ -10,14 +10,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .deps import guard_of
 from .pages import render
-from .security import SESSION_COOKIE, session_cookie
+from .security import SESSION_COOKIE, WriteRefused, session_cookie
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    return render(request, "login.html", "Log in", failed=False)
+    return render(request, "login.html", "Log in", failed=False, refused=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -25,7 +25,14 @@ async def login(request: Request) -> Response:
     guard = guard_of(request)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0]
-    if not guard.token_ok(token):
+    try:
+        ok = guard.check_login(request, token)
+    except WriteRefused as exc:  # too many failed logins from this address
+        response = render(request, "login.html", "Log in", failed=False, refused=exc.message)
+        response.status_code = exc.status
+        response.headers["retry-after"] = str(exc.retry_after)
+        return response
+    if not ok:
         response = render(request, "login.html", "Log in", failed=True)
         response.status_code = 401
         return response

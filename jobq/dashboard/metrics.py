@@ -83,6 +83,9 @@ class StoreCollector(Collector):
                 parts.add_metric([queue, row["partition"], "queued"], row["queued"])
                 parts.add_metric([queue, row["partition"], "running"], row["running"])
         yield parts
+        run, replayed = self.queue.store.step_totals()
+        yield CounterMetricFamily("jobq_steps_run", "Durable steps run and recorded, ever.", value=run)
+        yield CounterMetricFamily("jobq_steps_replayed", "Durable steps replayed from their record, ever.", value=replayed)
         info = InfoMetricFamily("jobq_build", "jobq's version and store backend.")
         info.add_metric([], {"version": __version__, "backend": s.backend})
         yield info

@@ -6,15 +6,18 @@ CSRF token."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..core import __version__
 from ..core.errors import JobNotFound, ValidationError
 from ..core.models import FINISHED_STATES, STATES, iso
 from ..ops import monitor
+from . import views
 from .deps import guard_of, queue_of
 from .security import session_cookie
 
@@ -35,10 +38,12 @@ def render(request: Request, template: str, title: str, **context: Any) -> Respo
     guard = guard_of(request)
     sid = guard.session_id(request)
     new_session = None
-    if sid is None and not guard.login_needed() and not guard.read_only and _host_is_loopback(request):
+    local = _host_is_loopback(request) and guard.is_local(request)
+    if sid is None and not guard.login_needed() and not guard.read_only and local:
         new_session = guard.new_session()
         sid = new_session.split(".", 1)[0]
     fragment = request.query_params.get("fragment") == "1"
+    now = time.time()
     base = request.scope.get("root_path", "").rstrip("/")
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "fragment"]
     ctx = {
@@ -55,6 +60,15 @@ def render(request: Request, template: str, title: str, **context: Any) -> Respo
         "finished_states": FINISHED_STATES,
         "iso": iso,
         "pretty": lambda v: json.dumps(v, indent=2, ensure_ascii=False),
+        "now": now,
+        "ago": lambda text: views.ago(text, now),
+        "exact": views.exact,
+        "span": views.span,
+        "timing": lambda job: views.timing(job, now),
+        "runnable": views.RUNNABLE,
+        "retryable": views.RETRYABLE,
+        "version": __version__,
+        "backend": backend_of(queue_of(request).path),
         **context,
     }
     templates = request.app.state.templates
@@ -66,33 +80,47 @@ def render(request: Request, template: str, title: str, **context: Any) -> Respo
     return response
 
 
-def chart(per_minute: list[dict[str, Any]], width: int = 720, height: int = 160) -> dict[str, Any]:
-    """Bars of the last hour (succeeded below, failed on top) as SVG coordinates."""
-    peak = max([m["succeeded"] + m["failed"] for m in per_minute] + [1])
-    step = width / max(1, len(per_minute))
-    bars = []
-    for i, m in enumerate(per_minute):
-        hs = height * m["succeeded"] / peak
-        hf = height * m["failed"] / peak
-        x = round(i * step + 1, 1)
-        bars.append(
-            {
-                "x": x,
-                "w": round(step - 2, 1),
-                "ys": round(height - hs, 1),
-                "hs": round(hs, 1),
-                "yf": round(height - hs - hf, 1),
-                "hf": round(hf, 1),
-                "title": f"{m['minute'][11:16]} UTC: {m['succeeded']} succeeded, {m['failed']} failed",
-            }
-        )
-    return {"bars": bars, "peak": peak, "width": width, "height": height}
+def backend_of(path: str) -> str:
+    """The store's backend and its library version, for the footer: ``sqlite 3.40.1``."""
+    if path.startswith("postgres"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"postgresql (psycopg {version('psycopg')})"
+        except PackageNotFoundError:
+            return "postgresql"
+    import sqlite3
+
+    return f"sqlite {sqlite3.sqlite_version}"
 
 
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request) -> Response:
-    data = monitor.overview(queue_of(request))
-    return render(request, "overview.html", "Overview", data=data, chart=chart(data["per_minute"]))
+    q = queue_of(request)
+    data = monitor.overview(q)
+    error = None
+    try:
+        range_ = monitor.parse_range(request.query_params.get("range"))
+    except ValidationError as exc:
+        range_, error = "1h", str(exc)
+    chosen = (request.query_params.get("queue") or "").strip() or None
+    c = monitor.charts(q, range_, chosen)
+    picks = {"range": range_, "queue": chosen or ""}
+    links = {
+        "ranges": [(r, "?" + urlencode({**picks, "range": r})) for r in monitor.RANGES],
+        "queues": [("all queues", "?" + urlencode({**picks, "queue": ""}), None)]
+        + [(name, "?" + urlencode({**picks, "queue": name}), name) for name in sorted(data["queues"])],
+    }
+    return render(
+        request,
+        "overview.html",
+        "Overview",
+        data=data,
+        charts=c,
+        chart=views.chart(c["buckets"], c["bucket_seconds"]),
+        links=links,
+        error=error,
+    )
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -103,7 +131,7 @@ def jobs_page(request: Request) -> Response:
         return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/jobs/{job_id.lstrip('#')}", status_code=303)
     error = None
     try:
-        f = monitor.filters(p.get("state"), p.get("queue"), p.get("target"), p.get("name"))
+        f = monitor.filters(p.get("state"), p.get("queue"), p.get("target"), p.get("name"), p.get("contains"))
         page = monitor.jobs_page(queue_of(request), f, monitor.parse_cursor(p.get("before")), monitor.parse_limit(p.get("limit")))
     except ValidationError as exc:
         f, page, error = monitor.Filters(), monitor.JobsPage([], None), str(exc)
@@ -121,7 +149,16 @@ def job_page(request: Request, job_id: str) -> Response:
         job = monitor.job_detail(queue_of(request), job_id)
     except JobNotFound as exc:
         return _not_found(request, str(exc))
-    return render(request, "job.html", f"Job {job['id']}", job=job)
+    tb = (job.get("error") or {}).get("traceback") or ""
+    return render(
+        request,
+        "job.html",
+        f"Job {job['id']}",
+        job=job,
+        timeline=views.timeline(job, time.time()),
+        frames=views.frames(tb),
+        earlier=[{**e, "frames": views.frames(e.get("traceback") or "")} for e in job.get("errors") or []],
+    )
 
 
 @router.get("/groups", response_class=HTMLResponse)

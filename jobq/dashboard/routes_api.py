@@ -1,4 +1,5 @@
-"""The JSON HTTP API under ``/api/v1``: reads are open, every POST needs the token (or the
+"""The JSON HTTP API under ``/api/v1``: reads are open on loopback (beyond it the read gate
+asks for credentials first, see :mod:`jobq.dashboard.gate`), every POST needs the token (or the
 page's session and CSRF token). Bad input is a 422 naming the field; unknown ids a 404."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ..core.errors import ValidationError
 from ..ops import monitor
-from .deps import queue_of, writer
+from .deps import json_object, queue_of, writer
 
 router = APIRouter()
 
@@ -49,6 +50,13 @@ def overview(request: Request) -> dict[str, Any]:
     return monitor.overview(queue_of(request))
 
 
+@router.get("/charts")
+def charts(request: Request, range: str | None = None, queue: str | None = None) -> dict[str, Any]:  # noqa: A002
+    """Attempts that ended per bar over ``range`` (1h, 24h, 7d), of ``queue`` or all:
+    throughput and failure rate, as the overview draws them."""
+    return monitor.charts(queue_of(request), monitor.parse_range(range), queue)
+
+
 @router.get("/jobs")
 def jobs(
     request: Request,
@@ -56,19 +64,21 @@ def jobs(
     queue: str | None = None,
     target: str | None = None,
     name: str | None = None,
+    contains: str | None = None,
     limit: str | None = None,
     before: str | None = None,
 ) -> dict[str, Any]:
-    """Jobs newest first, filtered; ``next`` is the ``before`` of the next page (null at the end)."""
-    f = monitor.filters(state, queue, target, name)
+    """Jobs newest first, filtered (``contains``: text in the arguments or the result, any
+    case; a scan); ``next`` is the ``before`` of the next page (null at the end)."""
+    f = monitor.filters(state, queue, target, name, contains)
     page = monitor.jobs_page(queue_of(request), f, monitor.parse_cursor(before), monitor.parse_limit(limit))
     return page.to_dict()
 
 
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str) -> dict[str, Any]:
-    """One job's record: ``jobq status ID --json``."""
-    return queue_of(request).record(job_id).to_dict()
+    """One job's record, with its steps: ``jobq status ID --json``."""
+    return queue_of(request).job_status(job_id)
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
@@ -81,8 +91,7 @@ def logs(request: Request, job_id: str) -> PlainTextResponse:
 def submit(request: Request, definition: Any = Body(default=None)) -> JSONResponse:
     """Submit one job definition (validated as ``q.submit`` validates): 201 ``{"id": N}``, or
     200 with the unfinished job of the same ``key``."""
-    if not isinstance(definition, dict):
-        raise ValidationError("body", "expected a JSON object (a job definition)")
+    definition = json_object(definition, "a job definition")
     unknown = sorted(set(definition) - set(SUBMIT_FIELDS))
     if unknown:
         raise ValidationError(unknown[0], f"unexpected field; one of {', '.join(SUBMIT_FIELDS)}")
@@ -117,17 +126,17 @@ def cancel(request: Request, job_id: str) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/retry", dependencies=[Depends(writer)])
-def retry(request: Request, job_id: str) -> dict[str, Any]:
-    """Requeue a failed or cancelled job (``requeued`` is empty for any other state)."""
-    return {"requeued": queue_of(request).retry(job_id)}
+def retry(request: Request, job_id: str, from_step: str | None = None) -> dict[str, Any]:
+    """Requeue a failed or cancelled job (``requeued`` is empty for any other state); with
+    ``?from_step=NAME``, a failed, cancelled or succeeded job runs again from that step."""
+    return {"requeued": queue_of(request).retry(job_id, from_step=from_step)}
 
 
 @router.post("/jobs/bulk", dependencies=[Depends(writer)])
 def bulk(request: Request, body: Any = Body(default=None)) -> dict[str, Any]:
     """Retry, cancel or delete the listed ``ids``, or every job matching ``filter``:
     ``{"action": "retry"|"cancel"|"delete", "ids": [...]}`` or ``{"action": ..., "filter": {...}}``."""
-    if not isinstance(body, dict):
-        raise ValidationError("body", "expected a JSON object")
+    body = json_object(body, "action and ids or filter")
     action = body.get("action")
     if action not in ("retry", "cancel", "delete"):
         raise ValidationError("action", "one of retry, cancel, delete")
@@ -135,8 +144,8 @@ def bulk(request: Request, body: Any = Body(default=None)) -> dict[str, Any]:
     if "filter" in body:
         flt = body["filter"]
         if not isinstance(flt, dict):
-            raise ValidationError("filter", "expected an object of state, queue, target, name")
-        bad = sorted(set(flt) - {"state", "queue", "target", "name"})
+            raise ValidationError("filter", "expected an object of state, queue, target, name, contains")
+        bad = sorted(set(flt) - {"state", "queue", "target", "name", "contains"})
         if bad:
             raise ValidationError(bad[0], "unexpected filter")
         ids: list[Any] = monitor.matching_ids(q, monitor.filters(**flt))

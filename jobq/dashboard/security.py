@@ -1,18 +1,35 @@
-"""Who may write: the API token (``Authorization: Bearer``) or the page's session cookie plus
-its CSRF token; ``read_only`` refuses every write with 403. Tokens are compared in constant
-time. Every response carries a Content-Security-Policy: scripts and styles from the package only."""
+"""Who may read and who may write.
+
+- Writes need the API token (``Authorization: Bearer``) or the page's session cookie plus its
+  CSRF token; ``read_only`` refuses every write with 403.
+- Off loopback (a request that did not both arrive on and come from a loopback address, or
+  every request of a dashboard made ``public``), reads need credentials too: the bearer token
+  or a session from ``/login``. ``/login`` and the package's static files stay open, and
+  ``/metrics`` when ``metrics_public``.
+- Failed logins and wrong bearer tokens are counted per client address: past
+  :data:`MAX_FAILURES` in :data:`FAILURE_WINDOW` seconds that address gets 429 until the
+  window has passed.
+
+Tokens are compared in constant time. Every response carries a Content-Security-Policy:
+scripts and styles from the package only."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import secrets
+import threading
 import time
+from collections import deque
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("jobq.dashboard")
 
 SESSION_COOKIE = "jobq_session"
 CSRF_HEADER = "x-csrf-token"
@@ -26,24 +43,85 @@ _HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+#: failed logins (or wrong bearer tokens) one client address may make per window
+MAX_FAILURES = 10
+FAILURE_WINDOW = 60.0
 
 
 class WriteRefused(Exception):
-    """A write without valid credentials (401) or on a read-only dashboard (403)."""
+    """A request without valid credentials (401), on a read-only dashboard (403), or from an
+    address past its failed logins (429)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+def is_loopback_address(host: str | None) -> bool:
+    """Whether ``host`` (an IP address or ``localhost``) is a loopback address."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class FailureLimiter:
+    """Failed attempts per client address in a sliding window (thread-safe)."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._seen.setdefault(client, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def blocked_for(self, client: str, now: float | None = None) -> int:
+        """Seconds until ``client`` may try again (0: it may now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._recent(client, now)
+            if len(times) < self.limit:
+                if not times:
+                    self._seen.pop(client, None)
+                return 0
+            return max(1, int(times[0] + self.window - now + 0.999))
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._recent(client, now).append(now)
+            if len(self._seen) > 10_000:  # bounded: drop the addresses whose failures have aged out
+                for key in [k for k, v in self._seen.items() if not v or v[-1] <= now - self.window]:
+                    del self._seen[key]
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 class Guard:
-    """The dashboard's credentials: the API token (None: no bearer access; pages still get a
-    session on a loopback-only dashboard), the secret that signs sessions and CSRF tokens."""
+    """The dashboard's credentials and access rules: the API token (None: no bearer access;
+    pages still get a session on a loopback dashboard), the secret that signs sessions and
+    CSRF tokens, ``public`` (True: every request needs credentials; False: none for reads;
+    None: decided per request by its addresses), ``metrics_public``."""
 
-    def __init__(self, token: str | None, read_only: bool) -> None:
+    def __init__(self, token: str | None, read_only: bool, public: bool | None = None, metrics_public: bool = False) -> None:
         self.token = token
         self.read_only = read_only
+        self.public = public
+        self.metrics_public = metrics_public
+        self.failures = FailureLimiter()
         self._secret = secrets.token_bytes(32)
 
     def _sign(self, text: str) -> str:
@@ -73,15 +151,60 @@ class Guard:
         """Whether a browser must give the token before it gets a session (token set)."""
         return self.token is not None
 
+    def is_local(self, request: Request) -> bool:
+        """Whether the request is on loopback: it arrived on a loopback address from one (or the
+        dashboard was told it serves loopback only)."""
+        if self.public is not None:
+            return not self.public
+        server = request.scope.get("server")
+        return is_loopback_address(server[0] if server else None) and is_loopback_address(client_of(request))
+
+    def check_login(self, request: Request, given: str) -> bool:
+        """Check a token given to ``/login`` (raises :class:`WriteRefused` 429 while the client
+        is past its failed attempts); a wrong one counts against the client."""
+        self._not_blocked(request)
+        if self.token_ok(given):
+            return True
+        self._failed(request, "login")
+        return False
+
+    def _not_blocked(self, request: Request) -> None:
+        wait = self.failures.blocked_for(client_of(request))
+        if wait:
+            raise WriteRefused(429, f"too many failed logins from {client_of(request)}: try again in {wait} s", wait)
+
+    def _failed(self, request: Request, what: str) -> None:
+        self.failures.failed(client_of(request))
+        log.warning("dashboard: failed %s from %s", what, client_of(request))
+
+    def _bearer(self, request: Request) -> bool | None:
+        """True for a valid bearer token, None without one; a wrong one raises 401."""
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer "):
+            return None
+        self._not_blocked(request)
+        if self.token_ok(auth[7:].strip()):
+            return True
+        self._failed(request, "bearer token")
+        raise WriteRefused(401, "invalid token")
+
+    def check_read(self, request: Request, path: str) -> None:
+        """Raise :class:`WriteRefused` (401) unless the request may read ``path`` (relative
+        to the dashboard's root)."""
+        if self.is_local(request) or path == "/login" or path.startswith("/static/"):
+            return
+        if path == "/metrics" and self.metrics_public:
+            return
+        if self._bearer(request) or self.session_id(request):
+            return
+        raise WriteRefused(401, "this dashboard needs 'Authorization: Bearer TOKEN' or a session from /login")
+
     def check_write(self, request: Request) -> None:
         """Raise :class:`WriteRefused` unless this request may write."""
         if self.read_only:
             raise WriteRefused(403, "this dashboard is read-only")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            if self.token_ok(auth[7:].strip()):
-                return
-            raise WriteRefused(401, "invalid token")
+        if self._bearer(request):
+            return
         sid = self.session_id(request)
         csrf = request.headers.get(CSRF_HEADER, "")
         if sid and csrf and hmac.compare_digest(csrf, self.csrf_for(sid)):

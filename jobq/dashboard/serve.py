@@ -26,12 +26,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve beyond loopback without a token (:class:`ValidationError`)."""
-    if not is_loopback(host) and not token:
+def check_bind(host: str, token: str | None, read_only: bool = False, allowed: list[str] | None = None) -> None:
+    """Refuse to serve beyond loopback without a token, or writable without an allow-list
+    (:class:`ValidationError`, one line saying why)."""
+    if is_loopback(host):
+        return
+    if not token:
         raise ValidationError(
-            "host", f"refusing to serve on {host} without a token: give --token or JOBQ_DASHBOARD_TOKEN, or bind 127.0.0.1"
+            "host",
+            f"refusing to serve on {host} without a token: give --token, --token-file or JOBQ_DASHBOARD_TOKEN, or bind 127.0.0.1",
         )
+    if not read_only and not allowed:
+        raise ValidationError(
+            "host",
+            f"refusing to serve on {host} writable without an allow-list (its POST /api/v1/jobs would run any function): "
+            "give --allow PREFIX (or allowed_targets), or serve it --read-only (jobq dashboard)",
+        )
+
+
+def read_token_file(path: str) -> str:
+    """The token in the file ``path`` (its first line, surrounding blanks removed)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError("token-file", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not text:
+        raise ValidationError("token-file", f"{path} holds no token")
+    return text
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -63,17 +85,20 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(queue: Any, sock: socket.socket, token: str | None, read_only: bool) -> None:
-    """Serve the dashboard of ``queue`` on the bound ``sock`` until SIGTERM/SIGINT."""
+def serve(queue: Any, sock: socket.socket, token: str | None, read_only: bool, metrics_public: bool = False) -> None:
+    """Serve the dashboard of ``queue`` on the bound ``sock`` until SIGTERM/SIGINT. Bound
+    beyond loopback, every route needs credentials (``/metrics`` too unless ``metrics_public``)."""
     import uvicorn
 
     from . import app
 
-    config = uvicorn.Config(app(queue, token=token, read_only=read_only), log_level="warning", access_log=False, lifespan="off")
+    public = not is_loopback(sock.getsockname()[0])
+    application = app(queue, token=token, read_only=read_only, public=public, metrics_public=metrics_public)
+    config = uvicorn.Config(application, log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _child(db: str, config: str | None, host: str, port: int, token: str | None, read_only: bool, parent: int) -> None:
+def _child(db: str, settings: Any, host: str, port: int, token: str | None, read_only: bool, parent: int) -> None:
     from ..client.queue import Queue
     from ..worker.osproc import die_with_parent, set_process_name
 
@@ -81,16 +106,17 @@ def _child(db: str, config: str | None, host: str, port: int, token: str | None,
     set_process_name("jobq-dashboard")
     sock = bind(host, port)
     print(f"jobq dashboard: {url_of(sock)}", file=sys.stderr, flush=True)
-    serve(Queue(db, config=config), sock, token, read_only)
+    serve(Queue(db, config=settings), sock, token, read_only)
 
 
-def start_child(db: str, config: str | None, address: str, token: str | None, read_only: bool = False) -> Any:
-    """Start the dashboard in a child process of this one (it dies with it); returns the process."""
+def start_child(db: str, settings: Any, address: str, token: str | None, read_only: bool = False) -> Any:
+    """Start the dashboard in a child process of this one (it dies with it), over the
+    supervisor's ``settings`` (its allow-list included); returns the process."""
     host, port = parse_address(address)
-    check_bind(host, token)
+    check_bind(host, token, read_only, settings.allowed_targets)
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: nothing of the supervisor's state
     proc = ctx.Process(
-        target=_child, args=(db, config, host, port, token, read_only, os.getpid()), name="jobq-dashboard", daemon=True
+        target=_child, args=(db, settings, host, port, token, read_only, os.getpid()), name="jobq-dashboard", daemon=True
     )
     proc.start()
     log.info("dashboard process %s serving %s:%s", proc.pid, host, port)

@@ -41,22 +41,29 @@ class Filters:
     queue: str | None = None
     target: str | None = None
     name: str | None = None
+    contains: str | None = None  # text in the arguments or the result (any case)
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            k: v for k, v in (("state", self.state), ("queue", self.queue), ("target", self.target), ("name", self.name)) if v
-        }
+        pairs = (("state", self.state), ("queue", self.queue), ("target", self.target), ("name", self.name))
+        return {k: v for k, v in (*pairs, ("contains", self.contains)) if v}
 
 
-def filters(state: str | None = None, queue: str | None = None, target: str | None = None, name: str | None = None) -> Filters:
+def filters(
+    state: str | None = None,
+    queue: str | None = None,
+    target: str | None = None,
+    name: str | None = None,
+    contains: str | None = None,
+) -> Filters:
     """Validated :class:`Filters` (empty text means "any"); raises :class:`ValidationError`."""
-    state, queue, target, name = (v.strip() if isinstance(v, str) and v.strip() else None for v in (state, queue, target, name))
+    given = (state, queue, target, name, contains)
+    state, queue, target, name, contains = (v.strip() if isinstance(v, str) and v.strip() else None for v in given)
     if state is not None and state not in STATES:
         raise ValidationError("state", f"unknown state {state!r}; one of {', '.join(STATES)}")
-    for fieldname, value in (("queue", queue), ("target", target), ("name", name)):
+    for fieldname, value in (("queue", queue), ("target", target), ("name", name), ("contains", contains)):
         if value is not None and len(value) > 500:
             raise ValidationError(fieldname, "longer than 500 characters")
-    return Filters(state, queue, target, name)
+    return Filters(state, queue, target, name, contains)
 
 
 def parse_cursor(before: Any) -> int | None:
@@ -85,7 +92,7 @@ def parse_limit(limit: Any, default: int = 50) -> int:
 def jobs_page(q: Queue, f: Filters, before: int | None = None, limit: int = 50) -> JobsPage:
     """One page of jobs matching ``f``, with ids below ``before``; each record as
     ``jobq status ID --json`` prints it."""
-    records = q.store.jobs_page(f.state, f.queue, f.target, f.name, before, limit + 1)
+    records = q.store.jobs_page(f.state, f.queue, f.target, f.name, before, limit + 1, f.contains)
     more = len(records) > limit
     records = records[:limit]
     return JobsPage([r.to_dict() for r in records], records[-1].id if more and records else None)
@@ -96,7 +103,7 @@ def matching_ids(q: Queue, f: Filters, cap: int = 100_000) -> list[int]:
     ids: list[int] = []
     before = None
     while len(ids) < cap:
-        page = q.store.jobs_page(f.state, f.queue, f.target, f.name, before, 1000)
+        page = q.store.jobs_page(f.state, f.queue, f.target, f.name, before, 1000, f.contains)
         ids.extend(r.id for r in page)
         if len(page) < 1000:
             break
@@ -111,6 +118,8 @@ def job_detail(q: Queue, job_id: Any) -> dict[str, Any]:
     data["dependents"] = q.store.dependents(record.id)
     data["output"] = q.store.output(record.id) or ""
     data["cancel_requested"] = record.cancel_requested
+    data["steps"] = [s.to_dict() for s in q.steps(record.id)]
+    data["waiting_for"] = q.waiting_for(record.id)
     return data
 
 
@@ -252,6 +261,45 @@ def overview(q: Queue, now: float | None = None) -> dict[str, Any]:
         "supervisors": status["supervisors"],
         "per_minute": [{"minute": iso(m * 60), **v} for m, v in sorted(minutes.items())],
         "at": iso(now),
+    }
+
+
+#: the charts' ranges: (label, minutes shown, minutes per bar)
+RANGES: dict[str, tuple[int, int]] = {"1h": (60, 1), "24h": (24 * 60, 60), "7d": (7 * 24 * 60, 360)}
+
+
+def parse_range(value: Any) -> str:
+    """A chart range: ``1h`` (the default), ``24h`` or ``7d``."""
+    if value is None or value == "":
+        return "1h"
+    if value not in RANGES:
+        raise ValidationError("range", f"one of {', '.join(RANGES)}")
+    return str(value)
+
+
+def charts(q: Queue, range_: str = "1h", queue: str | None = None, now: float | None = None) -> dict[str, Any]:
+    """Attempts that ended per bar of the range (succeeded, failed, cancelled), of one
+    ``queue`` or all: throughput and failure rate. The last hour is kept per minute, the
+    week before it per hour (see ``compact_stats``)."""
+    now = time.time() if now is None else now
+    _maybe_compact(q, now)
+    shown, per_bar = RANGES[parse_range(range_)]
+    last = int(now // 60) // per_bar * per_bar
+    first = last - (shown // per_bar - 1) * per_bar
+    bars = {m: {"succeeded": 0, "failed": 0, "cancelled": 0} for m in range(first, last + 1, per_bar)}
+    for minute, kind, n in q.store.finished_by_minute(first, per_bar, queue or None):
+        if minute in bars and kind in bars[minute]:
+            bars[minute][kind] += n
+    ended = {k: sum(b[k] for b in bars.values()) for k in ("succeeded", "failed", "cancelled")}
+    finished = ended["succeeded"] + ended["failed"]
+    return {
+        "range": range_,
+        "queue": queue or None,
+        "bucket_seconds": per_bar * 60,
+        "buckets": [{"start": iso(m * 60), **v} for m, v in sorted(bars.items())],
+        "totals": ended,
+        "failure_rate": ended["failed"] / finished if finished else None,
+        "per_second": finished / (shown * 60),
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..core.models import Outcome, OutcomeKind
+from ..core.models import Outcome, OutcomeKind, iso
 from ..store import ProgressUpdate
 from ..worker.messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
 from .crashloop import CrashLoop
@@ -73,7 +73,11 @@ class ReportHandling:
         self.dispatcher.record_duration(result.duration_seconds)
         self._crash_loop.job_ended()
         self._log_output(result.job_id, result.output)
-        if result.error is not None:
+        if result.wake_at is not None:
+            fields = job_fields(task, "job_suspended", result.duration_seconds)
+            why = f"for event {result.wait_key!r}" if result.wait_key is not None else "sleeping"
+            log.info("job %d waits %s until %s", result.job_id, why, iso(result.wake_at), extra=fields)
+        elif result.error is not None:
             fields = job_fields(task, "job_failed", result.duration_seconds)
             log.warning("job %d failed: %s: %s", result.job_id, result.error.type, result.error.message, extra=fields)
         elif log.isEnabledFor(logging.DEBUG):

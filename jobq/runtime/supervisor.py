@@ -236,6 +236,8 @@ class Supervisor(InBackground, ReportHandling, WorkerTending):
             if task is not None and self._noted.get(w.slot) != (task.id, task.attempts):
                 # wake to write it running once it has run NOTE_WORKER_AFTER seconds
                 timeout = min(timeout, max(0.0, started + NOTE_WORKER_AFTER - now) + 0.001)
+            elif task is None and w.tasks:  # sent, not taken yet: look again soon
+                timeout = min(timeout, NOTE_WORKER_AFTER)
             if task is not None and task.timeout:
                 timeout = min(timeout, max(0.0, started + task.timeout - now) + 0.001)
             if w.kill_deadline is not None:

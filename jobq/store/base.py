@@ -18,12 +18,13 @@ from .records import (
     Submitted,
     SupervisorInfo,
 )
+from .steps_base import StepsContract
 
 if TYPE_CHECKING:
     from ..core.spec import JobSpec  # pydantic: not imported to read jobs
 
 
-class Store(ABC):
+class Store(StepsContract, ABC):
     """What jobq needs from a backend. One instance per process; safe to use after fork
     (a child opens its own connection and never touches its parent's)."""
 
@@ -218,8 +219,9 @@ class Store(ABC):
         name: str | None = None,
         before: int | None = None,
         limit: int = 50,
+        contains: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter (exact values) with ids below ``before``, newest first."""
+        """Jobs matching every given filter (exact values; ``contains``: text in the arguments or result) below ``before``."""
 
     @abstractmethod
     def dependents(self, job_id: int) -> list[int]:
@@ -251,9 +253,9 @@ class Store(ABC):
         state), ever: with :meth:`counts` they give counters that never go down."""
 
     @abstractmethod
-    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
-        """(minute since the epoch, kind, attempts) of attempts that ended from ``since_minute``
-        on; kind is succeeded, failed or cancelled."""
+    def finished_by_minute(self, since_minute: int, bucket: int = 1, queue: str | None = None) -> list[tuple[int, str, int]]:
+        """(first minute of a ``bucket`` of minutes since the epoch, kind, attempts) of attempts that ended
+        from ``since_minute`` on (of ``queue``, else all); kind is succeeded, failed or cancelled."""
 
     @abstractmethod
     def histograms(self) -> dict[str, tuple[int, float, float, list[int], list[int]]]:

@@ -194,12 +194,47 @@ _V4: list[str] = [
     "CREATE INDEX jobs_held ON jobs(owner) WHERE state IN ('claimed','running')",
     "DROP INDEX jobs_running",
 ]
-# Version 5 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
+# Version 5 (durable steps, issue 16): a job's recorded steps, keyed by their position in
+# the job's run (name and call count within the attempt beside it), and events, rows that
+# wait for a job to consume them. A wait's key is on its step while it waits, indexed, so
+# a sent event wakes its waiters with one statement.
+_V5: list[str] = [
+    """CREATE TABLE job_steps (
+                job_id {BIGINT} NOT NULL,
+                seq INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                call_no INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                value TEXT,
+                wait_key TEXT,
+                wake_at {REAL},
+                started_at {REAL} NOT NULL,
+                finished_at {REAL},
+                PRIMARY KEY (job_id, seq)
+            ){WITHOUT_ROWID}""",
+    "CREATE INDEX job_steps_waiting ON job_steps(wait_key) WHERE state = 'waiting'",
+    """CREATE TABLE events (
+                id {ID},
+                key TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at {REAL} NOT NULL,
+                consumed_by {BIGINT},
+                consumed_at {REAL}
+            )""",
+    "CREATE INDEX events_pending ON events(key, id) WHERE consumed_by IS NULL",
+    "CREATE INDEX events_consumer ON events(consumed_by) WHERE consumed_by IS NOT NULL",
+    # Steps run and replayed, for /metrics (counters that never go down, whatever is purged),
+    # in shards by job id: concurrent workers' step records do not queue on one row.
+    "CREATE TABLE step_totals (shard INTEGER PRIMARY KEY, run {BIGINT} NOT NULL, replayed {BIGINT} NOT NULL)",
+]
+# Version 6 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
 # (a fair share inside a queue, with a cap per partition), per-job memory and cpu slots, and
 # the crash counter of quarantine. The claim index is split in two disjoint partial indexes:
 # jobs without a partition (the claim as before) and jobs with one, ordered by partition so
 # that a fair claim seeks each partition's head, so neither pays for the other.
-_V5: list[str] = [
+_V6: list[str] = [
     "ALTER TABLE jobs ADD COLUMN partition_key TEXT",
     "ALTER TABLE jobs ADD COLUMN memory_mb INTEGER",
     "ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1",
@@ -225,6 +260,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (3, _render(_V3, "sqlite")),
     (4, _render(_V4, "sqlite")),
     (5, _render(_V5, "sqlite")),
+    (6, _render(_V6, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
@@ -232,6 +268,7 @@ PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (3, _render(_V3, "postgres")),
     (4, _render(_V4, "postgres")),
     (5, _render(_V5, "postgres")),
+    (6, _render(_V6, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -81,7 +81,9 @@ class PostgresStore(SQLStore):
 
     claim_lock = " FOR UPDATE SKIP LOCKED"
     row_lock = " FOR UPDATE"
+    like = "ILIKE"
     share_lock = " FOR SHARE"
+    one_statement_steps = True
 
     def __init__(self, url: str, busy_timeout_seconds: float = 60.0, durability: str = "normal") -> None:
         if psycopg is None:

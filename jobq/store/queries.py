@@ -39,8 +39,9 @@ ABORT_GROUP = "UPDATE job_groups SET sealed=-1, updated_at=? WHERE id=?"
 FIND_KEY = (
     "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','claimed','running') ORDER BY id LIMIT 1"
 )
-# Debounce (on_conflict="replace"): the newest arguments replace those of the unstarted job.
-REPLACE_ARGS = "UPDATE jobs SET args=?, kwargs=? WHERE id=? AND state IN ('queued','scheduled','waiting')"
+# Debounce (on_conflict="replace"): the newest arguments replace those of a job that never
+# ran (one waiting for a retry, or suspended between steps, keeps the arguments it ran with).
+REPLACE_ARGS = "UPDATE jobs SET args=?, kwargs=? WHERE id=? AND state IN ('queued','scheduled','waiting') AND attempts=0"
 # A queue that ever held a partitioned job is claimed fairly; set once (the read keeps
 # later submits from writing, or locking, the queue's row).
 MARK_PARTITIONED = (
@@ -193,7 +194,14 @@ RETRY = (
     "WHERE id=? AND state IN ('failed','cancelled')"
 )
 PURGE_PICK = "SELECT id, queue, state FROM jobs WHERE {where} LIMIT {limit}"
-PURGE_TABLES = (("job_output", "job_id"), ("job_errors", "job_id"), ("job_deps", "job_id"), ("jobs", "id"))
+PURGE_TABLES = (
+    ("job_output", "job_id"),
+    ("job_errors", "job_id"),
+    ("job_deps", "job_id"),
+    ("job_steps", "job_id"),
+    ("events", "consumed_by"),
+    ("jobs", "id"),
+)
 
 # -- supervisors, progress, schedules, queues -----------------------------------------------
 REGISTER_SUPERVISOR = (
@@ -243,7 +251,7 @@ PARTITION_COUNTS = (
 
 # -- reads, groups, supervisors and schedules (jobq/store/sql_admin.py) ----------------------
 JOB_DEPENDENCIES = "SELECT depends_on FROM job_deps WHERE job_id=? ORDER BY position"
-JOB_ERRORS = "SELECT attempt, error FROM job_errors WHERE job_id=? ORDER BY attempt"
+JOB_ERRORS = "SELECT attempt, error, at FROM job_errors WHERE job_id=? ORDER BY attempt"
 JOB_RESULT = "SELECT id, state, result, error FROM jobs WHERE id=?"
 COUNT_JOBS = "SELECT count(*) FROM jobs"
 JOB_OUTPUT = "SELECT output FROM job_output WHERE job_id=?"

@@ -31,6 +31,7 @@ from .base import JobStart, Store, Submitted
 from .invariants import Violation, violations
 from .sql_admin import SQLAdmin
 from .sql_dashboard import SQLDashboard
+from .sql_steps import SQLSteps
 from .transitions import Transitions
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ STREAM_CHUNK_BYTES = 1 << 20
 STREAM_CHUNK_SECONDS = 0.5
 
 
-class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
+class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
     """The job operations over SQL; subclasses bind them to one database engine."""
 
     @abstractmethod
@@ -70,9 +71,6 @@ class SQLStore(SQLDashboard, SQLAdmin, Transitions, Store):
         """Insert one job per element of ``array`` (a JSON array of ``count`` argument lists),
         the rest from ``template`` (a row in the order of ``INSERT_JOB``), in one statement;
         group indexes count from ``first_index``."""
-
-    def _lock_key(self, conn: Any, key: str) -> None:
-        """Make submits of the same unique key take turns (no-op where writes already do)."""
 
     def _notify(self, conn: Any, channel: str) -> None:
         """Wake listeners of ``channel`` (``submitted`` or ``finished``) when this commits."""

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.models import FINISHED_STATES, JobError, JobRecord, State, dumps
+from ..core.models import FINISHED_STATES, JobError, JobRecord, State, dumps, iso
 from . import queries as Q
 from .base import GroupInfo, JobResult, OutputUpdate, ProgressUpdate, QueueInfo, Schedule, SupervisorInfo
 
@@ -71,7 +71,8 @@ class SQLAdmin:
             return None
         record = found[0]
         record.depends_on = [r[0] for r in self._read(Q.JOB_DEPENDENCIES, (job_id,))]
-        record.errors = [{"attempt": a, **json.loads(e)} for a, e in self._read(Q.JOB_ERRORS, (job_id,))]
+        rows = self._read(Q.JOB_ERRORS, (job_id,))
+        record.errors = [{"attempt": a, **json.loads(e), "finished_at": iso(at)} for a, e, at in rows]
         return record
 
     def outcome(self, job_id: int) -> JobResult | None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.models import FINISHED_STATES, JobRecord
+from ..core.models import FINISHED_STATES, JobRecord, iso
 from . import queries as Q
 from .base import Schedule
 
@@ -39,6 +39,10 @@ FIGURES_EVERY_SECONDS = 1.0
 #: where a paused schedule's next run is parked: 9999-12-31T23:59:59Z, never due
 PAUSED_UNTIL = 253402300799.0
 _ENDED_SQL = "('succeeded','failed','cancelled')"
+#: the shard of the rows that hold a whole hour (folded from minutes; real shards are pids)
+HOUR_SHARD = -1
+#: how many hours of hourly rows are kept for the charts (a week)
+KEEP_HOURS = 7 * 24
 
 
 OLDEST_QUEUED = (
@@ -56,6 +60,8 @@ class SQLDashboard:
     _delete_jobs: Any
     _local: Any
     row_lock: str
+    #: the case-insensitive LIKE (SQLite's LIKE is, for ASCII; PostgreSQL's is ILIKE)
+    like = "LIKE"
 
     # -- the jobs list ----------------------------------------------------------------
     def jobs_page(
@@ -66,6 +72,7 @@ class SQLDashboard:
         name: str | None = None,
         before: int | None = None,
         limit: int = 50,
+        contains: str | None = None,
     ) -> list[JobRecord]:
         where: list[str] = ["id > 0"]  # the term that admits the jobs_list_* indexes
         params: list[Any] = []
@@ -73,6 +80,10 @@ class SQLDashboard:
             if value is not None:
                 where.append(f"{column}=?")
                 params.append(value)
+        if contains:  # a scan, newest first, that stops at the page's last match
+            pattern = "%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(" + " OR ".join(f"{c} {self.like} ? ESCAPE '\\'" for c in ("args", "kwargs", "result")) + ")")
+            params.extend([pattern] * 3)
         if before is not None:
             where.append("id<?")
             params.append(before)
@@ -85,10 +96,11 @@ class SQLDashboard:
                 f"SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({marks}) ORDER BY job_id, position", list(by_id)
             ):
                 by_id[job_id].depends_on.append(dep)
-            for job_id, attempt, error in self._read(
-                f"SELECT job_id, attempt, error FROM job_errors WHERE job_id IN ({marks}) ORDER BY job_id, attempt", list(by_id)
+            for job_id, attempt, error, at in self._read(
+                f"SELECT job_id, attempt, error, at FROM job_errors WHERE job_id IN ({marks}) ORDER BY job_id, attempt",
+                list(by_id),
             ):
-                by_id[job_id].errors.append({"attempt": attempt, **json.loads(error)})
+                by_id[job_id].errors.append({"attempt": attempt, **json.loads(error), "finished_at": iso(at)})
         return records
 
     def dependents(self, job_id: int) -> list[int]:
@@ -173,12 +185,18 @@ class SQLDashboard:
     def job_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
         return {(q, s): (d, r) for q, s, d, r in self._read("SELECT queue, state, deleted, retried FROM job_totals")}
 
-    def finished_by_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+    def finished_by_minute(self, since_minute: int, bucket: int = 1, queue: str | None = None) -> list[tuple[int, str, int]]:
+        where = "minute>=?"
+        params: list[Any] = [since_minute]
+        if queue is not None:
+            where += " AND queue=?"
+            params.append(queue)
+        b = max(1, int(bucket))
         return [
-            (m, k, int(n))
+            (int(m), k, int(n))
             for m, k, n in self._read(
-                "SELECT minute, kind, sum(n) FROM job_minutes WHERE minute>=? GROUP BY minute, kind ORDER BY minute",
-                (since_minute,),
+                f"SELECT (minute / {b}) * {b} AS b, kind, sum(n) FROM job_minutes WHERE {where} GROUP BY b, kind ORDER BY b",
+                params,
             )
         ]
 
@@ -189,27 +207,48 @@ class SQLDashboard:
             out[r[0]] = (int(r[1]), float(r[2]), float(r[3]), [int(x) for x in r[4 : 4 + k]], [int(x) for x in r[4 + k :]])
         return out
 
-    def compact_stats(self, before_minute: int) -> int:
-        """Fold the per-minute rows older than ``before_minute`` into one row per queue and kind
-        (minute 0): the table stays as small as the chart's hour."""
-        if not self._read("SELECT 1 FROM job_minutes WHERE minute>0 AND minute<? LIMIT 1", (before_minute,)):
+    def compact_stats(self, before_minute: int, keep_hours_from: int | None = None) -> int:
+        """Fold the per-minute rows older than ``before_minute`` into one row per hour, queue
+        and kind (shard :data:`HOUR_SHARD`), and those hours older than ``keep_hours_from``
+        (a minute; default a week before ``before_minute``) into one row per queue and kind
+        (minute 0): the table stays as small as the charts' week."""
+        if keep_hours_from is None:
+            keep_hours_from = before_minute - KEEP_HOURS * 60
+        if not self._read(
+            f"SELECT 1 FROM job_minutes WHERE minute>0 AND (minute<? AND shard<>{HOUR_SHARD} OR minute<? AND shard={HOUR_SHARD}) "
+            "LIMIT 1",
+            (before_minute, keep_hours_from),
+        ):
             return 0
 
         def do(conn: Any) -> int:
             # The rows this transaction deleted, and only those, are folded: a second compaction
             # running at once deletes (and adds) nothing.
-            gone = conn.execute(
-                f"DELETE FROM job_minutes WHERE minute>0 AND minute<? "
-                f"RETURNING queue, kind, n, duration_sum, wait_sum, {_D}, {_W}",
-                (before_minute,),
-            ).fetchall()
-            folded: dict[tuple[str, str], list[Any]] = {}
-            for r in gone:
-                acc = folded.setdefault((r[0], r[1]), [0] * (len(r) - 2))
-                for i, value in enumerate(r[2:]):
-                    acc[i] += value
-            conn.executemany(_UPSERT_MINUTE, [(0, q, k, 0, *acc) for (q, k), acc in sorted(folded.items())])
-            return len(gone)
+            folded: dict[tuple[int, str, str, int], list[Any]] = {}
+            total = 0
+            for where, param, into in (
+                (f"shard<>{HOUR_SHARD} AND minute<?", before_minute, lambda m: (m // 60 * 60, HOUR_SHARD)),
+                (f"shard={HOUR_SHARD} AND minute<?", keep_hours_from, lambda m: (0, 0)),
+            ):
+                gone = conn.execute(
+                    f"DELETE FROM job_minutes WHERE minute>0 AND {where} "
+                    f"RETURNING minute, queue, kind, n, duration_sum, wait_sum, {_D}, {_W}",
+                    (param,),
+                ).fetchall()
+                total += len(gone)
+                for r in gone:
+                    minute, shard = into(r[0])
+                    acc = folded.setdefault((minute, r[1], r[2], shard), [0] * (len(r) - 3))
+                    for i, value in enumerate(r[3:]):
+                        acc[i] += value
+            # hours folded into minute 0 in this same pass are added to it, not kept twice
+            for key in [k for k in folded if k[3] == HOUR_SHARD and k[0] < keep_hours_from]:
+                acc = folded.pop(key)
+                into0 = folded.setdefault((0, key[1], key[2], 0), [0] * len(acc))
+                for i, value in enumerate(acc):
+                    into0[i] += value
+            conn.executemany(_UPSERT_MINUTE, [(m, q, k, sh, *acc) for (m, q, k, sh), acc in sorted(folded.items())])
+            return total
 
         return self._write(do)
 

@@ -32,9 +32,12 @@ from ..core.models import (
     Outcome,
     OutcomeKind,
     State,
+    dumps,
+    iso,
     retry_delay_seconds,
 )
 from . import queries as Q
+from . import queries_steps as S
 from .base import JobStart
 from .flow import FlowControl, LimitedPick, QueueControl
 
@@ -69,6 +72,12 @@ class Transitions(FlowControl):
         if left:
             rows = [(queue, str(state), n) for (queue, state), n in sorted(left.items())]
             conn.executemany(Q.ADD_TOTALS.format(column=column), rows)
+
+    def _lock_key(self, conn: Any, key: str) -> None:
+        """Make writers of the same key take turns (no-op where writes already do)."""
+
+    def _serialize_limited_claims(self, conn: Any) -> None:
+        """Make claims of concurrency-limited queues take turns (no-op where writes already do)."""
 
     # -- scheduled -> queued ----------------------------------------------------------
     def _promote_due(self, conn: Any, now: float) -> int:
@@ -163,6 +172,8 @@ class Transitions(FlowControl):
         fence = (o.job_id, owner, o.attempts)
         if o.kind == OutcomeKind.RELEASED:
             return self._release(conn, owner, o, now)
+        if o.kind == OutcomeKind.SUSPENDED:
+            return self._suspend(conn, owner, o, now)
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
@@ -176,7 +187,9 @@ class Transitions(FlowControl):
         if cancelled:
             return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, finished_at)
         error = o.error or JobError("Error")
-        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, error.to_json(), finished_at))
+        # the attempt's start beside its error: the job's timeline shows every attempt
+        stored = dumps({**error.to_dict(), "started_at": iso(started_at)})
+        conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, stored, finished_at))
         crashes_now = crashes + 1 if o.crashed else 0
         quarantined = bool(o.crashed and o.max_crashes and crashes_now >= o.max_crashes)
         if crashes_now != crashes or quarantined:
@@ -195,6 +208,28 @@ class Transitions(FlowControl):
                 self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.QUEUED.value): 1}))
             return cur.rowcount == 1
         return self._end_held(conn, owner, o, queue, State.FAILED, error, finished_at)
+
+    def _suspend(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
+        """held -> scheduled until ``o.wake_at`` without counting the attempt (a durable sleep
+        or event wait, issue 16); due at once when its event is already there. A job whose
+        cancel was requested meanwhile ends cancelled instead."""
+        row = conn.execute(Q.FENCE.format(lock=self.row_lock), (o.job_id, owner, o.attempts)).fetchone()
+        if row is None:
+            return False
+        _, _, _, cancel_requested, queue, _, _ = row
+        if o.output:
+            conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
+        if cancel_requested:
+            return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now)
+        wake_at = o.wake_at if o.wake_at is not None else now
+        if o.wait_key is not None:
+            self._lock_key(conn, f"event:{o.wait_key}")  # an event sent meanwhile is seen here or wakes us
+            if conn.execute(S.ANY_EVENT, (o.wait_key,)).fetchone() is not None:
+                wake_at = now
+        if conn.execute(S.SUSPEND, (wake_at, o.job_id, owner, o.attempts)).rowcount != 1:
+            return False
+        self._count_moves(conn, Counter({(queue, State.RUNNING.value, State.SCHEDULED.value): 1}))
+        return True
 
     def _release(self, conn: Any, owner: str, o: Outcome, now: float) -> bool:
         """Back to queued without counting the attempt (never started, or drained); a job

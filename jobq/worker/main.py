@@ -18,7 +18,7 @@ from ..core.allow import resolve_allowed
 from ..core.errors import StoreError
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
-from . import context
+from . import context, steps
 from .aioloop import run_coroutine
 from .capture import OutputCapture
 from .context import Reports
@@ -26,6 +26,7 @@ from .handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STA
 from .memory import memory_cap, out_of_memory
 from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten
 from .osproc import die_with_parent, resident_mb, set_process_name, take_orders_from_supervisor_only
+from .steps import Suspend
 
 
 @dataclass
@@ -56,9 +57,11 @@ class WorkerConfig:
 
 def run_job(
     task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
-) -> tuple[str | None, JobError | None]:
-    """Call the target; returns (result JSON text, None) or (None, the error)."""
+) -> tuple[str | None, JobError | None, Suspend | None]:
+    """Call the target; returns (result JSON text, None, None), (None, the error, None) or,
+    when it sleeps or waits durably, (None, None, the suspension)."""
     current = context.enter(task.job_id, task.attempt, reports)
+    steps.begin(task.job_id, task.attempt)
     try:
         fn = cache.get(task.target)
         if fn is None:
@@ -76,21 +79,27 @@ def run_job(
                 value = fn(*args, **kwargs)
                 if inspect.iscoroutine(value):
                     value = run_coroutine(value)
+    except Suspend as suspend:
+        return None, None, suspend
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         if isinstance(exc, MemoryError) and task.memory_mb:
-            return None, out_of_memory(task.memory_mb, JobError.from_exception(exc))
-        return None, JobError.from_exception(exc)
+            return None, out_of_memory(task.memory_mb, JobError.from_exception(exc)), None
+        return None, JobError.from_exception(exc), None
     finally:
+        steps.end()
         context.leave(current)
     try:
         text = dumps(value)
     except (TypeError, ValueError) as exc:
-        return None, JobError(
-            "ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
+        return (
+            None,
+            JobError("ResultNotSerializable", f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"),
+            None,
         )
     if len(text) > config.max_payload_bytes:
-        return None, JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
-    return text, None
+        error = JobError("ResultTooLarge", f"result is {len(text)} bytes, over max_payload_bytes={config.max_payload_bytes}")
+        return None, error, None
+    return text, None, None
 
 
 class _Reporter:
@@ -152,6 +161,7 @@ def worker_main(
     base = slot * SLOT_SIZE
     reports = Reports(reports_out)
     reporter = _Reporter(reports, config)
+    steps.bind(reporter.store, config.owner, config.max_payload_bytes, reporter.unusable)
     capture = OutputCapture(config.capture_path, config.max_output_bytes, config.file_mode)
     cache: dict[str, Any] = {}
     jobs_done = 0
@@ -182,7 +192,7 @@ def worker_main(
             if not take(slots, base, lock, task.job_id):
                 continue  # withdrawn (cancelled before it started): the supervisor ends it
             try:
-                result_json, error = run_job(task, config, reports, cache)
+                result_json, error, suspend = run_job(task, config, reports, cache)
             finally:
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0
@@ -197,6 +207,7 @@ def worker_main(
                     started_at,
                     started_at + (ended - started),
                     ended - started,
+                    *((suspend.wake_at, suspend.wait_key) if suspend is not None else ()),
                 )
             )
             jobs_done += 1

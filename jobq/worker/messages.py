@@ -13,7 +13,7 @@ from typing import NamedTuple
 from ..core.models import JobError, Outcome, OutcomeKind
 
 # Errors that another attempt would meet again: the job fails at once, retries or not.
-NOT_RETRIED = frozenset({"TargetNotAllowed"})
+NOT_RETRIED = frozenset({"TargetNotAllowed", "StepMismatch", "StepNotSerializable"})
 
 
 class Task(NamedTuple):
@@ -38,6 +38,9 @@ class Result(NamedTuple):
     started_at: float  # wall clock, stored
     finished_at: float  # wall clock, stored
     duration_seconds: float  # monotonic clock
+    #: a durable sleep or event wait ended the attempt: when the job runs again, and its key
+    wake_at: float | None = None
+    wait_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -45,7 +48,10 @@ class Result(NamedTuple):
 
     def outcome(self, worker_pid: int) -> Outcome:
         """The store's :class:`Outcome` of this result."""
-        kind = OutcomeKind.SUCCEEDED if self.error is None else OutcomeKind.FAILED
+        if self.wake_at is not None:
+            kind = OutcomeKind.SUSPENDED
+        else:
+            kind = OutcomeKind.SUCCEEDED if self.error is None else OutcomeKind.FAILED
         return Outcome(
             self.job_id,
             self.attempt,
@@ -57,6 +63,8 @@ class Result(NamedTuple):
             output=self.output,
             finished_at=self.finished_at,
             started_at=self.started_at,
+            wake_at=self.wake_at,
+            wait_key=self.wait_key,
         )
 
 

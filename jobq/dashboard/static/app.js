@@ -46,6 +46,31 @@
   }
   setInterval(poll, 2000);
 
+  // The live tail: while the job is unfinished, its output is read every second and the
+  // view follows its end (unless "follow" is off); one last read once it has finished.
+  var FINISHED = { succeeded: 1, failed: 1, cancelled: 1 };
+  var tailed = document.querySelector("pre[data-tail]");
+  var lastState = null;
+  function tail() {
+    var stateEl = document.getElementById("job-state");
+    var state = stateEl ? stateEl.textContent : "";
+    if (FINISHED[state] && FINISHED[lastState]) return;  // read once after it finished
+    lastState = state;
+    fetch(tailed.getAttribute("data-tail"), { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (!r.ok) return;
+      return r.text().then(function (text) {
+        if (text === tailed.textContent) return;
+        var follow = document.getElementById("follow");
+        tailed.textContent = text;
+        if (!follow || follow.checked) tailed.scrollTop = tailed.scrollHeight;
+      });
+    }).catch(function () {});
+  }
+  if (tailed) {
+    tailed.scrollTop = tailed.scrollHeight;
+    setInterval(tail, 1000);
+  }
+
   function picked() {
     var boxes = document.querySelectorAll("input.pick:checked");
     var ids = [];
