@@ -216,7 +216,7 @@ class Transitions(FlowControl):
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), (o.job_id, owner, o.attempts)).fetchone()
         if row is None:
             return False
-        _, _, _, cancel_requested, queue, _, _ = row
+        _, _, _, cancel_requested, queue, _, _, _ = row
         if o.output:
             conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
         if cancel_requested:
