@@ -86,7 +86,8 @@ def test_pool_async_results_callbacks_and_failures(db_path: str) -> None:
         with pytest.raises(jobq.JobFailed) as info:
             bad.get()
         assert info.value.error_type == "ValueError" and info.value.message == "nope"
-        assert seen[0] == 3 and isinstance(seen[1], jobq.JobFailed)
+        # each callback once, in the order the two jobs finished (they ran side by side)
+        assert len(seen) == 2 and 3 in seen and sum(isinstance(x, jobq.JobFailed) for x in seen) == 1
         slow = pool.apply_async(tasks.sleep, (5,))
         with pytest.raises(ValueError):
             slow.successful()  # not ready
