@@ -2,8 +2,9 @@
 medians and percentiles, starting and ending processes (SIGTERM unwinds, cleanups are shielded),
 CPU and memory readings from /proc, and the jobq supervisor and latency runs both stores use.
 
-Importing it puts scripts/ (``bench_tasks``) and the repository (jobq from this checkout) on
-``sys.path``.
+Importing it puts scripts/ (``bench_tasks``) and the checkout whose jobq is measured on
+``sys.path``: this one, or the one named by ``$JOBQ_BENCH_SOURCE`` (``bench.py --against REV``
+runs today's benchmark code on REV's jobq that way).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
-for _p in (str(REPO), str(SCRIPTS)):  # bench_tasks, and jobq from this checkout
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+# The checkout whose jobq is measured (its CLI runs from there too): this one by default.
+SOURCE = Path(os.environ.get("JOBQ_BENCH_SOURCE") or REPO).resolve()
+for _p in (str(SOURCE), str(SCRIPTS)):  # bench_tasks, and jobq from the measured checkout
+    if _p in sys.path:
+        sys.path.remove(_p)
+    sys.path.insert(0, _p)
 
 import jobq  # noqa: E402
 
@@ -52,10 +56,12 @@ class Sizes:
     mem_large: int
     repeat: int
     pg_peer: int  # jobs drained by procrastinate and Celery (bench_pg.py)
+    map_items: int  # items of a map (bench_pool.py)
+    peers: bool = True  # False: jobq's own rows only (the REV side of ``--against``)
 
 
-FULL = Sizes(5000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3, pg_peer=5000)
-QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, pg_peer=200)
+FULL = Sizes(20_000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3, 5000, 200_000)
+QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, 200, 5000)
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -325,10 +331,11 @@ def render(rep: Report, header: str, sections: list[RowsFn]) -> str:
     for key, error in rep.errors.items():
         lines.append(f"  {key}: ERROR: {error}")
     titles = ((5, "targets (issue 5)"), (6, "targets (issue 6, PostgreSQL)"), (10, "targets (issue 10, dashboard)"))
-    for issue, title in (*titles, (12, "targets (issue 12)")):
+    for issue, title in (*titles, (12, "targets (issue 12)"), (15, "targets (issue 15)")):
         targets = [t for t in rep.targets if t["issue"] == issue]
-        if targets:
-            lines.append(title)
+        if all(t["value"] is None for t in targets):
+            continue  # nothing of this issue measured in this run
+        lines.append(title)
         for t in targets:
             if t["value"] is None:
                 lines.append(f"  [n/a ] {t['target']}: not measured")

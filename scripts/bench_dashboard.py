@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+# The checkout whose jobq is measured (bench_common.SOURCE: ``$JOBQ_BENCH_SOURCE`` or this one).
+REPO = Path(os.environ.get("JOBQ_BENCH_SOURCE") or Path(__file__).resolve().parent.parent).resolve()
 PAGES = {
     "overview": ("/", "overview"),
     "jobs": ("/jobs", "jobs, 1st page"),

@@ -68,6 +68,39 @@ def sqlite_insert(path: str, n: int) -> float:
     return elapsed
 
 
+def sqlite_insert_jobq_rows(path: str, jobq_db: str, n: int) -> float:
+    """Bulk-insert ``n`` copies of a row that jobq stored in ``jobq_db`` (its arguments varied as
+    jobq's are) into a bare copy of jobq's ``jobs`` table, its indexes included, in one
+    transaction: what jobq's bulk submit would cost with nothing of jobq's own; seconds."""
+    src = sqlite3.connect(f"file:{jobq_db}?mode=ro", uri=True)
+    ddl = [
+        sql
+        for (sql,) in src.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'jobs' AND sql IS NOT NULL ORDER BY type = 'index'"
+        )
+    ]
+    cur = src.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1")
+    columns = [c[0] for c in cur.description]
+    row = cur.fetchone()
+    src.close()
+    values = dict(zip(columns, row, strict=True))
+    del values["id"]
+    names = list(values)
+    at = names.index("args")
+    before, after = tuple(values[c] for c in names[:at]), tuple(values[c] for c in names[at + 1 :])
+    conn = _sqlite_connect(path)
+    for sql in ddl:
+        conn.execute(sql)
+    insert = f"INSERT INTO jobs({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(insert, (before + (json.dumps([i]),) + after for i in range(n)))
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
 def _sqlite_worker(path: str, slot: int, ends: Any) -> None:
     conn = _sqlite_connect(path)
     functions: dict[str, Callable[..., Any]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import bench_common as common
+import bench_pgqueuer
 import bench_tasks
 from bench_common import INSTALL_HINT, Check, Report, Sizes
 
@@ -327,7 +328,15 @@ def _pg_run(
         step("pg.procrastinate", f"procrastinate, drain of {s.pg_peer:,}", procrastinate)
     for broker in celery_ok:
         step(f"pg.celery_{broker}", f"Celery ({CELERY_BROKERS[broker]}), drain of {s.pg_peer:,}", lambda b=broker: celery(b))
+
+    def pgqueuer() -> None:  # issue 15: one-at-a-time enqueues, each its own commit
+        with scratch_database(base) as url:
+            peer, ours = bench_pgqueuer.pgqueuer_single(url, min(s.single, PEER_SINGLE_MAX))
+            fig["pg.submit.pgqueuer_single"], fig["pg.submit.jobq_single_beside_pgqueuer"] = peer, ours
+
     step("pg.jobq_submit", "jobq on PostgreSQL, submits", submits)
+    if s.peers and not bench_pgqueuer.pgqueuer_reason():
+        step("pg.pgqueuer", "pgqueuer, one-at-a-time enqueues", pgqueuer)
     return fig
 
 
@@ -350,11 +359,13 @@ def section_postgres(rep: Report, s: Sizes, workers: int, base: str = PG_DEFAULT
     except ImportError:
         procrastinate_ok = False
         rep.skipped["procrastinate"] = INSTALL_HINT
+    if bench_pgqueuer.pgqueuer_reason():
+        rep.skipped["pgqueuer"] = INSTALL_HINT
     celery_no = celery_reasons()
     for broker, why in celery_no.items():
         rep.skipped[f"celery_{broker}"] = why
     celery_ok = [b for b in CELERY_BROKERS if b not in celery_no]
-    for peer in ("procrastinate", "celery_amqp", "celery_redis"):
+    for peer in ("procrastinate", "pgqueuer", "celery_amqp", "celery_redis"):
         if peer in rep.skipped:
             common.say(f"{peer}: skipped: {rep.skipped[peer]}")
     common.say(f"postgres: jobq {s.drain:,} jobs, peers {s.pg_peer:,} jobs, {workers} workers, {s.repeat} run(s)")
@@ -370,6 +381,8 @@ def section_postgres(rep: Report, s: Sizes, workers: int, base: str = PG_DEFAULT
         "pg.submit.celery_amqp_single": f"Celery send_task, one by one (RabbitMQ; {s.pg_peer:,})",
         "pg.submit.celery_redis_single": f"Celery send_task, one by one (Redis; {s.pg_peer:,})",
         "pg.submit.jobq_bulk": f"jobq on PostgreSQL, q.submit_many ({s.bulk:,} jobs)",
+        "pg.submit.pgqueuer_single": f"pgqueuer enqueue, one by one ({min(s.single, PEER_SINGLE_MAX):,})",
+        "pg.submit.jobq_single_beside_pgqueuer": "jobq q.submit, one by one, in blocks beside pgqueuer's",
     }
     for key, value in common._median_of(runs).items():
         rep.add(key, value, "jobs/s", labels[key])
@@ -402,6 +415,12 @@ def target_checks(f: dict[str, float]) -> list[Check]:
     ]
 
 
+def single_submit_check(f: dict[str, float]) -> Check:
+    """Issue 15: one-at-a-time submits against pgqueuer's, in the same run."""
+    single, peer = f.get("pg.submit.jobq_single_beside_pgqueuer"), f.get("pg.submit.pgqueuer_single")
+    return ("PostgreSQL: single submit >= 1.5x pgqueuer", single / peer if single and peer else None, ">=", 1.5, "x")
+
+
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
     if not any(k.startswith("pg.") for k in f):
         return
@@ -417,6 +436,8 @@ def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: lis
     row("pg.submit.jobq_single", "")
     for k in ("pg.submit.procrastinate_single", "pg.submit.celery_amqp_single", "pg.submit.celery_redis_single"):
         row(k, vs("pg.submit.jobq_single", k))
+    row("pg.submit.jobq_single_beside_pgqueuer", "")
+    row("pg.submit.pgqueuer_single", vs("pg.submit.jobq_single_beside_pgqueuer", "pg.submit.pgqueuer_single"))
     row("pg.submit.jobq_bulk", "")
     lines.append("PostgreSQL: latency and idle cost")
     for k in ("pg.latency.p50_ms", "pg.latency.p99_ms", "pg.latency.idle_cpu_percent"):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bench_tasks
-from bench_common import FORK, Check, Report, Sizes, _median_of, say
+from bench_common import FORK, Check, Report, Sizes, _median_of, say, stepper
 
 import jobq
 
@@ -23,8 +23,8 @@ CHUNKSIZE = 1000  # q.map(..., chunksize=CHUNKSIZE)
 
 
 def items_for(s: Sizes) -> int:
-    """Items per map: 200,000 in the full run (40 per drained job), 5,000 with --quick."""
-    return 40 * s.drain if s.drain >= 1000 else 10 * s.drain
+    """Items per map: 200,000 in the full run, 5,000 with --quick."""
+    return s.map_items
 
 
 def mp_pool_map(n: int, workers: int) -> tuple[float, float]:
@@ -74,6 +74,28 @@ def jobq_pool_map(db: str, n: int, workers: int) -> tuple[float, float]:
     return cold, warm
 
 
+def _pool_run(rep: Report, s: Sizes, workers: int, d: Path, r: int, n: int) -> dict[str, float]:
+    """One run of each map (a peer's or a jobq row's failure is reported, the others still run)."""
+    fig: dict[str, float] = {}
+    step = stepper(rep, r, s.repeat)
+
+    def measure(key: str, fn: Callable[[], tuple[float, float]]) -> None:
+        cold, warm = fn()
+        fig[f"map.cold.{key}"] = n / cold
+        fig[f"map.warm.{key}"] = n / warm
+
+    if s.peers:
+        step("map.pool_map", "multiprocessing.Pool.map", lambda: measure("pool_map", lambda: mp_pool_map(n, workers)))
+    qmap, pool_db = str(d / "qmap.db"), str(d / "pool.db")
+    step(
+        "map.jobq_chunked",
+        f"q.map(chunksize={CHUNKSIZE})",
+        lambda: measure("jobq_chunked", lambda: jobq_queue_map(qmap, n, workers, CHUNKSIZE)),
+    )
+    step("map.jobq_pool", "jobq.Pool.map", lambda: measure("jobq_pool", lambda: jobq_pool_map(pool_db, n, workers)))
+    return fig
+
+
 def section_pool(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
     n = items_for(s)
     say(f"maps: {n:,} items, {workers} workers, {s.repeat} run(s)")
@@ -81,16 +103,7 @@ def section_pool(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
     for r in range(s.repeat):
         d = tmp / f"pool{r}"
         d.mkdir()
-        say(f"  run {r + 1}/{s.repeat}: multiprocessing.Pool.map, q.map(chunksize={CHUNKSIZE}), jobq.Pool.map")
-        fig: dict[str, float] = {}
-        for key, (cold, warm) in (
-            ("pool_map", mp_pool_map(n, workers)),
-            ("jobq_chunked", jobq_queue_map(str(d / "qmap.db"), n, workers, CHUNKSIZE)),
-            ("jobq_pool", jobq_pool_map(str(d / "pool.db"), n, workers)),
-        ):
-            fig[f"map.cold.{key}"] = n / cold
-            fig[f"map.warm.{key}"] = n / warm
-        runs.append(fig)
+        runs.append(_pool_run(rep, s, workers, d, r, n))
         shutil.rmtree(d, ignore_errors=True)
     labels = {
         "pool_map": "multiprocessing.Pool.map",
@@ -98,7 +111,8 @@ def section_pool(rep: Report, s: Sizes, workers: int, tmp: Path) -> None:
         "jobq_pool": "jobq.Pool.map (default chunksize)",
     }
     for key, value in _median_of(runs).items():
-        rep.add(key, value, "jobs/s", labels[key.rsplit(".", 1)[1]])
+        kind, who = key.split(".")[1:]
+        rep.add(key, value, "jobs/s", labels[who] + (", warm" if kind == "warm" else ""))
 
 
 def target_checks(f: dict[str, float]) -> list[Check]:
@@ -112,7 +126,7 @@ def target_checks(f: dict[str, float]) -> list[Check]:
 
 
 def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: list[str]) -> None:
-    if "map.cold.pool_map" not in f:
+    if not any(k.startswith("map.") for k in f):
         return
     for kind, title in (
         ("cold", "maps (items/s, from creating the pool / submitting with no supervisor up, to every result back)"),

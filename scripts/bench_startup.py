@@ -22,7 +22,8 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, SCRIPTS, TARGET, Check, Report, Sizes, say  # noqa: E402
+from bench_common import SCRIPTS, TARGET, Check, Report, Sizes, say  # noqa: E402
+from bench_common import SOURCE as REPO  # noqa: E402 - the measured checkout
 
 import jobq  # noqa: E402
 

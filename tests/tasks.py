@@ -234,3 +234,13 @@ async def async_fail_at(x, bad=13):
     if x == bad:
         raise ValueError(f"bad item {x}")
     return x * 10
+
+
+def record_then_hang_first(path, token, seconds=60):
+    """Append ``token attempt`` to ``path``; on attempt 1 only, then sleep ``seconds`` (a job
+    in flight when its supervisor is killed; its next attempt returns at once)."""
+    attempt = jobq.current_job().attempt
+    record(path, f"{token} {attempt}")
+    if attempt == 1:
+        time.sleep(seconds)
+    return token

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +67,7 @@ PG_JOBQ_FIGURES = [
 ]
 PG_PEER_FIGURES = {
     "procrastinate": ["pg.drain.procrastinate", "pg.submit.procrastinate_single"],
+    "pgqueuer": ["pg.submit.pgqueuer_single", "pg.submit.jobq_single_beside_pgqueuer"],  # issue 15
     "celery_amqp": ["pg.drain.celery_amqp", "pg.submit.celery_amqp_single"],
     "celery_redis": ["pg.drain.celery_redis", "pg.submit.celery_redis_single"],
 }
@@ -188,10 +192,92 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert "jobq/peer" in stdout
     assert "[PASS]" in stdout or "[MISS]" in stdout
     assert "drain" in stdout and "latency" in stdout and "memory" in stdout
-    assert "targets (issue 6, PostgreSQL)" in stdout
     if pg_reason is None:
+        assert "targets (issue 6, PostgreSQL)" in stdout
         assert "PostgreSQL: drain" in stdout and "PostgreSQL: latency" in stdout
         # Every schema and database the benchmark made for itself is gone.
         assert not _leftover_pg_objects(f"jobq_bench_{proc.pid}_"), "the benchmark left PostgreSQL objects behind"
     else:
         assert "postgres: skipped" in stdout
+
+
+# -- bench.py --against REV (issue 15) ------------------------------------------------------------
+AGAINST_ROWS = ("jobq (Supervisor, burst)", "jobq q.submit, one by one", "jobq q.submit_many")
+AGAINST_ROW = re.compile(r"^  (?P<label>\S.*?)\s+(?P<rev>[\d,]+) jobs/s\s+(?P<head>[\d,]+) jobs/s\s+(?P<speed>[\d.]+)x$")
+
+
+def _git_head_or_skip() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"bench.py --against needs a git checkout with a commit: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def _worktrees() -> str:
+    return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+
+
+def _against(tmp_path: Path, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--against", "HEAD", "--quick", "--only", "drain,submit"]
+        + ["--no-peers", "-n", "300", "--tmp", str(tmp_path)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.mark.timeout(90)
+def test_against_head_prints_both_sides_and_removes_its_worktree(tmp_path: Path) -> None:
+    _git_head_or_skip()
+    proc = _against(tmp_path)
+    try:
+        stdout, stderr = proc.communicate(timeout=80)
+    finally:
+        _end(proc)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    # Each side imported its own checkout's jobq: REV's from the temporary worktree.
+    rev_line = next(line for line in stdout.splitlines() if line.startswith("REV  = "))
+    head_line = next(line for line in stdout.splitlines() if line.startswith("HEAD = "))
+    assert f"jobq from {tmp_path}" in rev_line and "jobq-against-" in rev_line, rev_line
+    assert f"jobq from {REPO / 'jobq'}" in head_line, head_line
+    rows = {m["label"]: m for line in stdout.splitlines() if (m := AGAINST_ROW.match(line))}
+    for label in AGAINST_ROWS:
+        row = next((m for lab, m in rows.items() if lab.startswith(label)), None)
+        assert row is not None, f"no row {label!r} with both figures and a ratio in:\n{stdout}"
+        rev, head = float(row["rev"].replace(",", "")), float(row["head"].replace(",", ""))
+        assert rev > 0 and head > 0
+        assert abs(float(row["speed"]) - head / rev) < 0.01 + 0.01 * head / rev
+    assert stderr.count("against: run 1/1: REV") == 1 and stderr.count("against: run 1/1: HEAD") == 1
+    assert str(tmp_path) not in _worktrees()
+    assert not list(tmp_path.glob("jobq-against-*")), "the temporary checkout was left behind"
+
+
+@pytest.mark.timeout(60)
+def test_against_removes_its_worktree_on_sigterm(tmp_path: Path) -> None:
+    _git_head_or_skip()
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = _against(tmp_path, stderr=err)
+        try:
+            deadline = time.monotonic() + 40
+            while "against: run 1/1: REV" not in log.read_text():  # REV's run under way, in its worktree
+                assert proc.poll() is None and time.monotonic() < deadline, f"REV's run never started: {log.read_text()}"
+                time.sleep(0.02)
+            assert str(tmp_path) in _worktrees()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=40)
+        finally:
+            _end(proc)
+    assert proc.returncode != 0
+    assert str(tmp_path) not in _worktrees(), log.read_text()[-3000:]
+    assert not list(tmp_path.glob("jobq-against-*")), "the temporary checkout was left behind"

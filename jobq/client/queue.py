@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import Settings, load_settings
@@ -176,8 +177,11 @@ class Queue(QueueAdmin):
         """Submit one job per item of ``args_list`` (each a tuple or list of arguments, or a
         single argument), streamed in short transactions as :meth:`map` does. ``options`` are
         those of :meth:`submit`."""
-        group = self._map(target, (as_args(a, tuple_only=False) for a in args_list), options, as_group=False)
-        return group.jobs
+        if isinstance(args_list, (list, tuple)) and all(map(isinstance, args_list, repeat((tuple, list)))):
+            items: Iterable[Any] = args_list  # every item already an argument list: no call per item
+        else:
+            items = (as_args(a, tuple_only=False) for a in args_list)
+        return self._map(target, items, options, as_group=False).jobs
 
     def map(self, target: str | Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1, **options: Any) -> Group:
         """One job per item (per ``chunksize`` items), as a :class:`Group`. A tuple item is the

@@ -118,10 +118,27 @@ def iso(ts: float | None) -> str | None:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+try:  # a C encoder made for this: ~10x the standard library's speed on a chunk of items
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the standard library does the same, slower
+    _orjson = None  # type: ignore[assignment]
+else:
+    # Types the standard encoder refuses or treats its own way (dataclasses, datetimes, subclasses of
+    # str/int/dict/list such as IntEnum) are handed back to it rather than encoded by orjson.
+    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def dumps(value: Any) -> str:
-    """Compact, strict JSON (no NaN/Infinity)."""
+    """Compact, strict JSON (no NaN/Infinity): the same values as the standard library's
+    encoder accepts, read back by any JSON parser (``json.loads`` included)."""
+    if _orjson is not None:
+        try:
+            text = _orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+        except TypeError:
+            pass  # beyond 64-bit integers, keys that are not text, handed-back types: judged below
+        else:
+            if "null" not in text:  # orjson writes NaN and Infinity as null, which the strict encoder refuses
+                return text
     return _ENCODER.encode(value)
 
 
@@ -319,10 +336,10 @@ class Outcome:
     output: str | None = None
     finished_at: float = 0.0
     started_at: float | None = None
+    #: a suspended attempt: when the job runs again, and the event key it waits for
+    wake_at: float | None = None
+    wait_key: str | None = None
     #: the worker died by a signal the supervisor did not send (segfault, SIGKILL, OOM):
     #: counted towards quarantine, ``max_crashes`` such attempts in a row
     crashed: bool = False
     max_crashes: int = 0
-    #: a suspended attempt: when the job runs again, and the event key it waits for
-    wake_at: float | None = None
-    wait_key: str | None = None

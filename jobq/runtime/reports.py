@@ -38,8 +38,14 @@ class ReportHandling:
 
     def _handle_report(self, w: WorkerProcess, report: Any) -> None:
         if isinstance(report, Finished):  # written by the worker itself
+            tasks, record = w.tasks, self.dispatcher.record_duration if self.dispatcher else None
+            debug = log.isEnabledFor(logging.DEBUG)
             for result in report.results:
-                self._account(w, result)
+                if result.error is None and not result.output and not debug and record is not None:
+                    if tasks.pop(result.job_id, None) is not None:  # nothing to log: _account's bookkeeping alone
+                        record(result.duration_seconds)
+                else:
+                    self._account(w, result)
             for job_id in report.rejected:
                 log.warning("job %d: result dropped, the job was taken back from this supervisor", job_id)
         elif isinstance(report, Unwritten):  # results the worker could not write: we write them

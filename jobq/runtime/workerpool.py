@@ -20,7 +20,7 @@ from ..core.models import ClaimedJob, JobError, OutcomeKind
 from ..worker.capture import read_range
 from ..worker.handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, withdraw
 from ..worker.main import WorkerConfig, worker_main
-from ..worker.messages import Report, Task
+from ..worker.messages import Report, Task, task_rows, tasks_for
 from ..worker.osproc import STOP_SIGNAL
 
 log = logging.getLogger("jobq.supervisor")
@@ -73,12 +73,12 @@ class WorkerProcess:
             self.sent += 1
         if len(self.sent_as) > 4 * len(self.tasks) + 64:  # forget the jobs it is done with
             self.sent_as = {k: v for k, v in self.sent_as.items() if k in self.tasks}
-        self.enqueue([Task(j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.memory_mb) for j in jobs])
+        self.enqueue(tasks_for(jobs))
         self.flush()
 
     def enqueue(self, batch: list[Task] | None) -> None:
         """Queue a batch (None: stop) for the worker, in the framing ``Connection.recv`` reads."""
-        payload = bytes(ForkingPickler.dumps(batch))
+        payload = bytes(ForkingPickler.dumps(None if batch is None else task_rows(batch)))
         n = len(payload)
         header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", n)
         self.outbox += header + payload

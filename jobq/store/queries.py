@@ -4,8 +4,10 @@ connection translates them). Backend-specific statements live in :mod:`.sqlite` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 JOB_COLUMNS = (
     "id, name, target, args, kwargs, queue, priority, state, attempts, max_attempts, run_at, "
@@ -135,7 +137,8 @@ SUCCEED = (
     "UPDATE jobs SET state='succeeded', result=v.result, error=NULL, finished_at=v.finished_at, "
     "worker=v.worker, started_at=coalesce(v.started_at, jobs.started_at), lease_expires_at=NULL FROM v "
     f"WHERE jobs.id=v.id AND jobs.{HELD} AND jobs.owner=v.owner AND jobs.attempts=v.attempts "
-    "RETURNING jobs.id, jobs.queue, jobs.started_at, jobs.run_at"
+    "RETURNING jobs.id, jobs.queue, jobs.started_at, jobs.run_at, "
+    "EXISTS(SELECT 1 FROM job_deps WHERE job_deps.depends_on = jobs.id)"
 )
 FENCE = (
     "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue, started_at, run_at, crashes FROM jobs "
@@ -293,3 +296,19 @@ def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[Any, ...]]:
 def marks(n: int) -> str:
     """``?,?,...`` for ``n`` parameters."""
     return ",".join("?" * n)
+
+
+def fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Slices of a few fixed sizes only (:data:`FINISH_CHUNKS`): each size is one SQL text, so
+    the connection's statement cache (and a worker's memory) stays small whatever the batch sizes."""
+    start = 0
+    for size in FINISH_CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+
+
+def slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

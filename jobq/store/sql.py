@@ -288,8 +288,9 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         if not outcomes:
             return []
-        succeeded = [o for o in outcomes if o.kind == OutcomeKind.SUCCEEDED]
-        others = [o for o in outcomes if o.kind != OutcomeKind.SUCCEEDED]
+        ok = OutcomeKind.SUCCEEDED  # `is` first: one pointer comparison a job, before an enum's __eq__
+        succeeded = [o for o in outcomes if o.kind is ok or o.kind == ok]
+        others = [o for o in outcomes if not (o.kind is ok or o.kind == ok)] if len(succeeded) < len(outcomes) else []
 
         figures = self._take_figures(time.monotonic())  # the dashboard's, booked by earlier finishes
 
@@ -326,21 +327,33 @@ def _encoded_batches(
     """(count, JSON array) of successive batches of ``args_iter``, each validated: at most
     ``chunk`` items or about ``STREAM_CHUNK_BYTES`` of JSON (judged by the first item), or
     what arrived within ``STREAM_CHUNK_SECONDS``."""
+    it = iter(args_iter)
     batch: list[Any] = []
-    first = 0
-    started = time.monotonic()
-    for args in args_iter:
-        if not batch and first == 0:
-            try:
-                chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (len(dumps(args)) + 1)))
-            except (TypeError, ValueError):
-                pass  # the batch's encoding names the bad item
+    for args in it:  # the first item sizes the batches
+        try:
+            chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (len(dumps(args)) + 1)))
+        except (TypeError, ValueError):
+            pass  # the batch's encoding names the bad item
         batch.append(args)
-        if len(batch) >= chunk or time.monotonic() - started >= STREAM_CHUNK_SECONDS:
+        break
+    else:
+        return
+    first = 0
+    clock = time.monotonic
+    deadline = clock() + STREAM_CHUNK_SECONDS
+    while True:
+        if len(batch) >= chunk or clock() >= deadline:
             yield len(batch), _encode_batch(batch, first, kwargs_bytes, max_payload_bytes)
             first += len(batch)
             batch = []
-            started = time.monotonic()
+            deadline = clock() + STREAM_CHUNK_SECONDS
+        append = batch.append
+        for args in it:  # one item a turn: a slow iterable's items are stored within the deadline
+            append(args)
+            if len(batch) >= chunk or clock() >= deadline:
+                break
+        else:
+            break
     if batch:
         yield len(batch), _encode_batch(batch, first, kwargs_bytes, max_payload_bytes)
 

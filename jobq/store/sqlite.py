@@ -36,6 +36,8 @@ def _is_busy(exc: BaseException) -> bool:
 class SQLiteStore(SQLStore):
     """The default store: one SQLite file (created with its schema when missing)."""
 
+    succeed_sees_dependents = True  # BEGIN IMMEDIATE: no dependent commits while we write
+
     def __init__(self, path: str, busy_timeout_seconds: float = 60.0, durability: str = "normal") -> None:
         # durability "full": the WAL is synced at every commit (survives a power loss).
         self.synchronous = "FULL" if durability == "full" else "NORMAL"

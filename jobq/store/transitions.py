@@ -20,9 +20,11 @@ claimed ones apart).
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from ..core.models import (
     CANCELLED_BY_REQUEST,
@@ -41,10 +43,12 @@ from . import queries_steps as S
 from .base import JobStart
 from .flow import FlowControl, LimitedPick, QueueControl
 
-T = TypeVar("T")
-
 #: (queue, old state, new state) -> how many jobs made that move in one transaction
 Moves = Counter[tuple[str, str, str]]
+# The states of the hot moves as plain text: an enum's ``.value`` is a descriptor call.
+_QUEUED, _RUNNING, _SUCCEEDED = State.QUEUED.value, State.RUNNING.value, State.SUCCEEDED.value
+_QUEUE_OF_CLAIMED = operator.itemgetter(6)  # the queue column of a CLAIM row
+_PRIORITY, _DUE_AND_ID = operator.itemgetter(8), operator.itemgetter(9, 0)  # its priority; run_at and id
 
 
 class Transitions(FlowControl):
@@ -57,10 +61,19 @@ class Transitions(FlowControl):
     row_lock = ""
     #: appended to a SELECT of rows that must not change until the transaction ends
     share_lock = ""
+    #: whether the success statement's own look at job_deps sees every dependent: true where
+    #: writers take turns (SQLite); on PostgreSQL a dependent committed while the UPDATE waited
+    #: on its row is outside that statement's snapshot, so a later statement looks again
+    succeed_sees_dependents = False
 
     def _observe(self, queue: str, kind: str, started_at: float | None, run_at: float | None, finished_at: float) -> None:
         """An attempt ended (``kind``: succeeded, failed or cancelled): a backend keeping
         figures (the dashboard's histograms) books it, once its transaction commits."""
+
+    def _observing(self) -> list[tuple[Any, ...]] | None:
+        """Where :meth:`_observe` books attempts in this transaction, for a hot loop to append
+        ``(queue, kind, started_at, run_at, finished_at)`` itself (None: nothing is booked)."""
+        return None
 
     def _count_moves(self, conn: Any, moves: Moves) -> None:
         """Record state moves (a backend that keeps counts updates them here, once per
@@ -121,8 +134,12 @@ class Transitions(FlowControl):
         rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
         if pick is not None:
             self._spend(conn, pick, [r[6] for r in rows], now)
-        rows.sort(key=lambda r: (-r[8], r[9], r[0]))
-        self._count_moves(conn, Counter((r[6], State.QUEUED.value, State.RUNNING.value) for r in rows))
+        # Priority (descending), then due time and id: two sorts in C (a stable sort keeps the
+        # second's ties in the first's order), not a Python key function per row.
+        rows.sort(key=_DUE_AND_ID)
+        rows.sort(key=_PRIORITY, reverse=True)
+        by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
+        self._count_moves(conn, Counter({(q, _QUEUED, _RUNNING): n for q, n in by_queue.items()}))
         claimed = []
         for r in rows:
             args_json = r[2]
@@ -149,21 +166,30 @@ class Transitions(FlowControl):
     def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
         """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
         done: dict[int, str] = {}
+        with_dependents: list[int] = []
         finished = {o.job_id: o.finished_at or now for o in outcomes}
-        for chunk in fixed_chunks(outcomes):
+        booked = self._observing()
+        for chunk in Q.fixed_chunks(outcomes):
             params: list[Any] = []
             for o in chunk:
                 params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker, o.started_at)
             rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
-            for job_id, queue, started_at, run_at in rows:
-                done[job_id] = queue
-                self._observe(queue, "succeeded", started_at, run_at, finished[job_id])
-        self._count_moves(conn, Counter((q, State.RUNNING.value, State.SUCCEEDED.value) for q in done.values()))
+            if not rows:
+                continue
+            # Column by column, in C loops: this runs for every finished job.
+            ids, queues, started, due, has_dependents = zip(*rows, strict=True)
+            done.update(zip(ids, queues, strict=True))
+            if booked is not None:
+                booked.extend(zip(queues, itertools.repeat("succeeded"), started, due, map(finished.__getitem__, ids)))
+            with_dependents.extend(itertools.compress(ids, has_dependents))
+        self._count_moves(conn, Counter({(q, _RUNNING, _SUCCEEDED): n for q, n in Counter(done.values()).items()}))
         for o in outcomes:
             if o.output and o.job_id in done:
                 conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
-        if done:
-            self._release_dependents(conn, list(done), now)
+        if not self.succeed_sees_dependents:
+            with_dependents = list(done)
+        if with_dependents:  # where the statement says which have any, no lookup for the rest
+            self._release_dependents(conn, with_dependents, now)
         return [o.job_id for o in outcomes if o.job_id not in done]
 
     # -- held -> queued / failed / cancelled ------------------------------------------
@@ -299,7 +325,7 @@ class Transitions(FlowControl):
     def _release_dependents(self, conn: Any, finished_ids: Sequence[int], now: float) -> None:
         """The jobs waiting on ``finished_ids`` (which succeeded) have one dependency fewer
         each; those with none left become due."""
-        for chunk in _slices(finished_ids, 500):
+        for chunk in Q.slices(finished_ids, 500):
             counts = dict(conn.execute(Q.DEPENDENTS_OF.format(marks=Q.marks(len(chunk))), tuple(chunk)).fetchall())
             if not counts:
                 continue
@@ -379,18 +405,3 @@ class Transitions(FlowControl):
         self._count_moves(conn, moves)
         self._add_totals(conn, "retried", Counter({(q, old): n for (q, old, _), n in moves.items()}))
         return sorted(ids)
-
-
-def fixed_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    """Slices of a few fixed sizes only: each size is one SQL text, so the connection's
-    statement cache (and a worker's memory) stays small whatever the batch sizes."""
-    start = 0
-    for size in Q.FINISH_CHUNKS:
-        while len(items) - start >= size:
-            yield items[start : start + size]
-            start += size
-
-
-def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -85,6 +85,7 @@ class CurrentJob:
         self._last_sent = 0.0
         self._pending: tuple[float, str] | None = None
         self._lock = threading.Lock()
+        self._scheduled = False  # handed to the flusher once: close() must take it back
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; ``jobq status`` and ``jobq wait`` show it."""
@@ -96,6 +97,7 @@ class CurrentJob:
             due = self._last_sent + self.PROGRESS_INTERVAL_SECONDS
             if due > time.monotonic():
                 # Too soon to send: the flusher sends the latest value once the interval is up.
+                self._scheduled = True
                 _flusher.schedule(self, due)
                 return
         self.flush_progress()
@@ -111,6 +113,8 @@ class CurrentJob:
 
     def close(self) -> None:
         """The job ended: send what is pending now."""
+        if not self._scheduled and self._pending is None:  # most jobs: no progress, no locks
+            return
         _flusher.cancel(self)
         try:
             self.flush_progress()

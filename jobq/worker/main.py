@@ -24,7 +24,7 @@ from .capture import OutputCapture
 from .context import Reports
 from .handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, take
 from .memory import memory_cap, out_of_memory
-from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten
+from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten, tasks_of
 from .osproc import die_with_parent, resident_mb, set_process_name, take_orders_from_supervisor_only
 from .steps import Suspend
 
@@ -170,12 +170,13 @@ def worker_main(
         if not tasks_in.poll(0):
             reporter.idle()  # nothing to run: write what is still booked before waiting
         try:
-            batch: list[Task] | None = tasks_in.recv()
+            rows: list[tuple[Any, ...]] | None = tasks_in.recv()
         except (EOFError, OSError):
             return
-        if batch is None:
+        if rows is None:
             reporter.idle()
             return
+        batch = tasks_of(rows)
         results: list[Result] = []
         last_send = time.monotonic()
         for index, task in enumerate(batch):
@@ -197,17 +198,13 @@ def worker_main(
                 output = capture.stop()
             slots[base + SLOT_JOB] = 0
             ended = time.monotonic()
+            duration = ended - started
+            # tuple.__new__: built in C (a named tuple's own constructor is Python code, once a job)
             results.append(
-                Result(
-                    task.job_id,
-                    task.attempt,
-                    result_json,
-                    error,
-                    output,
-                    started_at,
-                    started_at + (ended - started),
-                    ended - started,
-                    *((suspend.wake_at, suspend.wait_key) if suspend is not None else ()),
+                tuple.__new__(
+                    Result,
+                    (task.job_id, task.attempt, result_json, error, output, started_at, started_at + duration, duration)
+                    + ((suspend.wake_at, suspend.wait_key) if suspend is not None else (None, None)),
                 )
             )
             jobs_done += 1

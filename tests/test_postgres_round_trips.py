@@ -1,0 +1,57 @@
+"""One ``q.submit`` on PostgreSQL is one round trip to the server (issue 15): the insert and
+its NOTIFY in one statement, committed by itself. Counted from libpq's own protocol trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import jobq
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _round_trips(trace: Path) -> list[str]:
+    """The messages of the trace after which the client waits for the server (Sync, Query)."""
+    sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    return [fields[2].strip() for fields in sent if fields[2].strip() in ("Sync", "Query")]
+
+
+def test_a_submit_is_one_round_trip_and_wakes_listeners(pg_url: str, tmp_path: Path) -> None:
+    import psycopg
+    from psycopg.pq import Trace
+
+    q = jobq.Queue(pg_url)
+    q.submit("tests.tasks:add", (1,))  # connected, target imported: not counted
+    schema = pg_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as listener:
+        listener.execute(f"LISTEN jobq_{schema}_submitted")
+        raw = q.store._conn().raw  # type: ignore[attr-defined]
+        trace = tmp_path / "trace.txt"
+        with trace.open("w") as fh:
+            raw.pgconn.trace(fh.fileno())
+            raw.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                job = q.submit("tests.tasks:add", (2, 3))
+            finally:
+                raw.pgconn.untrace()
+        assert _round_trips(trace) == ["Sync"], trace.read_text()
+        woken = list(listener.notifies(timeout=5, stop_after=1))
+    assert [n.channel for n in woken] == [f"jobq_{schema}_submitted"]
+    # Committed: another connection sees it queued, as a job of the usual shape.
+    record = jobq.Queue(pg_url).record(job.id)
+    assert record.state == "queued" and record.target == "tests.tasks:add" and record.args == [2, 3]
+
+
+def test_submits_that_need_a_transaction_still_get_one(pg_url: str) -> None:
+    """A key, dependencies or a batch keep the transaction (the key's lock, the dependency's
+    share lock, all or none): only the plain submit is one statement."""
+    q = jobq.Queue(pg_url)
+    first = q.submit("tests.tasks:add", (1,), key="k")
+    assert q.submit("tests.tasks:add", (1,), key="k").existing and first.id
+    child = q.submit("tests.tasks:add", (2,), depends_on=[first])
+    assert q.record(child.id).state == "waiting"
+    with pytest.raises(jobq.ValidationError):
+        q.submit_batch([{"target": "tests.tasks:add", "args": [3]}, {"target": "tests.tasks:add", "depends_on": [10**9]}])
+    assert sorted(q.status()["counts"][s] for s in ("queued", "waiting")) == [1, 1]
