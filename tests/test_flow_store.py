@@ -205,3 +205,10 @@ def test_a_claim_reads_the_bucket_only_once_the_claim_before_it_committed(any_db
     conn.close()
     other.join(30)
     assert got == [[]]  # nothing left to spend: claim 2 took none
+
+
+def test_a_single_partitioned_submit_makes_its_queue_fair(store: Store) -> None:
+    """Every submit path marks the queue (PostgreSQL has a one-statement path for one job)."""
+    submit(store, spec(queue="solo", partition="t1"))
+    assert [c.partitioned for c in store.queue_controls() if c.name == "solo"] == [True]
+    assert [c.queue for c in store.claim("s", ["solo"], 5, T, T + 30)] == ["solo"]

@@ -201,7 +201,8 @@ class PostgresStore(SQLStore):
 
     def submit(self, specs: Iterable[JobSpec], now: float, group: bool = False) -> tuple[list[Submitted], str | None]:
         specs = list(specs)
-        if len(specs) == 1 and not group and specs[0].key is None and not specs[0].depends_on:
+        one = specs[0] if len(specs) == 1 and not group else None
+        if one is not None and one.key is None and not one.depends_on and one.partition is None:
             row = self._row(specs[0], now, None, 0)
             ((job_id, _),) = self._statement(_INSERT_ONE_AND_NOTIFY, (*row, f"{self._channel_prefix}_submitted"))
             return [Submitted(job_id)], None
