@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.models import JobError, Outcome
 from . import queries as Q
 
 #: how far ahead a claim may take jobs of a rated queue (beyond the supervisor's idle slots)
@@ -230,6 +231,21 @@ class FlowControl:
         params = (queue, after, now, slots, queue, now, slots, queue, now, slots, count)
         rows = conn.execute(Q.PARTITION_HEADS, params).fetchall()
         return [(k, job_id) for k, job_id in rows]
+
+    def _count_crash(self, conn: Any, o: Outcome, crashes: int, error: JobError) -> JobError | None:
+        """Count a worker's death by a signal (any other end of an attempt resets the count);
+        the ``Quarantined`` error once ``o.max_crashes`` came in a row, else None."""
+        crashes_now = crashes + 1 if o.crashed else 0
+        quarantined = bool(o.crashed and o.max_crashes and crashes_now >= o.max_crashes)
+        if crashes_now != crashes or quarantined:
+            conn.execute(Q.SET_CRASHES, (crashes_now, int(quarantined), o.job_id))
+        if not quarantined:
+            return None
+        return JobError(
+            "Quarantined",
+            f"its worker died by a signal in {crashes_now} attempts in a row (max_crashes={o.max_crashes}); "
+            f"last: {error.message}",
+        )
 
     def _spend(self, conn: Any, pick: LimitedPick, claimed_queues: Sequence[str], now: float) -> None:
         """Spend one token per claimed job of each rated queue and move the partition cursors."""

@@ -216,17 +216,9 @@ class Transitions(FlowControl):
         # the attempt's start beside its error: the job's timeline shows every attempt
         stored = dumps({**error.to_dict(), "started_at": iso(started_at)})
         conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, stored, finished_at))
-        crashes_now = crashes + 1 if o.crashed else 0
-        quarantined = bool(o.crashed and o.max_crashes and crashes_now >= o.max_crashes)
-        if crashes_now != crashes or quarantined:
-            conn.execute(Q.SET_CRASHES, (crashes_now, int(quarantined), o.job_id))
-        if quarantined:
-            error = JobError(
-                "Quarantined",
-                f"its worker died by a signal in {crashes_now} attempts in a row (max_crashes={o.max_crashes}); "
-                f"last: {error.message}",
-            )
-            return self._end_held(conn, owner, o, queue, State.FAILED, error, finished_at)
+        quarantine = self._count_crash(conn, o, crashes, error)
+        if quarantine is not None:
+            return self._end_held(conn, owner, o, queue, State.FAILED, quarantine, finished_at)
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_HELD, (run_at, error.to_json(), o.worker, o.started_at, *fence))
