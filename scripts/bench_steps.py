@@ -4,6 +4,7 @@ against DBOS Transact on SQLite, in the same run.
 - jobq: a job of 1,000 no-op steps (``jobq.step.run``), timed inside the worker by the job
   itself, and the same job without steps; then a 10-step job submitted
   and joined end to end (supervisor already up), the median of ``runs``.
+- jobq again with ``durability = "full"`` (every commit synced, SQLite ``synchronous=FULL``).
 - DBOS (the ``bench`` extra): the same two workflows with ``@DBOS.step`` on SQLite, in a
   child process (scripts/bench_steps_dbos.py).
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import bench_common as common
 from bench_common import Check, Report, Sizes, say
+from bench_durability import durability
 
 import jobq
 
@@ -75,6 +77,8 @@ def section_steps(rep: Report, s: Sizes, tmp: Path) -> None:
         per_step.setdefault("jobq_long", []).append(long_run / n_steps)
         per_step.setdefault("jobq_plain", []).append(plain)
         per_step.setdefault("jobq_short", []).append(statistics.median(short) / SHORT)
+        with durability("full"):  # every step's commit synced to disk, as DBOS's SQLite commits may be
+            per_step.setdefault("jobq_full", []).append(_jobq(tmp, f"{r}-full", 1, n_steps)[0] / n_steps)
         say(f"  run {r + 1}/{s.repeat}: DBOS on SQLite, the same workflows")
         got = _dbos(tmp, str(r), runs, n_steps)
         if isinstance(got, str):
@@ -91,11 +95,13 @@ def section_steps(rep: Report, s: Sizes, tmp: Path) -> None:
         "x",
         f"jobq: {n_steps:,}-step job / the same job without steps",
     )
+    rep.add("steps.jobq_full_per_step_us", us["jobq_full"], "us", f"jobq, durability=full: {n_steps:,} steps, per step")
     rep.add("steps.jobq_short_per_step_us", us["jobq_short"], "us", f"jobq: a {SHORT}-step job end to end, per step")
     if "dbos_long" in us:
         rep.add("steps.dbos_per_step_us", us["dbos_long"], "us", f"DBOS (SQLite): a {n_steps:,}-step workflow, per step")
         rep.add("steps.dbos_short_per_step_us", us["dbos_short"], "us", f"DBOS (SQLite): a {SHORT}-step workflow, per step")
         rep.add("steps.jobq_vs_dbos", us["jobq_long"] / us["dbos_long"], "x", f"per step, {n_steps:,} steps: jobq / DBOS")
+        rep.add("steps.jobq_full_vs_dbos", us["jobq_full"] / us["dbos_long"], "x", "per step, durability=full: jobq / DBOS")
         rep.add("steps.jobq_vs_dbos_short", us["jobq_short"] / us["dbos_short"], "x", f"per step, {SHORT} steps: jobq / DBOS")
 
 
@@ -116,6 +122,8 @@ def render_rows(f: dict[str, float], row: Callable[[str, str], None], lines: lis
             "steps.jobq_vs_plain",
             "steps.dbos_per_step_us",
             "steps.jobq_vs_dbos",
+            "steps.jobq_full_per_step_us",
+            "steps.jobq_full_vs_dbos",
             "steps.jobq_short_per_step_us",
             "steps.dbos_short_per_step_us",
             "steps.jobq_vs_dbos_short",

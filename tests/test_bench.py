@@ -49,8 +49,15 @@ BUILTIN_PEER_FIGURES = [
 ]
 # Optional peers: measured, or skipped with a reason (not installed / no Redis), never broken.
 JOBQ_FIGURES += ["steps.jobq_per_step_us", "steps.jobq_plain_job_ms", "steps.jobq_vs_plain", "steps.jobq_short_per_step_us"]
+JOBQ_FIGURES += ["steps.jobq_full_per_step_us"]
 OPTIONAL_PEER_FIGURES = {
-    "steps.dbos": ["steps.dbos_per_step_us", "steps.jobq_vs_dbos", "steps.dbos_short_per_step_us", "steps.jobq_vs_dbos_short"],
+    "steps.dbos": [
+        "steps.dbos_per_step_us",
+        "steps.jobq_vs_dbos",
+        "steps.dbos_short_per_step_us",
+        "steps.jobq_vs_dbos_short",
+        "steps.jobq_full_vs_dbos",
+    ],
     "huey": ["drain.huey", "submit.huey_single"],
     "rq": ["drain.rq", "submit.rq_single"],
     "rq_cli": ["startup.rq_ms"],
