@@ -48,6 +48,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench_common, whatev
 import bench_against  # noqa: E402
 import bench_dashboard  # noqa: E402
 import bench_durability  # noqa: E402
+import bench_flow  # noqa: E402 - issue 17: the cost of rates and partitions on the drain
 import bench_peers  # noqa: E402
 import bench_pg  # noqa: E402
 import bench_pool  # noqa: E402 - issue 11: chunked maps against multiprocessing.Pool.map
@@ -79,7 +80,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
 
 import jobq  # noqa: E402
 
-SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "steps")
+SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool", "durability", "startup", "steps", "flow")
 
 
 # -- jobq ------------------------------------------------------------------------------------
@@ -468,6 +469,7 @@ def render_report(rep: Report, header: str) -> str:
         bench_durability.render_rows,
         bench_startup.render_rows,
         bench_steps.render_rows,
+        bench_flow.render_rows,
     ]
     return render(rep, header, rows)
 
@@ -539,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         ("durability", lambda: bench_durability.section_durability(rep, sizes, opts.workers, tmp, _pg_or_none(opts.postgres))),
         ("startup", lambda: bench_startup.section_startup(rep, sizes, tmp)),
         ("steps", lambda: bench_steps.section_steps(rep, sizes, tmp)),
+        ("flow", lambda: bench_flow.section_flow(rep, sizes, opts.workers, tmp)),
     ]
     try:
         for name, run in runs:

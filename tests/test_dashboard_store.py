@@ -8,7 +8,7 @@ import time
 import jobq
 from jobq.core.models import JobError, Outcome, OutcomeKind
 from jobq.store import queries as Q
-from jobq.store.sql_dashboard import BUCKETS
+from jobq.store.sql_dashboard import BUCKETS, OLDEST_QUEUED
 
 
 def _run(q: jobq.Queue, owner: str, kinds: list[str], queue: str = "default") -> list[int]:
@@ -140,7 +140,8 @@ def test_dashboard_queries_use_indexes_and_leave_the_claim_alone(tmp_path) -> No
         (page.format("name=?"), ("n",), "jobs_list_name"),
         (page.format("state=?"), ("failed",), "jobs_failed_id"),
         (page.format("state=?"), ("cancelled",), "jobs_cancelled_id"),
-        ("SELECT min(run_at) FROM jobs WHERE state='queued' AND queue=?", ("q",), "jobs_claim"),
+        (OLDEST_QUEUED, ("q", "q"), "jobs_claim"),
+        (OLDEST_QUEUED, ("q", "q"), "jobs_partition"),
         (Q.BUSY_WORKERS, (), "jobs_held"),
         ("SELECT job_id FROM job_deps WHERE depends_on=? ORDER BY job_id", (1,), "job_deps_reverse"),
         # the list's indexes never serve the job path: a claim of `-q NAME`, running by queue

@@ -57,6 +57,7 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set[s
             wait_for(lambda j=j: j.state in ("succeeded", "failed"), timeout=30, what=f"job {j.id} to end")
         q.pause_queue("later")
         q.submit("tests.tasks:add", (1,), queue="later")
+        q.submit("tests.tasks:add", (1,), queue="later", partition="tenant-1")  # per-partition counts
         server = DashboardServer(db, tmp / "dashboard.log", "--token", TOKEN)
         with httpx.Client(base_url=server.url, timeout=30) as client:
 

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 @click.option("--after", multiple=True, help="Run after this job succeeded (repeatable).")
 @click.option("--key", help="Unique key: an unfinished job with it is returned instead.")
 @click.option("--result-ttl", help="Delete the finished job after this long: 7d.")
+@click.option("--partition", help="The job's fair share inside its queue (e.g. a tenant).")
+@click.option("--memory-mb", type=int, help="The job's memory cap in MB (beyond its worker's own).")
+@click.option("--cpus", type=int, help="Worker slots the job occupies (default 1).")
+@click.option("--on-conflict", type=click.Choice(["return", "replace"]), help="With --key: replace the queued job's arguments.")
 @click.option("--no-check", is_flag=True, help="Do not import TARGET here before submitting.")
 @click.option("--map", "map_file", type=click.File("r"), help="JSONL file: one job per line (a group).")
 @click.option("--chunksize", type=int, help="With --map: items per job (default 1); results stay one per item.")
@@ -62,6 +66,10 @@ def submit(
     after: tuple[str, ...],
     key: str | None,
     result_ttl: str | None,
+    partition: str | None,
+    memory_mb: int | None,
+    cpus: int | None,
+    on_conflict: str | None,
     no_check: bool,
     map_file: Any,
     chunksize: int | None,
@@ -98,6 +106,9 @@ def submit(
         run_at=run_at,
         result_ttl=result_ttl,
         check=not no_check,
+        partition=partition,
+        memory_mb=memory_mb,
+        cpus=cpus,
     )
     options = opts.given()
     kwargs = None
@@ -134,7 +145,7 @@ def submit(
             target,
             args=tuple(parse_arg(a) for a in args),
             kwargs=kwargs,
-            **opts.merged(key=key, depends_on=list(after) or None).given(),
+            **opts.merged(key=key, depends_on=list(after) or None, on_conflict=on_conflict or "return").given(),
         )
     if job.existing:
         click.echo(f"job {job.id} with key {key!r} is not finished yet: not submitted again", err=True)
@@ -250,8 +261,12 @@ def status(c: Context, job_id: str | None, as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps(q.job_status(job_id), indent=2))
                 return
+            from ..client.waits import why_waiting
+
             record = q.record(job_id)
             _print_record(record)
+            for reason in why_waiting(q, record):
+                click.echo(f"{'waiting:':<13} {reason}")
             _print_steps(q.steps(record.id), q.waiting_for(record.id))
             return
         data = q.status()
@@ -291,10 +306,14 @@ def _print_record(r: JobRecord) -> None:
         "key",
         "group",
         "depends_on",
+        "partition",
+        "memory_mb",
     ):
         value = d[key]
         if value not in (None, [], {}) or key in ("args", "state", "attempts"):
             click.echo(f"{key + ':':<13} {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+    if r.cpus != 1:
+        click.echo(f"{'cpus:':<13} {r.cpus}")
     if r.progress is not None:
         click.echo(f"{'progress:':<13} {r.progress:.0%} {r.progress_message or ''}".rstrip())
     if r.state == "succeeded":

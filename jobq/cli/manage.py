@@ -37,15 +37,27 @@ def cancel(c: Context, job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--failed", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", help="With --failed: only this queue.")
+@click.option("--include-quarantined", is_flag=True, help="With --failed: the quarantined jobs too.")
 @click.option("--from-step", "from_step", help="Run one job (failed, cancelled or succeeded) again from its step NAME.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"requeued": [ids]}.')
 @pass_ctx
-def retry(c: Context, job_ids: tuple[str, ...], failed: bool, queue: str | None, from_step: str | None, as_json: bool) -> None:
-    """Requeue failed or cancelled jobs (their recorded steps replay)."""
+def retry(
+    c: Context,
+    job_ids: tuple[str, ...],
+    failed: bool,
+    queue: str | None,
+    include_quarantined: bool,
+    from_step: str | None,
+    as_json: bool,
+) -> None:
+    """Requeue failed or cancelled jobs (their recorded steps replay; --failed leaves the
+    quarantined ones unless told)."""
     if bool(job_ids) == failed:
         raise CliError("give job ids or --failed", EXIT_USAGE)
+    if include_quarantined and not failed:
+        raise CliError("--include-quarantined goes with --failed", EXIT_USAGE)
     with api_errors():
-        ids = c.queue.retry(*job_ids, failed=failed, queue=queue, from_step=from_step)
+        ids = c.queue.retry(*job_ids, failed=failed, queue=queue, include_quarantined=include_quarantined, from_step=from_step)
     if as_json:
         click.echo(json.dumps({"requeued": ids}))
         return
@@ -182,6 +194,8 @@ def queues(ctx: click.Context, as_json: bool) -> None:
                 "settings": settings,
                 "concurrency": info.concurrency if info else None,
                 "paused": bool(info and info.paused),
+                "rate": info.rate if info else None,
+                "per_partition": info.partition_concurrency if info else None,
                 "counts": data.get(name, dict.fromkeys(STATES, 0)),
             }
         )
@@ -194,24 +208,49 @@ def queues(ctx: click.Context, as_json: bool) -> None:
         counts = " ".join(f"{k}={v}" for k, v in row["counts"].items() if v)
         cap = row["concurrency"] if row["concurrency"] is not None else "-"
         paused = "paused" if row["paused"] else "active"
-        click.echo(f"{row['queue']:<20} {paused:<7} cap={cap:<5} {json.dumps(s) if s else '{}':<40} {counts}")
+        flow = "".join(f" {k}={row[k]}" for k in ("rate", "per_partition") if row[k] is not None)
+        click.echo(f"{row['queue']:<20} {paused:<7} cap={cap:<5}{flow} {json.dumps(s) if s else '{}':<40} {counts}")
 
 
 @queues.command("limit")
 @click.argument("name")
-@click.argument("concurrency")
+@click.argument("concurrency", required=False)
+@click.option("--rate", help="Starts per period across every supervisor: 100/s, 100/m, 100/h; none removes it.")
+@click.option("--per-partition", help="Running jobs per partition across every supervisor; none removes it.")
 @pass_ctx
-def queues_limit(c: Context, name: str, concurrency: str) -> None:
-    """Cap how many jobs of queue NAME run at once across every supervisor (`none`: no cap)."""
-    if concurrency.lower() in ("none", "off", "0"):
-        cap = None
-    elif concurrency.isdigit():
-        cap = int(concurrency)
-    else:
-        raise CliError(f"concurrency: expected a whole number of at least 1, or 'none' (got {concurrency!r})", EXIT_USAGE)
+def queues_limit(c: Context, name: str, concurrency: str | None, rate: str | None, per_partition: str | None) -> None:
+    """Cap how many jobs of queue NAME run at once across every supervisor (`none`: no cap);
+    --rate limits how many start per period, --per-partition how many of each partition run."""
+    from ..core.limits import parse_rate
+
+    if concurrency is None and rate is None and per_partition is None:
+        raise CliError("give CONCURRENCY, --rate or --per-partition", EXIT_USAGE)
+    cap = _whole_or_none("concurrency", concurrency, zero_is_none=True)
+    per = _whole_or_none("per_partition", per_partition)
     with api_errors():
-        c.queue.set_queue_limit(name, cap)
-    click.echo(f"{name}: {'no cap' if cap is None else f'at most {cap} running'}")
+        parsed = parse_rate(rate) if rate is not None else None  # validated before anything is written
+        if concurrency is not None or per_partition is not None:
+            c.queue.set_queue_limit(
+                name,
+                **({"concurrency": cap} if concurrency is not None else {}),
+                **({"per_partition": per} if per_partition is not None else {}),
+            )
+        if rate is not None:
+            c.queue.set_queue_rate(name, *(parsed or (None, None)))
+    if concurrency is not None:
+        click.echo(f"{name}: {'no cap' if cap is None else f'at most {cap} running'}")
+    if rate is not None:
+        click.echo(f"{name}: {'no rate' if parsed is None else f'at most {parsed[0]} starts per {parsed[1]:g}s'}")
+    if per_partition is not None:
+        click.echo(f"{name}: {'no cap per partition' if per is None else f'at most {per} running per partition'}")
+
+
+def _whole_or_none(field: str, text: str | None, zero_is_none: bool = False) -> int | None:
+    if text is None or text.lower() in ("none", "off") or (zero_is_none and text == "0"):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise CliError(f"{field}: expected a whole number of at least 1, or 'none' (got {text!r})", EXIT_USAGE)
+    return int(text)
 
 
 @queues.command("pause")

@@ -10,12 +10,16 @@ from typing import Any
 
 from ..core.config import Settings
 from ..core.errors import JobNotFound, ValidationError
+from ..core.limits import check_positive, check_rate
 from ..core.local import Poker
 from ..core.models import FINISHED_STATES, target_of
 from ..store import QueueInfo, Schedule, Store
 from .handles import _job_id
 from .options import check_queue_name, duration
 from .steps import StepsClient
+
+#: "leave this control as it is" (Queue.set_queue_limit)
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
 
 
 class QueueAdmin(StepsClient):
@@ -35,17 +39,23 @@ class QueueAdmin(StepsClient):
         return self.store.cancel(ids, time.time())
 
     def retry(
-        self, *job_ids: Any, failed: bool = False, queue: str | None = None, from_step: str | None = None
+        self,
+        *job_ids: Any,
+        failed: bool = False,
+        queue: str | None = None,
+        include_quarantined: bool = False,
+        from_step: str | None = None,
     ) -> builtins.list[int]:
-        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job.
-        Recorded steps replay; with ``from_step``, one job (failed, cancelled or succeeded)
-        runs again from its step of that name (see :meth:`retry_from_step`)."""
+        """Requeue the given failed/cancelled jobs, or with ``failed=True`` every failed job
+        but the quarantined ones (``include_quarantined=True``: those too). Recorded steps
+        replay; with ``from_step``, one job (failed, cancelled or succeeded) runs again from
+        its step of that name (see :meth:`retry_from_step`)."""
         if from_step is not None:
             if len(job_ids) != 1 or failed:
                 raise ValidationError("from_step", "retries exactly one job, given by its id")
             return self.retry_from_step(job_ids[0], from_step)
         if failed:
-            out = self.store.retry(None, time.time(), queue=queue)
+            out = self.store.retry(None, time.time(), queue=queue, include_quarantined=include_quarantined)
         else:
             ids = [_job_id(j) for j in job_ids]
             known = self.store.get_states(ids)
@@ -67,13 +77,32 @@ class QueueAdmin(StepsClient):
         return self.store.purge(time.time(), states, age)
 
     # -- queue controls -------------------------------------------------------------
-    def set_queue_limit(self, name: str, concurrency: int | None) -> None:
+    def set_queue_limit(self, name: str, concurrency: Any = KEEP, *, per_partition: Any = KEEP) -> None:
         """Cap how many jobs of queue ``name`` run at once across every supervisor of this
-        database (None removes the cap). Kept in the database; every claim honours it."""
+        database (None removes the cap), and with ``per_partition`` how many of each of its
+        partitions (None removes it); a cap not given is left as it is. Kept in the
+        database; every claim honours them."""
         check_queue_name(name)
-        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
-            raise ValidationError("concurrency", "must be a whole number of at least 1, or None for no cap")
-        self.store.set_queue_limit(name, concurrency, time.time())
+        if concurrency is not KEEP:
+            check_positive("concurrency", concurrency)
+        if per_partition is not KEEP:
+            check_positive("per_partition", per_partition)
+        if concurrency is not KEEP:
+            self.store.set_queue_limit(name, concurrency, time.time())
+        if per_partition is not KEEP:
+            self.store.set_partition_limit(name, per_partition, time.time())
+
+    def set_queue_rate(self, name: str, count: int | None, per_seconds: float | None = 1.0) -> None:
+        """Limit the *starts* of queue ``name`` to ``count`` per ``per_seconds`` across every
+        supervisor (``count=None`` removes the rate): a token bucket whose burst is
+        ``count``, spent in the claim itself. Running jobs are limited by the cap, starts by
+        the rate."""
+        check_queue_name(name)
+        rate = None if count is None else check_rate(count, per_seconds)
+        if rate is None:
+            self.store.set_queue_rate(name, None, None, time.time())
+        else:
+            self.store.set_queue_rate(name, rate[0], rate[1], time.time())
 
     def pause_queue(self, name: str) -> None:
         """Stop every supervisor claiming from queue ``name``: running jobs finish, queued

@@ -40,14 +40,32 @@ class SubmitOptions:
     check: bool = True
     #: the caller's connection whose open transaction takes the insert (issue 18)
     conn: Any = None
+    # issue 17: a fair share inside the queue, a memory cap (MB), cpu slots, and debounce
+    partition: str | None = None
+    memory_mb: int | None = None
+    cpus: int | None = None
+    on_conflict: str = "return"
 
     # Options that name one job (a key, its dependencies, its own time): not for a batch.
-    PER_JOB: ClassVar[frozenset[str]] = frozenset({"key", "depends_on", "pass_results"})
+    PER_JOB: ClassVar[frozenset[str]] = frozenset({"key", "depends_on", "pass_results", "on_conflict"})
     # Options of one call that a Pool, an Executor or a Process cannot apply to its every job.
     PER_CALL: ClassVar[frozenset[str]] = frozenset({"conn"})
     # What makes sense for every job of a @task (per-call notions go through q.submit).
     TASK: ClassVar[frozenset[str]] = frozenset(
-        {"queue", "priority", "name", "timeout", "retries", "retry_backoff", "retry_backoff_max", "result_ttl", "check"}
+        {
+            "queue",
+            "priority",
+            "name",
+            "timeout",
+            "retries",
+            "retry_backoff",
+            "retry_backoff_max",
+            "result_ttl",
+            "check",
+            "partition",
+            "memory_mb",
+            "cpus",
+        }
     )
 
     @classmethod
@@ -78,7 +96,7 @@ class SubmitOptions:
     def check_batch(self) -> None:
         """Refuse the per-job options in a map or ``submit_many``."""
         for name in sorted(self.PER_JOB):
-            if getattr(self, name) not in (None, False):
+            if getattr(self, name) not in (None, False, "return"):
                 raise ValidationError(name, "not supported by map/submit_many; use submit")
 
     def spec_data(
@@ -120,6 +138,10 @@ class SubmitOptions:
             "key": self.key,
             "pass_results": bool(self.pass_results),
             "result_ttl": duration("result_ttl", self.result_ttl),
+            "partition": self.partition,
+            "memory_mb": pick(self.memory_mb, "memory_mb", None),
+            "cpus": 1 if self.cpus is None else self.cpus,
+            "on_conflict": self.on_conflict,
         }
         if self.delay is not None and self.run_at is not None:
             raise ValidationError("delay", "give delay or run_at, not both")

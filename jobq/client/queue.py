@@ -138,10 +138,18 @@ class Queue(QueueAdmin):
         pass_results: bool = False,
         result_ttl: float | str | None = None,
         check: bool = True,
+        partition: str | None = None,
+        memory_mb: int | None = None,
+        cpus: int | None = None,
+        on_conflict: str = "return",
         conn: Any = None,
     ) -> Job:
         """Validate and store one job; returns its :class:`Job` (``existing`` when ``key``
-        matched an unfinished job). Raises :class:`ValidationError` on bad input.
+        matched an unfinished job; with ``on_conflict="replace"`` that job, if not yet
+        claimed, takes this call's arguments: a debounce). ``partition``: the job's fair share
+        inside its queue (claimed round robin with the queue's other partitions);
+        ``memory_mb``: its memory cap; ``cpus``: the worker slots it occupies. Raises
+        :class:`ValidationError` on bad input.
 
         ``conn``: the caller's connection (a ``sqlite3.Connection`` or sqlite-utils ``Database``
         on this file, a psycopg connection to this database) in an open transaction: the job
@@ -161,6 +169,10 @@ class Queue(QueueAdmin):
             pass_results=pass_results,
             result_ttl=result_ttl,
             check=check,
+            partition=partition,
+            memory_mb=memory_mb,
+            cpus=cpus,
+            on_conflict=on_conflict,
             conn=conn,
         )
         data = self._spec_data(target, args, kwargs, options, time.time())

@@ -59,6 +59,18 @@ def _allowed(value: Any) -> list[str] | None:
     return parse_allowed(value) or None
 
 
+def _rate(value: Any) -> Any:
+    from .errors import ValidationError
+    from .limits import parse_rate
+
+    if value is not None:
+        try:
+            parse_rate(value)
+        except ValidationError as exc:
+            raise ValueError(exc.message) from None
+    return value
+
+
 @dataclass
 class QueueSettings:
     """Per-queue defaults and limits (``[queues.NAME]`` in the TOML file)."""
@@ -71,6 +83,9 @@ class QueueSettings:
     priority: int | None = None
     retry_backoff: Annotated[float | None, BeforeValidator(_duration)] = None
     retry_backoff_max: Annotated[float | None, BeforeValidator(_duration)] = None
+    rate: Annotated[str | None, BeforeValidator(_rate)] = None  # "100/s", "100/m", "100/h"
+    partition_concurrency: Annotated[int | None, Field(ge=1)] = None
+    memory_mb: Annotated[int | None, Field(ge=1)] = None
 
 
 _NO_QUEUE_SETTINGS = QueueSettings()
@@ -127,6 +142,7 @@ class Settings:
     file_mode: Annotated[int, BeforeValidator(_file_mode)] = DEFAULT_FILE_MODE
     allowed_targets: Annotated[list[str] | None, BeforeValidator(_allowed)] = None
     durability: Literal["normal", "full"] = "normal"
+    max_crashes: Annotated[int, Field(ge=1)] = 3
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     schedules: list[ScheduleSettings] = field(default_factory=list)
 

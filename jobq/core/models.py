@@ -149,6 +149,9 @@ CANCELLED_BY_REQUEST = JobError("Cancelled", "cancelled by request")
 # An exception's args bigger than this as JSON are not kept (its message and traceback are).
 MAX_ERROR_ARGS_BYTES = 65536
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+# A job whose worker dies by a signal this many attempts in a row is failed as Quarantined
+# (the default of the max_crashes setting).
+DEFAULT_MAX_CRASHES = 3
 # A supervisor that dies with a job in hand does not spend the job's retries; this many
 # such losses beyond max_attempts end the job failed, so a job that kills its supervisor
 # cannot loop for ever.
@@ -261,6 +264,12 @@ class JobRecord:
     progress: float | None = None
     progress_message: str | None = None
     cancel_requested: bool = False
+    partition: str | None = None
+    memory_mb: int | None = None
+    cpus: int = 1
+    crashes: int = 0
+    quarantined: bool = False
+    claimed_at: float | None = None
     depends_on: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -297,6 +306,12 @@ class JobRecord:
             progress=row["progress"],
             progress_message=row["progress_message"],
             cancel_requested=bool(row["cancel_requested"]),
+            partition=row.get("partition_key"),
+            memory_mb=row.get("memory_mb"),
+            cpus=row.get("cpus") or 1,
+            crashes=row.get("crashes") or 0,
+            quarantined=bool(row.get("quarantined")),
+            claimed_at=row.get("claimed_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -328,6 +343,12 @@ class JobRecord:
             "depends_on": self.depends_on,
             "progress": self.progress,
             "progress_message": self.progress_message,
+            "partition": self.partition,
+            "memory_mb": self.memory_mb,
+            "cpus": self.cpus,
+            "crashes": self.crashes,
+            "quarantined": self.quarantined,
+            "claimed_at": iso(self.claimed_at),
         }
 
 
@@ -343,6 +364,8 @@ class ClaimedJob:
     timeout: float | None
     queue: str
     trace: str | None = None  # the submitter's W3C trace context (JSON), when it was traced
+    memory_mb: int | None = None  # the job's memory cap (the worker sets it while the job runs)
+    cpus: int = 1  # worker slots the job occupies
 
 
 @dataclass
@@ -365,3 +388,7 @@ class Outcome:
     #: a suspended attempt: when the job runs again, and the event key it waits for
     wake_at: float | None = None
     wait_key: str | None = None
+    #: the worker died by a signal the supervisor did not send (segfault, SIGKILL, OOM):
+    #: counted towards quarantine, ``max_crashes`` such attempts in a row
+    crashed: bool = False
+    max_crashes: int = 0

@@ -4,7 +4,7 @@ the code paths that submit), and :func:`validate_spec`."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -34,6 +34,11 @@ class JobSpec(BaseModel):
     depends_on: list[StrictInt] = Field(default_factory=list)
     pass_results: bool = False
     result_ttl: float | None = Field(default=None, ge=0)
+    # issue 17: a fair share inside the queue, a memory cap, cpu slots, and debounce
+    partition: str | None = Field(default=None, min_length=1, max_length=200)
+    memory_mb: StrictInt | None = Field(default=None, ge=1, le=2**40)
+    cpus: StrictInt = Field(default=1, ge=1, le=4096)
+    on_conflict: Literal["return", "replace"] = "return"
 
     # The JSON text of args and kwargs, made once by validate_spec and stored as is (plain
     # fields: pydantic's private attributes cost microseconds per access).
@@ -70,7 +75,7 @@ class JobSpec(BaseModel):
             text = self.kwargs_text = dumps(self.kwargs)
         return text
 
-    @field_validator("name", "key")
+    @field_validator("name", "key", "partition")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         if value is not None and "\x00" in value:

@@ -72,6 +72,17 @@ class StoreCollector(Collector):
             busy.add_metric([sup["id"]], s.busy.get(sup["id"], 0))
         yield beat
         yield busy
+        parts = GaugeMetricFamily(
+            "jobq_partition_jobs",
+            f"Queued and running jobs of the {monitor.PARTITION_TOP} partitions of each queue with the most; "
+            f"the rest summed as partition {monitor.OTHER_PARTITIONS!r}.",
+            labels=["queue", "partition", "state"],
+        )
+        for queue, rows in sorted(s.partitions.items()):
+            for row in rows:
+                parts.add_metric([queue, row["partition"], "queued"], row["queued"])
+                parts.add_metric([queue, row["partition"], "running"], row["running"])
+        yield parts
         run, replayed = self.queue.store.step_totals()
         yield CounterMetricFamily("jobq_steps_run", "Durable steps run and recorded, ever.", value=run)
         yield CounterMetricFamily("jobq_steps_replayed", "Durable steps replayed from their record, ever.", value=replayed)

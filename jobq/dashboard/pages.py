@@ -182,7 +182,7 @@ def schedules_page(request: Request) -> Response:
 
 @router.get("/queues", response_class=HTMLResponse)
 def queues_page(request: Request) -> Response:
-    return render(request, "queues.html", "Queues", queues=monitor.queues(queue_of(request)))
+    return render(request, "queues.html", "Queues", queues=monitor.queues(queue_of(request)), partition_top=monitor.PARTITION_TOP)
 
 
 def _not_found(request: Request, message: str) -> Response:

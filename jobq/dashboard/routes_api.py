@@ -31,6 +31,10 @@ SUBMIT_FIELDS = (
     "retries",
     "timeout",
     "check",
+    "partition",
+    "memory_mb",
+    "cpus",
+    "on_conflict",
 )
 
 

@@ -158,14 +158,43 @@ def groups(q: Queue, limit: int = 50) -> list[dict[str, Any]]:
     return out
 
 
+#: partitions shown per queue (the dashboard's queue page, /metrics): the ones with the most
+#: queued and running jobs; the others are summed under OTHER_PARTITIONS, so the number of
+#: label values stays bounded whatever the number of tenants
+PARTITION_TOP = 10
+OTHER_PARTITIONS = "(other)"
+
+
 def queues(q: Queue) -> list[dict[str, Any]]:
-    """Every known queue: counts, concurrency cap (stored, else configured) and paused flag."""
+    """Every known queue: counts, concurrency cap (stored, else configured), paused flag, rate,
+    cap per partition, and the queued/running counts of its top partitions."""
     status = q.status()["queues"]
     out = []
     for info in q.queues():
         cap = info.concurrency if info.concurrency is not None else q.settings.queue_settings(info.name).concurrency
         counts = status.get(info.name, dict.fromkeys(STATES, 0))
-        out.append({"name": info.name, "counts": counts, "concurrency": cap, "paused": info.paused})
+        out.append(
+            {
+                "name": info.name,
+                "counts": counts,
+                "concurrency": cap,
+                "paused": info.paused,
+                "rate": info.rate,
+                "per_partition": info.partition_concurrency,
+                "partitions": top_partitions(q, info.name) if info.partitioned else [],
+            }
+        )
+    return out
+
+
+def top_partitions(q: Queue, queue: str, top: int = PARTITION_TOP) -> list[dict[str, Any]]:
+    """The ``top`` partitions of ``queue`` with the most unfinished jobs (queued, running),
+    then the rest summed as one row named :data:`OTHER_PARTITIONS`."""
+    rows = q.store.partition_counts(queue, 10**9)
+    out = [{"partition": k, "queued": n, "running": r} for k, n, r in rows[:top]]
+    rest = rows[top:]
+    if rest:
+        out.append({"partition": OTHER_PARTITIONS, "queued": sum(n for _, n, _ in rest), "running": sum(r for _, _, r in rest)})
     return out
 
 
@@ -293,6 +322,8 @@ class Snapshot:
     busy: dict[str, int]
     backend: str
     buckets: tuple[float, ...] = field(default=BUCKETS)
+    #: queue -> its top partitions' queued and running counts (see top_partitions)
+    partitions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def snapshot(q: Queue, now: float | None = None) -> Snapshot:
@@ -326,4 +357,5 @@ def snapshot(q: Queue, now: float | None = None) -> Snapshot:
         supervisors=[s.to_dict() for s in q.live_supervisors()],
         busy=q.store.busy_workers(),
         backend="postgresql" if q.path.startswith("postgres") else "sqlite",
+        partitions={c.name: top_partitions(q, c.name) for c in q.store.queue_controls() if c.partitioned},
     )

@@ -10,6 +10,7 @@ from typing import Any
 from ..core.models import Outcome, OutcomeKind, iso
 from ..store import ProgressUpdate
 from ..worker.messages import Finished, Progress, Result, Retire, Unstarted, Unwritten
+from .crashloop import CrashLoop
 from .dispatch import Dispatcher
 from .logformat import job_fields
 from .workerpool import WorkerPool, WorkerProcess
@@ -24,6 +25,7 @@ class ReportHandling:
     dispatcher: Dispatcher | None
     _outcomes: list[Outcome]
     _progress: dict[int, ProgressUpdate]
+    _crash_loop: CrashLoop
 
     def _read_reports(self) -> None:
         assert self.pool is not None
@@ -75,6 +77,7 @@ class ReportHandling:
         if task is None:
             return False
         self.dispatcher.record_duration(result.duration_seconds)
+        self._crash_loop.job_ended()
         self._log_output(result.job_id, result.output)
         if result.wake_at is not None:
             fields = job_fields(task, "job_suspended", result.duration_seconds)

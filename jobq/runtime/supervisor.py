@@ -27,10 +27,13 @@ from ..core.local import LocalPresence, presence_id
 from ..core.models import Outcome, OutcomeKind
 from ..store import ProgressUpdate, Store, SupervisorInfo, open_store
 from .background import InBackground
+from .crashloop import CrashLoop
 from .dispatch import Dispatcher
 from .duties import Duties
+from .flow import apply_queue_settings
 from .logformat import set_context
 from .notify import NO_NOTIFIER, Notifier
+from .oom import OomWatch
 from .reports import ReportHandling
 from .schedules import sync_schedules
 from .tending import NOTE_WORKER_AFTER, WorkerTending
@@ -158,6 +161,8 @@ class Supervisor(InBackground, ReportHandling, WorkerTending):
         self._ctx: Any = multiprocessing.get_context(self.start_method)
         self.pool = WorkerPool(self._ctx, self.concurrency, presence.work_dir(), self._worker_config)
         self.dispatcher = Dispatcher(self.store, self.pool, self.id, self.queues, self.settings.lease_seconds)
+        self._oom = OomWatch()
+        self._crash_loop = CrashLoop(self.id)
         self.duties = Duties(self.store, self.settings, self._info, presence)
         # One selector for the supervisor's life: rebuilding one per wait cost a fifth of its CPU.
         self._selector = selectors.DefaultSelector()
@@ -166,9 +171,7 @@ class Supervisor(InBackground, ReportHandling, WorkerTending):
         self.store.tune_for_runner(self.settings.lease_seconds)
         self.store.register_supervisor(self._info)
         sync_schedules(self.store, self.settings, wall)
-        for name, queue_settings in self.settings.queues.items():
-            if queue_settings.concurrency:  # the config's caps hold for every supervisor
-                self.store.set_queue_limit(name, queue_settings.concurrency, wall)
+        apply_queue_settings(self.store, self.settings, wall)  # the config's caps and rates hold for every supervisor
         log.info(
             "supervisor %s started: pid %d, %d workers, queues %s, db %s",
             self.id,
@@ -204,12 +207,15 @@ class Supervisor(InBackground, ReportHandling, WorkerTending):
         self._claimed = 0
         if not self.stopping:
             self._claimed = self.dispatcher.dispatch(time.time())
+            if self.dispatcher.give_back:
+                self._outcomes += self.dispatcher.give_back
+                self.dispatcher.give_back = []
         busy = any(w.tasks for w in self.pool.workers)
         if self.stopping and not busy:
             self._flush_outcomes()
             return False
         if self.burst and not busy and not self._claimed and not self._outcomes:
-            if not self.store.has_runnable(self.queues, time.time()):
+            if not self.store.has_runnable(self.queues, time.time(), slots=self.concurrency):
                 self.stopping = True
                 return False
         self._next_wait = self._wait_seconds(now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,10 @@ from ..core.local import LocalPresence
 from ..core.models import CANCELLED_BY_REQUEST, JobError, Outcome, OutcomeKind
 from ..store import JobStart, OutputUpdate, ProgressUpdate, Store
 from ..worker.main import WorkerConfig, checkpointer_main
+from .crashloop import CrashLoop
+from .dispatch import Dispatcher
 from .logformat import job_fields
+from .oom import OomWatch
 from .workerpool import KillOrder, WorkerPool, WorkerProcess, signal_name
 
 log = logging.getLogger("jobq.supervisor")
@@ -51,6 +55,9 @@ class WorkerTending:
     _checkpointer: Any
     _drain_deadline: float | None
     _ctx: Any
+    dispatcher: Dispatcher | None
+    _oom: OomWatch
+    _crash_loop: CrashLoop
 
     if TYPE_CHECKING:  # defined by ReportHandling, the supervisor's other mixin
 
@@ -144,9 +151,15 @@ class WorkerTending:
                 finished_at=wall,
                 started_at=started_at,
             )
-        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {signal_name(exitcode)}")
+        cause = signal_name(exitcode)
+        if exitcode == -signal.SIGKILL and self._oom.killed_since_last_look():
+            cause += ", out of memory (the kernel's OOM killer)"
+        error = JobError("WorkerDied", f"worker {w.pid} died while running the job: {cause}")
         fields["event"] = "job_worker_died"
         log.warning("job %d failed: %s", job_id, error.message, extra=fields)
+        pause = self._crash_loop.worker_died(job_id, cause)
+        if pause and self.dispatcher is not None:
+            self.dispatcher.paused_until = time.time() + pause
         return Outcome(
             job_id,
             attempts,
@@ -156,6 +169,8 @@ class WorkerTending:
             output=output,
             finished_at=wall,
             started_at=started_at,
+            crashed=exitcode is not None and exitcode < 0,  # a signal: segfault, SIGKILL, OOM
+            max_crashes=self.settings.max_crashes,
         )
 
     def _enforce_deadlines(self, now: float) -> None:

@@ -106,8 +106,9 @@ class Store(StepsContract, ABC):
 
     # -- claiming and finishing ---------------------------------------------------------
     @abstractmethod
-    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
-        """Whether a claim could find a job now (a read: no write lock)."""
+    def has_runnable(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> bool:
+        """Whether a claim could find a job now (a read: no write lock); ``slots``: the most
+        cpus a job may need to count."""
 
     @abstractmethod
     def claim(
@@ -117,9 +118,11 @@ class Store(StepsContract, ABC):
         limit: int,
         now: float,
         lease_until: float,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         """Atomically move up to ``limit`` due jobs to running for ``owner``, skipping paused
-        queues and keeping each queue's concurrency cap across all supervisors."""
+        queues and keeping each queue's concurrency cap, rate and partition shares across all
+        supervisors; none needing more than ``slots`` cpus (None: any)."""
 
     @abstractmethod
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
@@ -157,8 +160,11 @@ class Store(StepsContract, ABC):
         Returns each id's resulting state (``cancelling`` for a running one)."""
 
     @abstractmethod
-    def retry(self, job_ids: Sequence[int] | None, now: float, queue: str | None = None) -> list[int]:
-        """Requeue failed or cancelled jobs (``job_ids`` None: every failed one)."""
+    def retry(
+        self, job_ids: Sequence[int] | None, now: float, queue: str | None = None, include_quarantined: bool = False
+    ) -> list[int]:
+        """Requeue failed or cancelled jobs (``job_ids`` None: every failed one, but the
+        quarantined unless ``include_quarantined``)."""
 
     @abstractmethod
     def purge(self, now: float, states: Sequence[str], older_than: float | None, default_ttl: float | None = None) -> int:
@@ -187,8 +193,22 @@ class Store(StepsContract, ABC):
         """Pause (no supervisor claims from it) or resume ``queue``."""
 
     @abstractmethod
+    def set_queue_rate(self, queue: str, count: int | None, per_seconds: float | None, now: float) -> None:
+        """Limit the starts of ``queue`` to ``count`` per ``per_seconds`` across all
+        supervisors (a token bucket whose burst is ``count``; None: no rate)."""
+
+    @abstractmethod
+    def set_partition_limit(self, queue: str, per_partition: int | None, now: float) -> None:
+        """Cap the held jobs of each partition of ``queue`` across all supervisors (None: no cap)."""
+
+    @abstractmethod
     def queue_controls(self) -> list[QueueInfo]:
-        """Every queue with a stored cap or pause flag."""
+        """Every queue with a stored cap, pause flag, rate or partition cap."""
+
+    @abstractmethod
+    def partition_counts(self, queue: str, top: int) -> list[tuple[str, int, int]]:
+        """(partition, queued, running) of the ``top`` partitions of ``queue`` with the most
+        unfinished jobs (claimed counts as running)."""
 
     # -- dashboard (issue 10): each served by an index or a table sized by time --------------
     @abstractmethod

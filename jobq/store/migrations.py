@@ -229,6 +229,31 @@ _V5: list[str] = [
     # in shards by job id: concurrent workers' step records do not queue on one row.
     "CREATE TABLE step_totals (shard INTEGER PRIMARY KEY, run {BIGINT} NOT NULL, replayed {BIGINT} NOT NULL)",
 ]
+# Version 7 (issue 17, flow control): a token bucket of starts per queue (rate), partitions
+# (a fair share inside a queue, with a cap per partition), per-job memory and cpu slots, and
+# the crash counter of quarantine. The claim index is split in two disjoint partial indexes:
+# jobs without a partition (the claim as before) and jobs with one, ordered by partition so
+# that a fair claim seeks each partition's head, so neither pays for the other.
+_V7: list[str] = [
+    "ALTER TABLE jobs ADD COLUMN partition_key TEXT",
+    "ALTER TABLE jobs ADD COLUMN memory_mb INTEGER",
+    "ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0",
+    # When the attempt was claimed: what a queue's rate counts (started_at is its worker's start).
+    "ALTER TABLE jobs ADD COLUMN claimed_at {REAL}",
+    "DROP INDEX jobs_claim",
+    "CREATE INDEX jobs_claim ON jobs(priority DESC, run_at, id) WHERE state = 'queued' AND partition_key IS NULL",
+    "CREATE INDEX jobs_partition ON jobs(queue, partition_key, priority DESC, run_at, id) "
+    "WHERE state = 'queued' AND partition_key IS NOT NULL",
+    "ALTER TABLE queues ADD COLUMN rate_count INTEGER",
+    "ALTER TABLE queues ADD COLUMN rate_period {REAL}",
+    "ALTER TABLE queues ADD COLUMN tokens {REAL}",
+    "ALTER TABLE queues ADD COLUMN refilled_at {REAL}",
+    "ALTER TABLE queues ADD COLUMN partition_concurrency INTEGER",
+    "ALTER TABLE queues ADD COLUMN partitioned INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE queues ADD COLUMN rr_cursor TEXT",
+]
 # Version 6 (issue 18): the W3C trace context (``traceparent``/``tracestate`` as a JSON
 # object) of the span that submitted the job, when OpenTelemetry traced the submit.
 _V6_TRACE: list[str] = ["ALTER TABLE jobs ADD COLUMN trace TEXT"]
@@ -239,6 +264,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (4, _render(_V4, "sqlite")),
     (5, _render(_V5, "sqlite")),
     (6, _render(_V6_TRACE, "sqlite")),
+    (7, _render(_V7, "sqlite")),
 ]
 PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _render(_V1, "postgres") + _V1_POSTGRES_EXTRA),
@@ -247,6 +273,7 @@ PG_MIGRATIONS: list[tuple[int, list[str]]] = [
     (4, _render(_V4, "postgres")),
     (5, _render(_V5, "postgres")),
     (6, _render(_V6_TRACE, "postgres")),
+    (7, _render(_V7, "postgres")),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1][0]

@@ -206,7 +206,8 @@ class PostgresStore(SQLStore):
         specs = list(specs)
         if conn is not None:  # the caller's transaction: the shared path, in a savepoint
             return super().submit(specs, now, group, conn)
-        if len(specs) == 1 and not group and specs[0].key is None and not specs[0].depends_on:
+        one = specs[0] if len(specs) == 1 and not group else None
+        if one is not None and one.key is None and not one.depends_on and one.partition is None:
             row = self._row(specs[0], now, None, 0)
             ((job_id, _),) = self._statement(_INSERT_ONE_AND_NOTIFY, (*row, f"{self._channel_prefix}_submitted"))
             return [Submitted(job_id)], None
@@ -316,9 +317,10 @@ class PostgresStore(SQLStore):
             "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), "
             "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER) + CAST(e.ord AS INTEGER) - 1, "
-            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT) "
+            "CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), "
+            "CAST(? AS INTEGER) "
             "FROM json_array_elements(CAST(? AS JSON)) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord RETURNING id",
-            (*template[0:2], *template[3:16], first_index, *template[17:20], array),
+            (*template[0:2], *template[3:16], first_index, *template[17:23], array),
         ).fetchall()
         # Identity values are drawn in the SELECT's order: ascending ids follow the input.
         return sorted(r[0] for r in rows)

@@ -5,14 +5,14 @@ connection translates them). Backend-specific statements live in :mod:`.sqlite` 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 JOB_COLUMNS = (
     "id, name, target, args, kwargs, queue, priority, state, attempts, max_attempts, run_at, "
     "created_at, started_at, finished_at, result, error, owner, worker, timeout, key, group_id, "
-    "group_index, progress, progress_message, cancel_requested"
+    "group_index, progress, progress_message, cancel_requested, partition_key, memory_mb, cpus, crashes, quarantined, claimed_at"
 )
 JOB_COLUMN_NAMES = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 SCHEDULE_COLUMNS = "name, target, args, kwargs, queue, cron, every, next_run_at, last_run_at"
@@ -22,13 +22,15 @@ SUPERVISOR_COLUMN_NAMES = tuple(c.strip() for c in SUPERVISOR_COLUMNS.split(",")
 
 JOB_INSERT_COLUMNS = (
     "name, target, args, kwargs, queue, priority, state, max_attempts, retries, retry_backoff, "
-    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl, trace"
+    "retry_backoff_max, timeout, run_at, created_at, key, group_id, group_index, pass_results, result_ttl, trace, "
+    "partition_key, memory_mb, cpus"
 )
-INSERT_JOB = f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 20)})"
+INSERT_JOB = f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 23)})"
 # Positions in a row of INSERT_JOB.
 ROW_QUEUE, ROW_STATE, ROW_GROUP_ID = 4, 6, 15
 
 FINISH_CHUNKS = (256, 64, 16, 4, 1)  # batch sizes of the success statement; descending, ends with 1
+ANY_SLOTS = 1 << 30  # the cpu slots of a claim that sets no bound
 PURGE_CHUNK = 500  # rows a purge transaction deletes: keeps the write lock short
 
 # -- submitting -----------------------------------------------------------------------------
@@ -36,26 +38,75 @@ INSERT_GROUP = "INSERT INTO job_groups(size, created_at, sealed, updated_at) VAL
 GROW_GROUP = "UPDATE job_groups SET size=size+?, updated_at=? WHERE id=?"
 SEAL_GROUP = "UPDATE job_groups SET sealed=1, updated_at=? WHERE id=?"
 ABORT_GROUP = "UPDATE job_groups SET sealed=-1, updated_at=? WHERE id=?"
-FIND_KEY = "SELECT id FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','claimed','running') ORDER BY id LIMIT 1"
+FIND_KEY = (
+    "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','scheduled','waiting','claimed','running') ORDER BY id LIMIT 1"
+)
+# Debounce (on_conflict="replace"): the newest arguments replace those of a job that never
+# ran (one waiting for a retry, or suspended between steps, keeps the arguments it ran with).
+REPLACE_ARGS = "UPDATE jobs SET args=?, kwargs=? WHERE id=? AND state IN ('queued','scheduled','waiting') AND attempts=0"
+# A queue that ever held a partitioned job is claimed fairly; set once (the read keeps
+# later submits from writing, or locking, the queue's row).
+MARK_PARTITIONED = (
+    "INSERT INTO queues(name, concurrency, paused, updated_at, partitioned) SELECT ?, NULL, 0, ?, 1 "
+    "WHERE NOT EXISTS(SELECT 1 FROM queues WHERE name=? AND partitioned=1) "
+    "ON CONFLICT(name) DO UPDATE SET partitioned=1"
+)
 INSERT_DEP = "INSERT INTO job_deps(job_id, depends_on, position) VALUES (?, ?, ?)"
 SET_DEPS_PENDING = "UPDATE jobs SET deps_pending=? WHERE id=?"
 
 # -- claiming -------------------------------------------------------------------------------
-# Paused queues do not count: a burst supervisor with only paused work left exits.
+# Paused queues do not count: a burst supervisor with only paused work left exits. Nor do
+# jobs needing more cpu slots than the asking supervisor has. Queued jobs are in one of two
+# partial indexes (without a partition, with one): each is asked on its own.
 DUE = (
-    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND run_at<=? {queues} "
-    "AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)), "
+    "SELECT EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND partition_key IS NULL AND run_at<=? AND cpus<=? {queues} "
+    "AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)) "
+    "OR EXISTS(SELECT 1 FROM jobs WHERE state='queued' AND partition_key IS NOT NULL "
+    "AND run_at<=? AND cpus<=? {queues} AND queue NOT IN (SELECT name FROM queues WHERE paused<>0)), "
     "EXISTS(SELECT 1 FROM jobs WHERE state='scheduled' AND run_at<=? {queues})"
 )
-QUEUE_CONTROLS = "SELECT name, concurrency, paused FROM queues WHERE paused<>0 OR concurrency IS NOT NULL"
+QUEUE_CONTROL_COLUMNS = (
+    "name, concurrency, paused, rate_count, rate_period, tokens, refilled_at, partition_concurrency, partitioned, rr_cursor"
+)
+QUEUE_CONTROLS = (
+    f"SELECT {QUEUE_CONTROL_COLUMNS} FROM queues WHERE paused<>0 OR concurrency IS NOT NULL "
+    "OR rate_count IS NOT NULL OR partitioned<>0"
+)
 # A queue's cap counts the jobs supervisors hold (claimed or running), so no claim overshoots it.
 HELD_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state IN ('claimed','running') AND queue IN ({marks}) GROUP BY queue"
-PICK = "SELECT id, queue FROM jobs WHERE state='queued' AND run_at<=? {queues} ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
+PICK = (
+    "SELECT id, queue, cpus FROM jobs WHERE state='queued' AND partition_key IS NULL AND run_at<=? {queues} "
+    "ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
+)
+# Fair claims: the partitions of a queue that hold queued jobs, in key order from a cursor,
+# each found by one seek of the partition index (a loose index scan), with its head job.
+_NEXT_HEAD = (
+    "(SELECT j.{col} FROM jobs j WHERE j.state='queued' AND j.queue=? AND j.partition_key>p.k AND j.run_at<=? "
+    "AND j.cpus<=? ORDER BY j.partition_key, j.priority DESC, j.run_at, j.id LIMIT 1)"
+)
+PARTITION_HEADS = (
+    "WITH RECURSIVE p(k, id) AS (SELECT partition_key, id FROM (SELECT partition_key, id FROM jobs "
+    "WHERE state='queued' AND queue=? AND partition_key>? AND run_at<=? AND cpus<=? "
+    "ORDER BY partition_key, priority DESC, run_at, id LIMIT 1) AS first "
+    f"UNION ALL SELECT {_NEXT_HEAD.format(col='partition_key')}, {_NEXT_HEAD.format(col='id')} "
+    "FROM p WHERE p.k IS NOT NULL) SELECT k, id FROM p WHERE k IS NOT NULL LIMIT ?"
+)
+PICK_PARTITION = (
+    "SELECT id, queue, cpus FROM jobs WHERE state='queued' AND queue=? AND partition_key=? AND run_at<=? AND cpus<=? "
+    "ORDER BY priority DESC, run_at, id LIMIT ?{lock}"
+)
+# A partition's cap counts its held jobs (claimed or running), as a queue's cap does.
+HELD_BY_PARTITION = (
+    "SELECT partition_key, count(*) FROM jobs WHERE state IN ('claimed','running') AND queue=? "
+    "AND partition_key IS NOT NULL GROUP BY partition_key"
+)
+SPEND_TOKENS = "UPDATE queues SET tokens=?, refilled_at=? WHERE name=?"
+MOVE_CURSOR = "UPDATE queues SET rr_cursor=? WHERE name=?"
 CLAIM = (
     "WITH picked AS ({picked}) "
-    "UPDATE jobs SET state='claimed', owner=?, attempts=attempts+1, started_at=NULL, "
+    "UPDATE jobs SET state='claimed', owner=?, claimed_at=?, attempts=attempts+1, started_at=NULL, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
-    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, trace"
+    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, trace, memory_mb, cpus"
 )
 DEPENDENCY_RESULTS = "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position"
 PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=? RETURNING queue"
@@ -90,7 +141,7 @@ SUCCEED = (
     "EXISTS(SELECT 1 FROM job_deps WHERE job_deps.depends_on = jobs.id)"
 )
 FENCE = (
-    "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue, started_at, run_at FROM jobs "
+    "SELECT max_attempts, retry_backoff, retry_backoff_max, cancel_requested, queue, started_at, run_at, crashes FROM jobs "
     f"WHERE id=? AND {HELD} AND owner=? AND attempts=?{{lock}}"
 )
 RELEASE = (
@@ -107,6 +158,8 @@ END_HELD = (
     "UPDATE jobs SET state=?, error=?, finished_at=?, worker=coalesce(?, worker), started_at=coalesce(?, started_at), "
     f"lease_expires_at=NULL WHERE id=? AND {HELD} AND owner=? AND attempts=?"
 )
+# Quarantine: a worker's death by a signal counts; any other end of an attempt resets it.
+SET_CRASHES = "UPDATE jobs SET crashes=?, quarantined=? WHERE id=?"
 RECORD_ERROR = (
     "INSERT INTO job_errors(job_id, attempt, error, at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(job_id, attempt) DO UPDATE SET error=excluded.error, at=excluded.at"
@@ -140,7 +193,8 @@ REQUEST_CANCEL = f"UPDATE jobs SET cancel_requested=1 WHERE id=? AND {HELD}"
 RETRYABLE = "SELECT id, queue, state FROM jobs WHERE {where}{lock}"
 RETRY = (
     "UPDATE jobs SET state='queued', run_at=?, max_attempts=attempts+retries+1, finished_at=NULL, "
-    "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0 WHERE id=? AND state IN ('failed','cancelled')"
+    "owner=NULL, worker=NULL, cancel_requested=0, deps_pending=0, crashes=0, quarantined=0 "
+    "WHERE id=? AND state IN ('failed','cancelled')"
 )
 PURGE_PICK = "SELECT id, queue, state FROM jobs WHERE {where} LIMIT {limit}"
 PURGE_TABLES = (
@@ -181,7 +235,21 @@ UPSERT_QUEUE_PAUSED = (
     "INSERT INTO queues(name, concurrency, paused, updated_at) VALUES (?, NULL, ?, ?) "
     "ON CONFLICT(name) DO UPDATE SET paused=excluded.paused, updated_at=excluded.updated_at"
 )
-QUEUE_ROWS = "SELECT name, concurrency, paused FROM queues ORDER BY name"
+QUEUE_ROWS = f"SELECT {QUEUE_CONTROL_COLUMNS} FROM queues ORDER BY name"
+UPSERT_QUEUE_RATE = (
+    "INSERT INTO queues(name, concurrency, paused, updated_at, rate_count, rate_period, tokens, refilled_at) "
+    "VALUES (?, NULL, 0, ?, ?, ?, NULL, NULL) ON CONFLICT(name) DO UPDATE SET rate_count=excluded.rate_count, "
+    "rate_period=excluded.rate_period, tokens=NULL, refilled_at=NULL, updated_at=excluded.updated_at"
+)
+UPSERT_PARTITION_LIMIT = (
+    "INSERT INTO queues(name, concurrency, paused, updated_at, partition_concurrency) VALUES (?, NULL, 0, ?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET partition_concurrency=excluded.partition_concurrency, updated_at=excluded.updated_at"
+)
+# Per-partition counts of a queue's unfinished jobs, the largest first (the dashboard's top N).
+PARTITION_COUNTS = (
+    "SELECT partition_key, state, count(*) FROM jobs WHERE queue=? AND state IN ('queued','claimed','running') "
+    "AND partition_key IS NOT NULL GROUP BY partition_key, state"
+)
 
 
 # -- reads, groups, supervisors and schedules (jobq/store/sql_admin.py) ----------------------
@@ -218,7 +286,7 @@ STATES_OF = "SELECT id, state FROM jobs WHERE id IN ({marks})"
 UNSTARTED_AMONG = "SELECT id, queue, state FROM jobs WHERE id IN ({marks}) AND state IN ('waiting','queued','scheduled'){lock}"
 
 
-def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+def queue_filter(queues: Sequence[str] | None) -> tuple[str, tuple[Any, ...]]:
     """The ``AND queue IN (...)`` clause (and its parameters) for a supervisor's queues."""
     if not queues:
         return "", ()

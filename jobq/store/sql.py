@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,10 +25,12 @@ from ..core.models import (
     Outcome,
     OutcomeKind,
     State,
-    dumps,
 )
 from . import queries as Q
 from .base import JobStart, Store, Submitted
+from .batches import STREAM_CHUNK_BYTES as STREAM_CHUNK_BYTES
+from .batches import STREAM_CHUNK_SECONDS as STREAM_CHUNK_SECONDS
+from .batches import encoded_batches
 from .invariants import Violation, violations
 from .sql_admin import SQLAdmin
 from .sql_dashboard import SQLDashboard
@@ -43,8 +45,6 @@ T = TypeVar("T")
 #: items a streamed submit inserts per transaction, and the most seconds it gathers them:
 #: each transaction holds the write lock for a few milliseconds at most
 STREAM_CHUNK_ITEMS = 2000
-STREAM_CHUNK_BYTES = 1 << 20
-STREAM_CHUNK_SECONDS = 0.5
 
 
 class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
@@ -96,6 +96,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
             group_id = None
             if group:
                 group_id = conn.execute(Q.INSERT_GROUP, (len(specs), now, 1, now)).fetchone()[0]
+            self._mark_partitioned(conn, specs, now)
             if all(s.key is None and not s.depends_on for s in specs):
                 rows = [self._row(s, now, group_id, i) for i, s in enumerate(specs)]
                 out = [Submitted(job_id) for job_id in self._insert_rows(conn, rows)]
@@ -146,7 +147,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
     ) -> tuple[list[int], str | None]:
         template = list(self._row(base, now, None, 0))
         kwargs_bytes = len(template[3])
-        batches = _encoded_batches(args_iter, chunk, kwargs_bytes, max_payload_bytes)
+        batches = encoded_batches(args_iter, chunk, kwargs_bytes, max_payload_bytes)
         ids: list[int] = []
         group_id: int | None = None
         index = 0
@@ -170,6 +171,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
                         template[Q.ROW_GROUP_ID] = gid
                     elif last and gid is not None:
                         conn.execute(Q.SEAL_GROUP, (time.time(), gid))
+                    self._mark_partitioned(conn, [base], now)
                     new_ids = self._insert_args(conn, template, array, count, index if group else None)
                     if gid is not None:
                         conn.execute(Q.GROW_GROUP, (count, time.time(), gid))
@@ -238,13 +240,23 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
             int(spec.pass_results),
             spec.result_ttl,
             spec.trace,
+            spec.partition,
+            spec.memory_mb,
+            spec.cpus,
         )
+
+    @staticmethod
+    def _mark_partitioned(conn: Any, specs: Sequence[JobSpec], now: float) -> None:
+        for queue in sorted({s.queue for s in specs if s.partition is not None}):
+            conn.execute(Q.MARK_PARTITIONED, (queue, now, queue))
 
     def _insert_one(self, conn: Any, spec: JobSpec, now: float, group_id: int | None, index: int) -> Submitted:
         if spec.key is not None:
             self._lock_key(conn, spec.key)
             row = conn.execute(Q.FIND_KEY, (spec.key,)).fetchone()
             if row:
+                if spec.on_conflict == "replace":  # only a job not yet claimed takes new arguments
+                    conn.execute(Q.REPLACE_ARGS, (spec.args_json(), spec.kwargs_json(), row[0]))
                 return Submitted(row[0], existing=True)
         deps = list(dict.fromkeys(spec.depends_on))
         pending = 0
@@ -272,13 +284,16 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         return Submitted(job_id)
 
     # -- claiming and finishing -----------------------------------------------------
-    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
-        return any(self._due(queues, now))
+    def has_runnable(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> bool:
+        return any(self._due(queues, now, slots))
 
-    def _due(self, queues: Sequence[str] | None, now: float) -> tuple[bool, bool]:
-        """Whether queued and whether scheduled jobs of ``queues`` are due (a read)."""
+    def _due(self, queues: Sequence[str] | None, now: float, slots: int | None = None) -> tuple[bool, bool]:
+        """Whether queued jobs of ``queues`` needing at most ``slots`` cpus, and whether
+        scheduled ones, are due (a read)."""
         qsql, qparams = Q.queue_filter(queues)
-        queued, scheduled = self._read(Q.DUE.format(queues=qsql), (now, *qparams, now, *qparams))[0]
+        most = Q.ANY_SLOTS if slots is None else slots
+        params = (now, most, *qparams, now, most, *qparams, now, *qparams)
+        queued, scheduled = self._read(Q.DUE.format(queues=qsql), params)[0]
         return bool(queued), bool(scheduled)
 
     def claim(
@@ -288,14 +303,15 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         limit: int,
         now: float,
         lease_until: float,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         # A read first, so idle supervisors never queue up for the write lock.
-        queued_due, scheduled_due = self._due(queues, now)
+        queued_due, scheduled_due = self._due(queues, now, slots)
         if not queued_due and not scheduled_due:
             return []
-        return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due))
+        return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
 
     def start(self, owner: str, starts: Sequence[JobStart]) -> list[int]:
         if not starts:
@@ -336,65 +352,3 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         if owner is None and not self._read(Q.ANY_LEASE_EXPIRED, (expired_before,))[0][0]:
             return []
         return self._write(lambda conn: self._requeue_lost(conn, now, owner, expired_before, reason))
-
-
-def _encoded_batches(
-    args_iter: Iterable[list[Any]], chunk: int, kwargs_bytes: int, max_payload_bytes: int
-) -> Iterator[tuple[int, str]]:
-    """(count, JSON array) of successive batches of ``args_iter``, each validated: at most
-    ``chunk`` items or about ``STREAM_CHUNK_BYTES`` of JSON (judged by the first item), or
-    what arrived within ``STREAM_CHUNK_SECONDS``."""
-    it = iter(args_iter)
-    batch: list[Any] = []
-    for args in it:  # the first item sizes the batches
-        try:
-            chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (len(dumps(args)) + 1)))
-        except (TypeError, ValueError):
-            pass  # the batch's encoding names the bad item
-        batch.append(args)
-        break
-    else:
-        return
-    first = 0
-    clock = time.monotonic
-    deadline = clock() + STREAM_CHUNK_SECONDS
-    while True:
-        if len(batch) >= chunk or clock() >= deadline:
-            yield len(batch), _encode_batch(batch, first, kwargs_bytes, max_payload_bytes)
-            first += len(batch)
-            batch = []
-            deadline = clock() + STREAM_CHUNK_SECONDS
-        append = batch.append
-        for args in it:  # one item a turn: a slow iterable's items are stored within the deadline
-            append(args)
-            if len(batch) >= chunk or clock() >= deadline:
-                break
-        else:
-            break
-    if batch:
-        yield len(batch), _encode_batch(batch, first, kwargs_bytes, max_payload_bytes)
-
-
-def _encode_batch(batch: list[Any], first: int, kwargs_bytes: int, max_payload_bytes: int) -> str:
-    """The batch's argument lists as one JSON array: one C call instead of one per job. Only
-    when that fails or runs long are the items looked at one by one, to name the bad one."""
-    array = None
-    try:
-        # Items that look big together (a chunked map's) go one by one at once: the whole
-        # array would be encoded only to find it over the limit.
-        if len(dumps(batch[0])) * len(batch) + kwargs_bytes <= max_payload_bytes:
-            array = dumps(batch)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or len(array) + kwargs_bytes > max_payload_bytes:
-        texts = []
-        for offset, args in enumerate(batch):
-            try:
-                text = dumps(args)
-            except (TypeError, ValueError) as exc:
-                raise ValidationError("args", f"item {first + offset}: not JSON-serialisable: {exc}") from None
-            if len(text) + kwargs_bytes > max_payload_bytes:
-                raise ValidationError("args", f"item {first + offset}: payload over max_payload_bytes={max_payload_bytes}")
-            texts.append(text)
-        array = "[" + ",".join(texts) + "]"  # the items' texts: big items (chunks) are encoded twice, not three times
-    return array

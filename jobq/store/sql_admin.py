@@ -186,9 +186,11 @@ class SQLAdmin:
     def cancel(self, job_ids: Sequence[int], now: float) -> dict[int, str]:
         return self._write(lambda conn: self._cancel(conn, job_ids, now))
 
-    def retry(self, job_ids: Sequence[int] | None, now: float, queue: str | None = None) -> list[int]:
+    def retry(
+        self, job_ids: Sequence[int] | None, now: float, queue: str | None = None, include_quarantined: bool = False
+    ) -> list[int]:
         def do(conn: Any) -> list[int]:
-            ids = self._retry(conn, job_ids, now, queue)
+            ids = self._retry(conn, job_ids, now, queue, include_quarantined)
             self._notify(conn, "submitted")
             return ids
 
@@ -234,8 +236,25 @@ class SQLAdmin:
     def set_queue_paused(self, queue: str, paused: bool, now: float) -> None:
         self._write(lambda c: c.execute(Q.UPSERT_QUEUE_PAUSED, (queue, 1 if paused else 0, now)))
 
+    def set_queue_rate(self, queue: str, count: int | None, per_seconds: float | None, now: float) -> None:
+        self._write(lambda c: c.execute(Q.UPSERT_QUEUE_RATE, (queue, now, count, per_seconds if count else None)))
+
+    def set_partition_limit(self, queue: str, per_partition: int | None, now: float) -> None:
+        self._write(lambda c: c.execute(Q.UPSERT_PARTITION_LIMIT, (queue, now, per_partition)))
+
     def queue_controls(self) -> list[QueueInfo]:
-        return [QueueInfo(name, cap, bool(paused)) for name, cap, paused in self._read(Q.QUEUE_ROWS)]
+        return [
+            QueueInfo(r[0], r[1], bool(r[2]), r[3], r[4], r[7], bool(r[8]))
+            for r in self._read(Q.QUEUE_ROWS)
+            if r[1] is not None or any(r[2:5]) or r[7] is not None or r[8]
+        ]
+
+    def partition_counts(self, queue: str, top: int) -> list[tuple[str, int, int]]:
+        counts: dict[str, list[int]] = {}
+        for partition, state, n in self._read(Q.PARTITION_COUNTS, (queue,)):
+            counts.setdefault(partition, [0, 0])[0 if state == State.QUEUED else 1] += n
+        ranked = sorted(counts.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+        return [(k, q, r) for k, (q, r) in ranked[:top]]
 
     # -- schedules ------------------------------------------------------------------
     def upsert_schedule(self, schedule: Schedule) -> None:

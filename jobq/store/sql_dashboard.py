@@ -46,6 +46,12 @@ HOUR_SHARD = -1
 KEEP_HOURS = 7 * 24
 
 
+OLDEST_QUEUED = (
+    "SELECT (SELECT min(run_at) FROM jobs WHERE state='queued' AND partition_key IS NULL AND queue=?), "
+    "(SELECT min(run_at) FROM jobs WHERE state='queued' AND partition_key IS NOT NULL AND queue=?)"
+)
+
+
 class SQLDashboard:
     """Dashboard reads and finish statistics of the SQL stores (a mixin)."""
 
@@ -164,8 +170,10 @@ class SQLDashboard:
     # -- overview and metrics ---------------------------------------------------------
     def oldest_queued(self, queues: Sequence[str]) -> dict[str, float]:
         out = {}
-        for queue in queues:  # each a range of the partial claim index
-            (value,) = self._read("SELECT min(run_at) FROM jobs WHERE state='queued' AND queue=?", (queue,))[0]
+        for queue in queues:  # each a range of the partial claim index, and of the partition index
+            rows = self._read(OLDEST_QUEUED, (queue, queue))
+            values = [v for v in rows[0] if v is not None]
+            value = min(values) if values else None
             if value is not None:
                 out[queue] = value
         return out

@@ -242,8 +242,8 @@ class SQLiteStore(SQLStore):
         self._count_inserted(conn, Counter({(template[ROW_QUEUE], template[ROW_STATE]): count}))
         conn.execute(
             f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) SELECT ?, ?, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ?, ? FROM json_each(?) ORDER BY key",
-            (*template[0:2], *template[3:16], first_index, first_index, *template[17:20], array),
+            "CASE WHEN ? IS NULL THEN NULL ELSE ? + key END, ?, ?, ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+            (*template[0:2], *template[3:16], first_index, first_index, *template[17:23], array),
         )
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         return range(last - count + 1, last + 1)

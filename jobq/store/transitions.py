@@ -41,6 +41,7 @@ from ..core.models import (
 from . import queries as Q
 from . import queries_steps as S
 from .base import JobStart
+from .flow import FlowControl, LimitedPick, QueueControl
 
 #: (queue, old state, new state) -> how many jobs made that move in one transaction
 Moves = Counter[tuple[str, str, str]]
@@ -50,7 +51,7 @@ _QUEUE_OF_CLAIMED = operator.itemgetter(6)  # the queue column of a CLAIM row
 _PRIORITY, _DUE_AND_ID = operator.itemgetter(8), operator.itemgetter(9, 0)  # its priority; run_at and id
 
 
-class Transitions:
+class Transitions(FlowControl):
     """The named transitions, mixed into the SQL stores. A backend supplies the locking
     clauses and :meth:`_count_moves`."""
 
@@ -99,28 +100,40 @@ class Transitions:
 
     # -- queued -> claimed ------------------------------------------------------------
     def _claim(
-        self, conn: Any, owner: str, queues: Sequence[str] | None, limit: int, now: float, lease_until: float, promote: bool
+        self,
+        conn: Any,
+        owner: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease_until: float,
+        promote: bool,
+        slots: int | None = None,
     ) -> list[ClaimedJob]:
         if promote:
             self._promote_due(conn, now)
         qsql, qparams = Q.queue_filter(queues)
+        if slots is not None:  # a job needing more cpu slots than the supervisor has left is not its
+            qsql += " AND cpus<=?"
+            qparams += (slots,)
         controls = conn.execute(Q.QUEUE_CONTROLS).fetchall()
-        paused = [name for name, _, is_paused in controls if is_paused]
-        caps = {name: cap for name, cap, is_paused in controls if cap is not None and not is_paused}
+        paused = [row[0] for row in controls if row[2]]
         if paused:
             qsql += f" AND queue NOT IN ({Q.marks(len(paused))})"
             qparams += tuple(paused)
-        if caps:
-            self._serialize_limited_claims(conn)
-            ids = self._pick_within_caps(conn, qsql, qparams, limit, now, caps)
-            if not ids:
+        pick: LimitedPick | None = None
+        if any(QueueControl.from_row(row).limited for row in controls):
+            pick = self._pick_limited(conn, queues, qsql, qparams, limit, now, Q.ANY_SLOTS if slots is None else slots)
+            if not pick.ids:
                 return []
-            picked = f"SELECT id FROM jobs WHERE id IN ({Q.marks(len(ids))})"
-            params: tuple[Any, ...] = tuple(ids)
+            picked = f"SELECT id FROM jobs WHERE id IN ({Q.marks(len(pick.ids))})"
+            params: tuple[Any, ...] = tuple(pick.ids)
         else:
-            picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue", "SELECT id", 1)
+            picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue, cpus", "SELECT id", 1)
             params = (now, *qparams, limit)
-        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, lease_until)).fetchall()
+        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
+        if pick is not None:
+            self._spend(conn, pick, [r[6] for r in rows], now)
         # Priority (descending), then due time and id: two sorts in C (a stable sort keeps the
         # second's ties in the first's order), not a Python key function per row.
         rows.sort(key=_DUE_AND_ID)
@@ -135,27 +148,8 @@ class Transitions:
                 first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
                 rest = args_json.strip()[1:-1].strip()
                 args_json = f"[{first},{rest}]" if rest else f"[{first}]"
-            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10]))
+            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10], r[11], r[12]))
         return claimed
-
-    def _pick_within_caps(
-        self, conn: Any, qsql: str, qparams: tuple[str, ...], limit: int, now: float, caps: dict[str, int]
-    ) -> list[int]:
-        held = dict(conn.execute(Q.HELD_BY_QUEUE.format(marks=Q.marks(len(caps))), tuple(caps)).fetchall())
-        room = {q: n - held.get(q, 0) for q, n in caps.items()}
-        full = [q for q, n in room.items() if n <= 0]
-        if full:
-            qsql += f" AND queue NOT IN ({Q.marks(len(full))})"
-            qparams += tuple(full)
-        rows = conn.execute(Q.PICK.format(queues=qsql, lock=self.claim_lock), (now, *qparams, limit)).fetchall()
-        ids = []
-        for job_id, queue in rows:
-            if queue in room:
-                if room[queue] <= 0:
-                    continue
-                room[queue] -= 1
-            ids.append(job_id)
-        return ids
 
     # -- claimed -> running ------------------------------------------------------------
     def _start(self, conn: Any, owner: str, starts: Sequence[JobStart]) -> list[int]:
@@ -209,7 +203,7 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at = row
+        max_attempts, backoff, backoff_max, cancel_requested, queue, started_at, run_at, crashes = row
         started_at = o.started_at or started_at
         finished_at = o.finished_at or now
         cancelled = o.kind == OutcomeKind.CANCELLED or bool(cancel_requested)
@@ -222,6 +216,9 @@ class Transitions:
         # the attempt's start beside its error: the job's timeline shows every attempt
         stored = dumps({**error.to_dict(), "started_at": iso(started_at)})
         conn.execute(Q.RECORD_ERROR, (o.job_id, o.attempts, stored, finished_at))
+        quarantine = self._count_crash(conn, o, crashes, error)
+        if quarantine is not None:
+            return self._end_held(conn, owner, o, queue, State.FAILED, quarantine, finished_at)
         if o.retriable and o.attempts < max_attempts:
             run_at = now + retry_delay_seconds(o.attempts, backoff, backoff_max)
             cur = conn.execute(Q.REQUEUE_HELD, (run_at, error.to_json(), o.worker, o.started_at, *fence))
@@ -237,7 +234,7 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), (o.job_id, owner, o.attempts)).fetchone()
         if row is None:
             return False
-        _, _, _, cancel_requested, queue, _, _ = row
+        _, _, _, cancel_requested, queue, _, _, _ = row
         if o.output:
             conn.execute(Q.STORE_OUTPUT, (o.job_id, o.output))
         if cancel_requested:
@@ -259,7 +256,7 @@ class Transitions:
         row = conn.execute(Q.FENCE.format(lock=self.row_lock), fence).fetchone()
         if row is None:
             return False
-        _, _, _, cancel_requested, queue, _, _ = row
+        _, _, _, cancel_requested, queue, _, _, _ = row
         if cancel_requested:
             return self._end_held(conn, owner, o, queue, State.CANCELLED, CANCELLED_BY_REQUEST, o.finished_at or now)
         row = conn.execute(Q.RELEASE, fence).fetchone()
@@ -377,8 +374,12 @@ class Transitions:
         return out
 
     # -- failed / cancelled -> queued -------------------------------------------------
-    def _retry(self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None) -> list[int]:
+    def _retry(
+        self, conn: Any, job_ids: Sequence[int] | None, now: float, queue: str | None, include_quarantined: bool = False
+    ) -> list[int]:
         where = "state IN ('failed','cancelled')" if job_ids is not None else "state='failed'"
+        if job_ids is None and not include_quarantined:
+            where += " AND quarantined=0"
         params: list[Any] = []
         if job_ids is not None:
             where += f" AND id IN ({Q.marks(len(job_ids))})"

@@ -27,6 +27,7 @@ from .capture import OutputCapture
 from .chunks import CHUNK_TARGET
 from .context import Reports
 from .handoff import SLOT_ATTEMPT, SLOT_JOB, SLOT_OUTPUT_AT, SLOT_SIZE, SLOT_STARTED, take
+from .memory import memory_cap, out_of_memory
 from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten, tasks_of
 from .osproc import die_with_parent, resident_mb, set_process_name, take_orders_from_supervisor_only
 from .steps import Suspend
@@ -77,15 +78,24 @@ def run_job(
                 fn = cache[task.target] = resolve_allowed(task.target, config.allowed_targets)
             else:
                 fn = cache[task.target] = resolve_target(task.target)
-        value = fn(*json.loads(task.args_json), **json.loads(task.kwargs_json))
-        if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
-            value = run_coroutine(value)
+        args, kwargs = json.loads(task.args_json), json.loads(task.kwargs_json)
+        if task.memory_mb is None:  # the common case pays no context manager
+            value = fn(*args, **kwargs)
+            if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
+                value = run_coroutine(value)
+        else:
+            with memory_cap(task.memory_mb):
+                value = fn(*args, **kwargs)
+                if inspect.iscoroutine(value):
+                    value = run_coroutine(value)
     except Suspend as suspend:
         if span is not None:
             span.end("suspended")
         return None, None, suspend
     except BaseException as exc:  # the job's failure, whatever it is, is the job's alone
         raised = JobError.from_exception(exc)
+        if isinstance(exc, MemoryError) and task.memory_mb:
+            raised = out_of_memory(task.memory_mb, raised)
         if span is not None:
             span.failed(exc)
             span.end("failed", raised.type)

@@ -27,6 +27,7 @@ class Task(NamedTuple):
     kwargs_json: str
     queue: str = ""
     trace: str | None = None  # the submitter's W3C trace context (JSON), when it was traced
+    memory_mb: int | None = None
 
 
 class Result(NamedTuple):
@@ -64,7 +65,9 @@ class Result(NamedTuple):
 
 def tasks_for(jobs: Iterable[ClaimedJob]) -> list[Task]:
     """The tasks of claimed jobs (built in C: a named tuple's own constructor is Python code)."""
-    return [tuple.__new__(Task, (j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.queue, j.trace)) for j in jobs]
+    return [
+        tuple.__new__(Task, (j.id, j.attempts, j.target, j.args_json, j.kwargs_json, j.queue, j.trace, j.memory_mb)) for j in jobs
+    ]
 
 
 def task_rows(tasks: list[Task]) -> list[tuple[Any, ...]]:
