@@ -9,22 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import JobNotFound, ValidationError
 from ..core.models import dumps
-from ..core.steps import MAX_EVENT_KEY, MAX_STEP_NAME, StepRecord
+from ..core.steps import MAX_STEP_NAME, StepRecord, check_event_key
 from .handles import _job_id
 
 if TYPE_CHECKING:
     from ..core.config import Settings
     from ..core.local import Poker
     from ..store import Store
-
-
-def check_event_key(key: Any) -> str:
-    """The key, or :class:`ValidationError` naming ``key``."""
-    if not isinstance(key, str) or not key:
-        raise ValidationError("key", f"an event key must be a non-empty string, not {key!r}")
-    if len(key) > MAX_EVENT_KEY:
-        raise ValidationError("key", f"an event key is at most {MAX_EVENT_KEY} characters (got {len(key)})")
-    return key
 
 
 def encode_payload(payload: Any, max_payload_bytes: int) -> str:

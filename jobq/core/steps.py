@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .errors import ValidationError
 from .models import iso
 
 #: the longest event key, in characters
@@ -84,3 +85,13 @@ class WaitState(StrEnum):
     RECEIVED = "received"
     TIMED_OUT = "timed_out"
     WAITING = "waiting"
+
+
+def check_event_key(key: Any) -> str:
+    """The key, or :class:`ValidationError` naming ``key`` (a non-empty string of at most
+    MAX_EVENT_KEY characters)."""
+    if not isinstance(key, str) or not key:
+        raise ValidationError("key", f"an event key must be a non-empty string, not {key!r}")
+    if len(key) > MAX_EVENT_KEY:
+        raise ValidationError("key", f"an event key is at most {MAX_EVENT_KEY} characters (got {len(key)})")
+    return key

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ..core.errors import EventTimeout, JobqError, StepMismatch, StepNotSerializable, ValidationError
 from ..core.models import dumps, retry_delay_seconds
-from ..core.steps import MAX_EVENT_KEY, MAX_STEP_NAME, StepKind, StepRecord, StepState, WaitState
+from ..core.steps import MAX_STEP_NAME, StepKind, StepRecord, StepState, WaitState, check_event_key
 from ..store.steps_base import StepsContract
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,14 +153,6 @@ def _check_name(name: Any) -> str:
     if len(name) > MAX_STEP_NAME:
         raise ValidationError("name", f"a step name is at most {MAX_STEP_NAME} characters")
     return name
-
-
-def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise ValidationError("key", f"an event key must be a non-empty string, not {key!r}")
-    if len(key) > MAX_EVENT_KEY:
-        raise ValidationError("key", f"an event key is at most {MAX_EVENT_KEY} characters (got {len(key)})")
-    return key
 
 
 def _encode(name: str, value: Any) -> str:
@@ -332,7 +324,7 @@ def wait_for(key: str, timeout: float | None = None) -> Any:
     payload. The attempt ends and frees its worker while the job waits ``scheduled``; an
     event sent before the wait is kept for it. Raises :class:`jobq.EventTimeout` when no
     event came within ``timeout`` seconds (None: wait for ever)."""
-    key = _check_key(key)
+    key = check_event_key(key)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):
         raise ValidationError("timeout", f"must be a number of seconds >= 0, not {timeout!r}")
     run = _run
