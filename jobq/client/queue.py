@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from ..core.spec import JobSpec
 
 
+#: jobq.core.spec.validate_spec once the first submit has imported it (pydantic)
+_SPEC: dict[str, Callable[[dict[str, Any], int], JobSpec]] = {}
+
+
 class Queue(QueueAdmin):
     """A handle on one jobq database: submit, inspect and manage jobs.
 
@@ -86,10 +90,13 @@ class Queue(QueueAdmin):
         return ids
 
     def _validate(self, data: dict[str, Any]) -> JobSpec:
-        from ..core.spec import validate_spec  # pydantic, on the first submit: reads need none of it
+        validate = _SPEC.get("validate")
+        if validate is None:  # pydantic, on the first submit: reads need none of it
+            from ..core.spec import validate_spec
 
+            validate = _SPEC["validate"] = validate_spec
         check = data.pop("_check", False)
-        spec = validate_spec(data, self.settings.max_payload_bytes)
+        spec = validate(data, self.settings.max_payload_bytes)
         if self.settings.allowed_targets:
             from ..core.allow import check_allowed
 
@@ -100,13 +107,16 @@ class Queue(QueueAdmin):
         return spec
 
     def _insert(self, specs: list[JobSpec], group: bool = False, conn: Any = None) -> tuple[list[Job], str | None]:
-        with tracing.submit_span(specs[0].target, specs[0].queue) if specs else nullcontext() as span:
-            if span is not None:
-                for spec in specs:
-                    spec.trace = span.carrier
+        if not tracing.enabled():  # the common case pays no context manager
             submitted, group_id = self.store.submit(specs, time.time(), group=group, conn=conn)
-            if span is not None:
-                span.submitted([s.id for s in submitted], group_id)
+        else:
+            with tracing.submit_span(specs[0].target, specs[0].queue) if specs else nullcontext() as span:
+                if span is not None:
+                    for spec in specs:
+                        spec.trace = span.carrier
+                submitted, group_id = self.store.submit(specs, time.time(), group=group, conn=conn)
+                if span is not None:
+                    span.submitted([s.id for s in submitted], group_id)
         self._submitted(conn)
         return [Job(self, s.id, existing=s.existing) for s in submitted], group_id
 
