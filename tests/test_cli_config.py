@@ -1,8 +1,10 @@
-"""Configuration errors name the file and the key (one line, exit 2). Real subprocesses, real
-files."""
+"""Configuration errors name the file and the key (one line, exit 2), and ``jobq --version``
+reports the backend of ``--db`` / ``--config`` whatever the order of the options. Real
+subprocesses, real files."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,8 @@ import jobq
 from tests.conftest import _env
 
 pytestmark = pytest.mark.timeout(60)
+
+PG = "postgresql://nobody@127.0.0.1:9/none"  # never contacted: --version does not connect
 
 
 def jobq_cmd(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,3 +86,32 @@ def test_a_value_from_the_environment_is_not_blamed_on_the_file(tmp_path: Path) 
     # ... and a good value from the environment hides the file's bad one.
     config.write_text("concurrency = 0\n")
     assert jobq.load_settings(config, environ={"JOBQ_CONCURRENCY": "3"}).concurrency == 3
+
+
+# -- jobq --version, either order ------------------------------------------------------------
+def version(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = jobq_cmd(cwd, *args, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return proc.stdout.strip()
+
+
+def test_version_reports_the_backend_of_db_whatever_the_order(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    jobq.Queue(str(db)).submit("tests.tasks:add", (1, 2))  # a real SQLite file of jobq's
+    before = db.stat().st_mtime_ns, db.stat().st_size
+    sqlite_line = f"jobq {jobq.__version__}, backend sqlite (SQLite {sqlite3.sqlite_version})"
+    pg_line = f"jobq {jobq.__version__}, backend postgresql"
+    pg_config = tmp_path / "pg.toml"
+    pg_config.write_text(f'db = "{PG}"\n')
+    # The default would be PostgreSQL (from the environment, or from the config file): --db wins.
+    for env, extra in (({"JOBQ_DB": PG}, ()), ({}, ("--config", str(pg_config)))):
+        assert version(tmp_path, "--version", "--db", str(db), *extra, env=env) == sqlite_line
+        assert version(tmp_path, "--db", str(db), "--version", *extra, env=env) == sqlite_line
+        assert version(tmp_path, *extra, "--version", "--db", str(db), env=env) == sqlite_line
+    # The default is SQLite: --db (or the config file's db) names PostgreSQL.
+    assert version(tmp_path, "--version", "--db", PG) == pg_line
+    assert version(tmp_path, "--db", PG, "--version") == pg_line
+    assert version(tmp_path, "--version", "--config", str(pg_config)) == pg_line
+    assert version(tmp_path, "--config", str(pg_config), "--version") == pg_line
+    assert (db.stat().st_mtime_ns, db.stat().st_size) == before  # --version did not open it
+    assert jobq.Queue(str(db)).store.count_jobs() == 1
