@@ -18,7 +18,9 @@ server, its rows are skipped with the reason.
 
 Figures are medians of ``--repeat`` runs (the runs of the peers are interleaved with jobq's,
 so a change in the machine's load hits everyone). Drain times run from the start of the
-supervisor (pool, consumer, workers) to the last result stored.
+supervisor (pool, consumer, workers) to the last result stored. Each peer's run is a process of
+its own (scripts/bench_limit.py): one still running after ``--step-timeout`` seconds is ended,
+every process it started with it, and reported as an error while the others still run.
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
     measure_latency,
     render,
     say,
-    stepper,
     stop_on_sigterm,
 )
+from bench_limit import stepper  # noqa: E402 - each peer's run in a process of its own, under a time limit
 
 import jobq  # noqa: E402
 
@@ -149,7 +151,7 @@ def _throughput_run(
     rep: Report, s: Sizes, workers: int, d: Path, r: int, sections: set[str], huey_reason: str | None, rq_reason: str | None
 ) -> dict[str, float]:
     fig: dict[str, float] = {}
-    peer = stepper(rep, r, s.repeat)
+    peer = stepper(rep, r, s, fig)
 
     if "drain" in sections:
         db = str(d / "drain.db")
@@ -480,6 +482,7 @@ def against(opts: argparse.Namespace) -> int:
     forward += ["--quick"] if opts.quick else []
     forward += ["-n", str(opts.jobs)] if opts.jobs else []
     forward += ["--scale-jobs", str(opts.scale_jobs)] if opts.scale_jobs else []
+    forward += ["--step-timeout", str(opts.step_timeout)] if opts.step_timeout else []
     forward += ["--tmp", opts.tmp] if opts.tmp else []
 
     def render_head(rep: Report) -> str:
@@ -504,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres", default=bench_pg.PG_DEFAULT, help=f"PostgreSQL URL for the postgres rows (default {bench_pg.PG_DEFAULT})"
     )
     parser.add_argument("--no-peers", action="store_true", help="measure jobq's own rows only")
+    parser.add_argument("--step-timeout", type=float, help="seconds a peer's run may take (default 900; 60 with --quick)")
     parser.add_argument(
         "--against",
         metavar="REV",
@@ -523,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, peers=False)
     if opts.scale_jobs:
         sizes = replace(sizes, scale_jobs=opts.scale_jobs)
+    if opts.step_timeout:
+        sizes = replace(sizes, step_seconds=opts.step_timeout)
     sections = set(opts.only.split(",")) if opts.only else set(SECTIONS)
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")

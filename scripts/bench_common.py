@@ -58,10 +58,11 @@ class Sizes:
     pg_peer: int  # jobs drained by procrastinate and Celery (bench_pg.py)
     map_items: int  # items of a map (bench_pool.py)
     peers: bool = True  # False: jobq's own rows only (the REV side of ``--against``)
+    step_seconds: float = 900.0  # time limit of each step (a peer's run): bench_limit.py
 
 
 FULL = Sizes(20_000, 200, 5000, 20000, 500, 3.0, 1_000_000, 2000, 1000, 200, 3, 10_000, 200_000, 3, 5000, 200_000)
-QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, 200, 5000)
+QUICK = Sizes(500, 20, 300, 2000, 50, 1.0, 20_000, 500, 200, 50, 1, 1000, 5000, 1, 200, 5000, step_seconds=60.0)
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -92,21 +93,6 @@ def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 def _percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
-
-
-def stepper(rep: Report, r: int, repeat: int) -> Callable[[str, str, Callable[[], None]], None]:
-    """``step(key, what, fn)`` for run ``r``: says what runs, and a broken peer is reported under
-    ``key`` in ``rep.errors`` while the others still run."""
-
-    def step(key: str, what: str, fn: Callable[[], None]) -> None:
-        say(f"  run {r + 1}/{repeat}: {what}")
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, the others still run
-            rep.errors[key] = f"{type(exc).__name__}: {exc}"
-            say(f"  {what} FAILED: {rep.errors[key]}")
-
-    return step
 
 
 def redis_unreachable() -> str | None:

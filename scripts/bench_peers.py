@@ -239,8 +239,11 @@ def rq_run(n: int, workers: int, timeout: float = 600) -> tuple[float, float]:
                 raise RuntimeError(f"RQ finished {done}/{n} jobs, {failed} failed")
             time.sleep(0.005)
         drain = time.perf_counter() - t0
+        # Burst workers leave on their own within moments; one stuck in its teardown (joining its
+        # pubsub thread, which can wait forever) is ended below, after 5 s in all.
+        deadline = time.monotonic() + 5
         for p in procs:
-            p.join(30)
+            p.join(max(0.0, deadline - time.monotonic()))
     finally:
         with shielded():
             for p in procs:

@@ -26,6 +26,7 @@ import bench_common as common
 import bench_pgqueuer
 import bench_tasks
 from bench_common import INSTALL_HINT, Check, Report, Sizes
+from bench_limit import stepper
 
 import jobq
 
@@ -305,7 +306,7 @@ def _pg_run(
     rep: Report, s: Sizes, workers: int, base: str, r: int, celery_ok: list[str], procrastinate_ok: bool
 ) -> dict[str, float]:
     fig: dict[str, float] = {}
-    step = common.stepper(rep, r, s.repeat)
+    step = stepper(rep, r, s, fig)
 
     def jobq_drain() -> None:
         with jobq_schema(base) as url:

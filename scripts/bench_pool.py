@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bench_tasks
-from bench_common import FORK, Check, Report, Sizes, _median_of, say, stepper
+from bench_common import FORK, Check, Report, Sizes, _median_of, say
+from bench_limit import stepper
 
 import jobq
 
@@ -77,7 +78,7 @@ def jobq_pool_map(db: str, n: int, workers: int) -> tuple[float, float]:
 def _pool_run(rep: Report, s: Sizes, workers: int, d: Path, r: int, n: int) -> dict[str, float]:
     """One run of each map (a peer's or a jobq row's failure is reported, the others still run)."""
     fig: dict[str, float] = {}
-    step = stepper(rep, r, s.repeat)
+    step = stepper(rep, r, s, fig)
 
     def measure(key: str, fn: Callable[[], tuple[float, float]]) -> None:
         cold, warm = fn()

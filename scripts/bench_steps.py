@@ -14,6 +14,7 @@ against DBOS Transact on SQLite, in the same run.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,20 +51,28 @@ def _jobq(tmp: Path, tag: str, runs: int, long: int) -> tuple[float, float, list
     return long_run, plain, short
 
 
-def _dbos(tmp: Path, tag: str, runs: int, long: int) -> tuple[float, list[float]] | str:
+def _dbos(tmp: Path, tag: str, runs: int, long: int, limit: float) -> tuple[float, list[float]] | str:
+    """DBOS's (seconds of the ``long``-step workflow, of each 10-step one), or why it is skipped;
+    its process (and its group) is ended after ``limit`` seconds."""
     try:
         import dbos  # noqa: F401
     except ImportError:
         return "dbos is not installed (pip install -e '.[bench]')"
-    out = subprocess.run(
-        [sys.executable, str(common.SCRIPTS / "bench_steps_dbos.py"), str(tmp / f"dbos-{tag}.sqlite"), str(long), str(runs)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"DBOS run failed: {out.stderr.strip()[-500:]}")
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+    args = [str(common.SCRIPTS / "bench_steps_dbos.py"), str(tmp / f"dbos-{tag}.sqlite"), str(long), str(runs)]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen([sys.executable, *args], stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit)
+    except BaseException as exc:  # out of time, or the benchmark is stopping
+        with common.shielded():
+            common._signal(proc.pid, signal.SIGKILL, group=True)  # not waited for yet: its pid is its own
+            proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise TimeoutError(f"timed out after {limit:g} s") from None
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"DBOS run failed: {stderr.strip()[-500:]}")
+    data = json.loads(stdout.strip().splitlines()[-1])
     return float(data["long"]), [float(x) for x in data["short"]]
 
 
@@ -80,7 +89,12 @@ def section_steps(rep: Report, s: Sizes, tmp: Path) -> None:
         with durability("full"):  # every step's commit synced to disk, as DBOS's SQLite commits may be
             per_step.setdefault("jobq_full", []).append(_jobq(tmp, f"{r}-full", 1, n_steps)[0] / n_steps)
         say(f"  run {r + 1}/{s.repeat}: DBOS on SQLite, the same workflows")
-        got = _dbos(tmp, str(r), runs, n_steps)
+        try:
+            got = _dbos(tmp, str(r), runs, n_steps, s.step_seconds)
+        except Exception as exc:  # noqa: BLE001 - a broken or hung peer is reported, jobq's rows still are
+            rep.errors["steps.dbos"] = f"{type(exc).__name__}: {exc}"
+            say(f"  DBOS FAILED: {rep.errors['steps.dbos']}")
+            continue
         if isinstance(got, str):
             rep.skipped["steps.dbos"] = got
             continue

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,100 @@ def test_against_removes_its_worktree_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert str(tmp_path) not in _worktrees(), log.read_text()[-3000:]
     assert not list(tmp_path.glob("jobq-against-*")), "the temporary checkout was left behind"
+
+
+# -- a peer that hangs (scripts/bench_limit.py) ---------------------------------------------------
+def _bench_limit() -> Any:
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import bench_limit
+
+    return bench_limit
+
+
+def _started(pid: int) -> str:
+    """The start time of ``pid`` (field 22 of /proc/PID/stat): with the pid, names one process."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[19]
+
+
+def _ended(pid: int, started: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    return fields[0] in ("Z", "X") or fields[19] != started  # a zombie, or the pid is another's now
+
+
+def _note(folder: Path, name: str) -> None:
+    (folder / f"{name}.pid").write_text(f"{os.getpid()} {_started(os.getpid())}")
+
+
+def _stubborn_consumer(folder: Path, depth: int) -> None:
+    """As a Huey consumer may under load: a session of its own, SIGTERM ignored, a worker under it."""
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if depth:
+        import multiprocessing
+
+        multiprocessing.get_context("fork").Process(target=_stubborn_consumer, args=(folder, depth - 1)).start()
+    _note(folder, f"consumer{depth}")
+    while True:
+        time.sleep(1)
+
+
+def _hung_peer(folder: Path) -> None:
+    """Starts a stubborn consumer, then never returns and ignores SIGTERM itself."""
+    import multiprocessing
+
+    multiprocessing.get_context("fork").Process(target=_stubborn_consumer, args=(folder, 1)).start()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _note(folder, "step")
+    while True:
+        time.sleep(1)
+
+
+def _hung_peer_that_unwinds(folder: Path, fig: dict[str, float]) -> None:
+    fig["unwinds.first_half"] = 2.0  # measured before it hung: kept, as when a peer fails half way
+    try:
+        _note(folder, "unwinding-step")
+        while True:
+            time.sleep(1)
+    finally:  # as RQ's and the PostgreSQL peers' cleanups: run on the SIGTERM of the time limit
+        (folder / "cleaned-up").write_text("yes")
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_peer_is_reported_and_every_process_it_started_is_ended(tmp_path: Path) -> None:
+    bench_limit = _bench_limit()
+    from bench_common import QUICK, Report
+
+    rep, fig = Report(), {"before": 1.0}
+    step = bench_limit.stepper(rep, 0, replace(QUICK, repeat=1, step_seconds=3.0), fig, grace=1.0)
+
+    def broken() -> None:
+        fig["broken.partial"] = 3.0
+        raise RuntimeError("boom")
+
+    t0 = time.monotonic()
+    step("hung", "a peer that hangs and ignores SIGTERM", lambda: _hung_peer(tmp_path))
+    step("unwinds", "a peer that hangs until its SIGTERM", lambda: _hung_peer_that_unwinds(tmp_path, fig))
+    step("works", "a peer that works", lambda: fig.update({"works.figure": 42.0}))
+    step("broken", "a peer that fails", broken)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 30, elapsed  # 3 s each for the hung two, 1 s of grace for the first: not minutes
+
+    # Reported under their keys, the others' figures (and the broken one's so far) kept, as before.
+    assert rep.errors == {"hung": "timed out after 3 s", "unwinds": "timed out after 3 s", "broken": "RuntimeError: boom"}
+    assert fig == {"before": 1.0, "unwinds.first_half": 2.0, "works.figure": 42.0, "broken.partial": 3.0}
+    assert (tmp_path / "cleaned-up").read_text() == "yes"  # the SIGTERM unwound the step first
+
+    # Every process of the hung steps is gone: the steps, the consumer in its own session, its worker.
+    notes = {p.stem: p.read_text().split() for p in tmp_path.glob("*.pid")}
+    assert set(notes) == {"step", "consumer1", "consumer0", "unwinding-step"}, notes
+    deadline = time.monotonic() + 15  # orphans are reaped by init: poll, with a deadline
+    while left := [name for name, (pid, started) in notes.items() if not _ended(int(pid), started)]:
+        assert time.monotonic() < deadline, f"still running: {left}"
+        time.sleep(0.05)

@@ -140,8 +140,11 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     type=click.Path(dir_okay=False),
     help="TOML configuration file (env JOBQ_CONFIG, else ./jobq.toml when present).",
 )
-# not package metadata: reading it costs start-up time
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show version and backend.")
+# Not eager: click processes eager options in command-line order, so an eager --version put
+# before --db or --config would not see them. --db and --config are eager, so they are always
+# processed first and --version reports their backend, whatever the order. Not package metadata
+# either: reading it costs start-up time.
+@click.option("--version", is_flag=True, expose_value=False, callback=_version, help="Show version and backend.")
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     """jobq: a durable job queue on one SQLite file."""

@@ -59,6 +59,14 @@ def _allowed(value: Any) -> list[str] | None:
     return parse_allowed(value) or None
 
 
+class _KeyError(ValueError):
+    """A check of the whole record that is about one key (``key``): the error names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _rate(value: Any) -> Any:
     from .errors import ValidationError
     from .limits import parse_rate
@@ -149,10 +157,10 @@ class Settings:
     def __post_init__(self) -> None:
         for name in self.queues:
             if not isinstance(name, str) or not re.match(QUEUE_NAME_PATTERN, name):
-                raise ValueError(f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
+                raise _KeyError("queues", f"bad queue name {name!r}: 1-64 of letters, digits, _ . -")
         names = [s.name for s in self.schedules]
         if len(names) != len(set(names)):
-            raise ValueError("schedule names must be unique")
+            raise _KeyError("schedules", "schedule names must be unique")
         if self.allowed_targets:
             from .allow import check_allowed
 
@@ -160,7 +168,7 @@ class Settings:
                 try:
                     check_allowed(s.target, self.allowed_targets)
                 except TargetNotAllowed as exc:
-                    raise ValueError(f"schedule {s.name!r}: {exc.message}") from None
+                    raise _KeyError("schedules", f"schedule {s.name!r}: {exc.message}") from None
 
     def queue_settings(self, queue: str) -> QueueSettings:
         """The per-queue settings of ``queue`` (empty when none are configured)."""
@@ -199,10 +207,16 @@ def _adapter(cls: type) -> Any:
     return adapter
 
 
-def validate(cls: type, data: dict[str, Any], prefix: str = "", whole: str = "") -> Any:
+# pydantic's words for a value of the wrong shape, in the file's own (TOML) terms
+_TOML_SHAPES = {"dict_type": "expected a table", "dataclass_type": "expected a table", "list_type": "expected an array"}
+
+
+def validate(cls: type, data: dict[str, Any], prefix: str = "", whole: str = "", sources: dict[str, str] | None = None) -> Any:
     """``cls`` (a settings dataclass) built from ``data`` by pydantic. Raises
     :class:`ConfigError` naming the first bad key (after ``prefix``; ``whole`` when the
-    error is about the whole record)."""
+    error is about the whole record). ``sources`` maps a top-level key to the file it was
+    read from: an error under such a key names that file, as ``FILE: unknown key 'KEY'`` or
+    ``FILE: key 'KEY': MESSAGE``."""
     import pydantic
 
     try:
@@ -210,10 +224,19 @@ def validate(cls: type, data: dict[str, Any], prefix: str = "", whole: str = "")
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        name = name or getattr(err.get("ctx", {}).get("error"), "key", "")  # a _KeyError of __post_init__
         message = err.get("msg", "invalid value").removeprefix("Value error, ")
-        if message == "Unexpected keyword argument":
+        unknown = err.get("type") == "unexpected_keyword_argument"
+        if unknown:
             message = "unknown setting"
-        raise ConfigError((prefix + name) if name else (whole or prefix.rstrip(".")), message) from None
+        field = (prefix + name) if name else (whole or prefix.rstrip("."))
+        source = (sources or {}).get(field.split(".", 1)[0])
+        if source is None:
+            raise ConfigError(field, message) from None
+        if unknown:
+            raise ConfigError(field, f"unknown key {field!r}", source) from None
+        message = _TOML_SHAPES.get(err.get("type", ""), message)
+        raise ConfigError(field, f"key {field!r}: {message}", source) from None
 
 
 def load_settings(
@@ -224,10 +247,12 @@ def load_settings(
     """Build the settings: ``overrides`` (flags) > ``JOBQ_*`` > TOML file > defaults.
 
     The file is ``config_file``, else ``$JOBQ_CONFIG``, else ``./jobq.toml`` when present.
-    Raises :class:`ConfigError` naming the bad key.
+    Raises :class:`ConfigError` naming the bad key, and the file when the key was read from one
+    (``jobq.toml: unknown key 'x'``).
     """
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # key -> the file it was read from (an error names both)
     path = config_file or env.get("JOBQ_CONFIG")
     if path is None and Path("jobq.toml").is_file():
         path = "jobq.toml"
@@ -238,18 +263,21 @@ def load_settings(
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)
         except FileNotFoundError:
-            raise ConfigError("config", f"no such file: {path}") from None
+            raise ConfigError("config", "no such file", os.fspath(path)) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError("config", f"{path}: not valid TOML: {exc}") from None
+            raise ConfigError("config", f"not valid TOML: {exc}", os.fspath(path)) from None
         except OSError as exc:
-            raise ConfigError("config", f"{path}: {exc.strerror or exc}") from None
+            raise ConfigError("config", f"{exc.strerror or exc}", os.fspath(path)) from None
+        sources = dict.fromkeys(data, os.fspath(path))
     for name in _SCALAR_FIELDS:
         value = env.get(f"JOBQ_{name.upper()}")
         if value not in (None, ""):
             data[name] = value
+            sources.pop(name, None)
     for name, value in (overrides or {}).items():
         if value is not None:
             data[name] = value
+            sources.pop(name, None)
     if not data.keys() - {"db"} and isinstance(data.get("db", ""), str):
         return Settings(**data)  # the defaults and a path: nothing to validate
-    return validate(Settings, data)
+    return validate(Settings, data, sources=sources)

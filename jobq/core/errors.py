@@ -17,7 +17,15 @@ class ValidationError(JobqError, ValueError):
 
 
 class ConfigError(ValidationError):
-    """A configuration value (file, environment or flag) is invalid."""
+    """A configuration value (file, environment or flag) is invalid. ``source`` is the file the
+    bad key was read from (None: the environment, a flag or the API); with one, the error reads
+    ``FILE: MESSAGE`` and ``message`` names the key itself."""
+
+    def __init__(self, field: str, message: str, source: str | None = None) -> None:
+        super().__init__(field, message)
+        self.source = source
+        if source is not None:
+            self.args = (f"{source}: {message}",)
 
 
 class TargetNotAllowed(ValidationError):
