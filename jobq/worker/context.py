@@ -71,6 +71,11 @@ class _ProgressFlusher:
 _flusher = _ProgressFlusher()
 
 
+# One lock for the progress of this worker's jobs (it runs one at a time): a lock per job
+# would be made for every job, most of which never report progress.
+_PROGRESS_LOCK = threading.Lock()
+
+
 class CurrentJob:
     """The job running in this worker process (see :func:`jobq.current_job`)."""
 
@@ -84,7 +89,6 @@ class CurrentJob:
         self._reports = reports
         self._last_sent = 0.0
         self._pending: tuple[float, str] | None = None
-        self._lock = threading.Lock()
         self._scheduled = False  # handed to the flusher once: close() must take it back
 
     def set_progress(self, fraction: float, message: str = "") -> None:
@@ -92,7 +96,7 @@ class CurrentJob:
         fraction = float(fraction)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("fraction must be between 0 and 1")
-        with self._lock:
+        with _PROGRESS_LOCK:
             self._pending = (fraction, str(message).replace("\x00", "")[:500])
             due = self._last_sent + self.PROGRESS_INTERVAL_SECONDS
             if due > time.monotonic():
@@ -104,7 +108,7 @@ class CurrentJob:
 
     def flush_progress(self) -> None:
         """Send the latest progress now, if any is pending."""
-        with self._lock:
+        with _PROGRESS_LOCK:
             pending, self._pending = self._pending, None
             if pending is None or self._reports is None:
                 return

@@ -18,7 +18,6 @@ import functools
 import inspect
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -87,7 +86,7 @@ class _Run:
         self.job_id = job_id
         self.attempt = attempt
         self.seq = 0
-        self.calls: Counter[str] = Counter()
+        self.calls: dict[str, int] = {}
         self.replayed = 0
         self._records: dict[int, StepRecord] | None = None
 
@@ -106,8 +105,8 @@ class _Run:
     def advance(self, name: str) -> tuple[int, int]:
         seq = self.seq
         self.seq += 1
-        self.calls[name] += 1
-        return seq, self.calls[name]
+        calls = self.calls[name] = self.calls.get(name, 0) + 1
+        return seq, calls
 
     def check(self, record: StepRecord | None, name: str, kind: StepKind, key: str | None = None) -> StepRecord | None:
         """The record of this position for step ``name``, or a :class:`StepMismatch`."""
@@ -131,20 +130,30 @@ class _Run:
 
 
 _run: _Run | None = None
+#: (job id, attempt) of the attempt running in this worker; its _Run is made by its first step
+_attempt: tuple[int, int] | None = None
 
 
 def begin(job_id: int, attempt: int) -> None:
-    """A job's attempt starts in this worker."""
-    global _run
-    _run = _Run(job_id, attempt)
+    """A job's attempt starts in this worker (nothing is built until it takes a step)."""
+    global _run, _attempt
+    _run, _attempt = None, (job_id, attempt)
 
 
 def end() -> None:
     """The attempt ended: book the steps it replayed (when no later record carried them)."""
-    global _run
-    run, _run = _run, None
+    global _run, _attempt
+    run, _run, _attempt = _run, None, None
     if run is not None:
         run.end()
+
+
+def _current_run() -> _Run | None:
+    """The steps of the attempt running now (None outside a job)."""
+    global _run
+    if _run is None and _attempt is not None:
+        _run = _Run(*_attempt)
+    return _run
 
 
 def _check_name(name: Any) -> str:
@@ -167,7 +176,7 @@ def _encode(name: str, value: Any) -> str:
 
 def _replay_or_start(name: str) -> tuple[_Run | None, Any, bool]:
     """(run, stored value, replayed): the run is None outside a job (the step just runs)."""
-    run = _run
+    run = _current_run()
     if run is None:
         return None, None, False
     record = run.check(run.recorded(), name, StepKind.STEP)
@@ -297,7 +306,7 @@ def sleep(seconds: float | None = None, *, until: datetime | None = None) -> Non
     and runs again at the wake time, replaying its steps up to here. 0 or a time in the
     past returns at once. Outside a job, a plain ``time.sleep``. (A naive ``until`` is UTC.)"""
     wake = _wake_time(seconds, until)
-    run = _run
+    run = _current_run()
     if run is None:
         time.sleep(max(0.0, wake - time.time()))
         return
@@ -327,7 +336,7 @@ def wait_for(key: str, timeout: float | None = None) -> Any:
     key = check_event_key(key)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):
         raise ValidationError("timeout", f"must be a number of seconds >= 0, not {timeout!r}")
-    run = _run
+    run = _current_run()
     if run is None:
         raise JobqError("jobq.wait_for runs inside a jobq job")
     record = run.check(run.recorded(), WAIT_NAME, StepKind.WAIT, key)
@@ -358,7 +367,7 @@ def wait_for(key: str, timeout: float | None = None) -> Any:
 
 async def asleep(seconds: float | None = None, *, until: datetime | None = None) -> None:
     """:func:`sleep` in an ``async def`` job (outside a job, an ``asyncio.sleep``)."""
-    if _run is None:
+    if _attempt is None:
         await asyncio.sleep(max(0.0, _wake_time(seconds, until) - time.time()))
         return
     sleep(seconds, until=until)
