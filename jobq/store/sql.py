@@ -32,6 +32,7 @@ from .batches import STREAM_CHUNK_BYTES as STREAM_CHUNK_BYTES
 from .batches import STREAM_CHUNK_SECONDS as STREAM_CHUNK_SECONDS
 from .batches import encoded_batches
 from .invariants import Violation, violations
+from .rows import claimed_jobs, success_statements
 from .sql_admin import SQLAdmin
 from .sql_dashboard import SQLDashboard
 from .sql_steps import SQLSteps
@@ -311,7 +312,8 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         queued_due, scheduled_due = self._due(queues, now, slots)
         if not queued_due and not scheduled_due:
             return []
-        return self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
+        rows = self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
+        return claimed_jobs(rows) if rows else []
 
     def start(self, owner: str, starts: Sequence[JobStart]) -> list[int]:
         if not starts:
@@ -326,10 +328,11 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         others = [o for o in outcomes if not (o.kind is ok or o.kind == ok)] if len(succeeded) < len(outcomes) else []
 
         figures = self._take_figures(time.monotonic())  # the dashboard's, booked by earlier finishes
+        statements = success_statements(owner, succeeded, now)
 
         def write(conn: Any) -> list[int]:
             self._begin_observing()  # again on a retried attempt: nothing is booked twice
-            rejected = self._succeed(conn, owner, succeeded, now) if succeeded else []
+            rejected = self._succeed(conn, owner, succeeded, now, statements) if succeeded else []
             rejected += [o.job_id for o in others if not self._fail_or_retry(conn, owner, o, now)]
             self._write_figures(conn, figures)
             self._notify(conn, "finished")

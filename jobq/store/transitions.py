@@ -29,7 +29,6 @@ from typing import Any
 from ..core.models import (
     CANCELLED_BY_REQUEST,
     MAX_LOST_ATTEMPTS,
-    ClaimedJob,
     JobError,
     Outcome,
     OutcomeKind,
@@ -42,13 +41,13 @@ from . import queries as Q
 from . import queries_steps as S
 from .base import JobStart
 from .flow import FlowControl, LimitedPick, QueueControl
+from .rows import success_statements
 
 #: (queue, old state, new state) -> how many jobs made that move in one transaction
 Moves = Counter[tuple[str, str, str]]
 # The states of the hot moves as plain text: an enum's ``.value`` is a descriptor call.
 _QUEUED, _RUNNING, _SUCCEEDED = State.QUEUED.value, State.RUNNING.value, State.SUCCEEDED.value
 _QUEUE_OF_CLAIMED = operator.itemgetter(6)  # the queue column of a CLAIM row
-_PRIORITY, _DUE_AND_ID = operator.itemgetter(8), operator.itemgetter(9, 0)  # its priority; run_at and id
 
 
 class Transitions(FlowControl):
@@ -109,7 +108,9 @@ class Transitions(FlowControl):
         lease_until: float,
         promote: bool,
         slots: int | None = None,
-    ) -> list[ClaimedJob]:
+    ) -> list[tuple[Any, ...]]:
+        """queued -> claimed: the claimed rows (see :data:`Q.CLAIM`), made into jobs by
+        :func:`claimed_jobs` after the commit."""
         if promote:
             self._promote_due(conn, now)
         qsql, qparams = Q.queue_filter(queues)
@@ -134,22 +135,15 @@ class Transitions(FlowControl):
         rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
         if pick is not None:
             self._spend(conn, pick, [r[6] for r in rows], now)
-        # Priority (descending), then due time and id: two sorts in C (a stable sort keeps the
-        # second's ties in the first's order), not a Python key function per row.
-        rows.sort(key=_DUE_AND_ID)
-        rows.sort(key=_PRIORITY, reverse=True)
         by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
         self._count_moves(conn, Counter({(q, _QUEUED, _RUNNING): n for q, n in by_queue.items()}))
-        claimed = []
-        for r in rows:
-            args_json = r[2]
+        for i, r in enumerate(rows):
             if r[7]:  # pass_results: the dependencies' results come first
                 results = conn.execute(Q.DEPENDENCY_RESULTS, (r[0],)).fetchall()
                 first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
-                rest = args_json.strip()[1:-1].strip()
-                args_json = f"[{first},{rest}]" if rest else f"[{first}]"
-            claimed.append(ClaimedJob(r[0], r[1], args_json, r[3], r[4], r[5], r[6], r[10], r[11], r[12]))
-        return claimed
+                rest = r[2].strip()[1:-1].strip()
+                rows[i] = (*r[:2], f"[{first},{rest}]" if rest else f"[{first}]", *r[3:])
+        return rows
 
     # -- claimed -> running ------------------------------------------------------------
     def _start(self, conn: Any, owner: str, starts: Sequence[JobStart]) -> list[int]:
@@ -163,17 +157,24 @@ class Transitions(FlowControl):
         return started
 
     # -- held -> succeeded --------------------------------------------------------------
-    def _succeed(self, conn: Any, owner: str, outcomes: Sequence[Outcome], now: float) -> list[int]:
-        """Fenced successes, a few fixed statement sizes at a time; returns the rejected ids."""
+    def _succeed(
+        self,
+        conn: Any,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        now: float,
+        statements: list[tuple[str, list[Any]]] | None = None,
+    ) -> list[int]:
+        """Fenced successes (``statements``: from :func:`success_statements`); returns the
+        rejected ids."""
         done: dict[int, str] = {}
         with_dependents: list[int] = []
         finished = {o.job_id: o.finished_at or now for o in outcomes}
         booked = self._observing()
-        for chunk in Q.fixed_chunks(outcomes):
-            params: list[Any] = []
-            for o in chunk:
-                params += (o.job_id, owner, o.attempts, o.result_json, o.finished_at or now, o.worker, o.started_at)
-            rows = conn.execute(Q.SUCCEED.format(values=",".join([Q.SUCCESS_ROW] * len(chunk))), params).fetchall()
+        if statements is None:
+            statements = success_statements(owner, outcomes, now)
+        for sql, params in statements:
+            rows = conn.execute(sql, params).fetchall()
             if not rows:
                 continue
             # Column by column, in C loops: this runs for every finished job.
