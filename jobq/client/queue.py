@@ -303,7 +303,13 @@ class Queue(QueueAdmin):
         with tracing.submit_span(traced_as or first.target, first.queue) as span:
             first.trace = span.carrier if span is not None else None
             ids, group_id = self.store.submit_stream(
-                first, args_iter, now, as_group, self.settings.max_payload_bytes, conn=opts.conn
+                first,
+                args_iter,
+                now,
+                as_group,
+                self.settings.max_payload_bytes,
+                conn=opts.conn,
+                on_commit=self._poker.poke if self._poker is not None else None,  # supervisors start on the first batches
             )
             if span is not None:
                 span.submitted(ids, group_id)

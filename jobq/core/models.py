@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .codec import dumps as dumps
+from .codec import loads
 from .errors import ValidationError
 
 
@@ -165,31 +167,6 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-try:  # a C encoder made for this: ~10x the standard library's speed on a chunk of items
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - a dependency; the standard library does the same, slower
-    _orjson = None  # type: ignore[assignment]
-else:
-    # Types the standard encoder refuses or treats its own way (dataclasses, datetimes, subclasses of
-    # str/int/dict/list such as IntEnum) are handed back to it rather than encoded by orjson.
-    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def dumps(value: Any) -> str:
-    """Compact, strict JSON (no NaN/Infinity): the same values as the standard library's
-    encoder accepts, read back by any JSON parser (``json.loads`` included)."""
-    if _orjson is not None:
-        try:
-            text = _orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
-        except TypeError:
-            pass  # beyond 64-bit integers, keys that are not text, handed-back types: judged below
-        else:
-            if "null" not in text:  # orjson writes NaN and Infinity as null, which the strict encoder refuses
-                return text
-    return _ENCODER.encode(value)
-
-
 def retry_delay_seconds(attempt: int, backoff: float, backoff_max: float) -> float:
     """Exponential backoff with full jitter in [delay/2, delay] after failed ``attempt`` (1-based)."""
     if backoff <= 0:
@@ -295,7 +272,7 @@ class JobRecord:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
-            result=json.loads(row["result"]) if row["result"] is not None else None,
+            result=loads(row["result"]) if row["result"] is not None else None,
             error=json.loads(row["error"]) if row["error"] else None,
             owner=row["owner"],
             worker=row["worker"],

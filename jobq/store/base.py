@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.models import ClaimedJob, JobRecord, Outcome
@@ -39,10 +39,18 @@ class Store(StepsContract, ABC):
 
     @abstractmethod
     def submit_stream(
-        self, base: JobSpec, args_iter: Iterable[list[Any]], now: float, group: bool, max_payload_bytes: int, conn: Any = None
+        self,
+        base: JobSpec,
+        args_iter: Iterable[list[Any]],
+        now: float,
+        group: bool,
+        max_payload_bytes: int,
+        conn: Any = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> tuple[list[int], str | None]:
         """One job per argument list of ``args_iter`` (the rest as in ``base``), as a new group when
-        ``group``; ValidationError for an item not JSON or too large. ``conn``: as in :meth:`submit`."""
+        ``group``; ValidationError for an item not JSON or too large. ``conn``: as in :meth:`submit`.
+        ``on_commit`` runs after each batch of jobs commits (not in the caller's transaction)."""
 
     @abstractmethod
     def get(self, job_id: int) -> JobRecord | None:

@@ -117,13 +117,15 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         group: bool,
         max_payload_bytes: int,
         conn: Any = None,
+        on_commit: Callable[[], None] | None = None,
         chunk: int = STREAM_CHUNK_ITEMS,
     ) -> tuple[list[int], str | None]:
         """Insert one job per argument list of ``args_iter`` (the rest as in ``base``).
 
-        The iterable is read outside any transaction, a chunk at a time, and each chunk is
-        inserted in a short transaction of its own. Nothing is inserted until two chunks are
-        read, so a bad item among the first ``2 * chunk`` raises with nothing stored. When a
+        The iterable is read outside any transaction, a batch at a time (at most ``chunk``
+        items; big items in smaller batches, see :func:`encoded_batches`), and each batch is
+        inserted in a short transaction of its own, after which ``on_commit`` runs. Nothing is
+        inserted until two batches are read, so a bad item among them raises with nothing stored. When a
         later item is bad or the iterable raises, the jobs stored so far that have not started
         are cancelled (``GroupAborted``), the group (with ``group``) is marked *aborted*, and
         the error is raised. With ``group``, the group is *open* while chunks arrive and
@@ -133,7 +135,8 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         With ``conn`` every chunk goes into the caller's open transaction (one savepoint)."""
         with ExitStack() as stack:
             write = self._writer(conn, stack)
-            return self._stream(base, args_iter, now, group, max_payload_bytes, chunk, write, conn is None)
+            own = conn is None
+            return self._stream(base, args_iter, now, group, max_payload_bytes, chunk, write, own, on_commit if own else None)
 
     def _stream(
         self,
@@ -145,6 +148,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         chunk: int,
         write: Callable[[Callable[[Any], Any]], Any],
         own_transactions: bool,
+        on_commit: Callable[[], None] | None = None,
     ) -> tuple[list[int], str | None]:
         template = list(self._row(base, now, None, 0))
         kwargs_bytes = len(template[3])
@@ -181,6 +185,8 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
 
                 group_id, new_ids = write(insert)  # the group is ours once its first chunk commits
                 ids.extend(new_ids)
+                if on_commit is not None and not last:  # the caller learns of the last one on return
+                    on_commit()
                 index += count
                 current = upcoming
             if group and group_id is None:  # an empty map is an empty, sealed group

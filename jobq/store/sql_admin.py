@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..core.codec import loads
 from ..core.models import FINISHED_STATES, JobError, JobRecord, State, dumps, iso
 from . import queries as Q
 from .base import GroupInfo, JobResult, OutputUpdate, ProgressUpdate, QueueInfo, Schedule, SupervisorInfo
@@ -28,7 +29,7 @@ def _job_result(job_id: int, state: str, result: str | None, error: str | None) 
     return JobResult(
         job_id,
         State(state),
-        json.loads(result) if result is not None else None,
+        loads(result) if result is not None else None,
         JobError.from_dict(json.loads(error)) if error else None,
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core import tracing
 from ..core.allow import resolve_allowed
+from ..core.codec import loads
 from ..core.errors import StoreError
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
@@ -78,8 +79,8 @@ def run_job(
                 fn = cache[task.target] = resolve_allowed(task.target, config.allowed_targets)
             else:
                 fn = cache[task.target] = resolve_target(task.target)
-        args = _decode_json(task.args_json)
-        kwargs = {} if task.kwargs_json == "{}" else _decode_json(task.kwargs_json)
+        args = loads(task.args_json)
+        kwargs = {} if task.kwargs_json == "{}" else loads(task.kwargs_json)
         if task.memory_mb is None:  # the common case pays no context manager
             value = fn(*args, **kwargs) if kwargs else fn(*args)
             if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
@@ -123,18 +124,6 @@ def run_job(
 
 
 _MODULES = sys.modules
-_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set by its __init__ (C scanner)
-
-
-def _decode_json(text: str) -> Any:
-    """``json.loads`` of JSON that jobq wrote (no surrounding blanks): its C scanner alone,
-    without the two regular-expression matches ``json.loads`` spends on blanks; anything
-    else goes through ``json.loads``."""
-    try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        return json.loads(text)  # raises the usual error
-    return value if end == len(text) else json.loads(text)
 
 
 _OTEL = "opentelemetry.trace"
