@@ -87,13 +87,19 @@ SECTIONS = ("drain", "submit", "latency", "scale", "memory", "postgres", "pool",
 
 # -- jobq ------------------------------------------------------------------------------------
 def _wait_succeeded(q: jobq.Queue, at_least: int, timeout: float, interval: float = 0.002) -> dict[str, int]:
+    """Poll until ``at_least`` jobs succeeded. Each look reads the count table alone (about
+    20 µs of CPU; ``q.status()``, which also checks every supervisor's liveness, costs 110 µs:
+    every 2 ms, 5% of one of the two cores the measured drain runs on)."""
     deadline = time.monotonic() + timeout
     while True:
-        counts = q.status()["counts"]
-        if counts["succeeded"] >= at_least:
+        counts: dict[str, int] = {}
+        for states in q.store.counts().values():
+            for state, n in states.items():
+                counts[state] = counts.get(state, 0) + n
+        if counts.get("succeeded", 0) >= at_least:
             return counts
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {counts['succeeded']}/{at_least} jobs succeeded after {timeout:g}s: {counts}")
+            raise RuntimeError(f"only {counts.get('succeeded', 0)}/{at_least} jobs succeeded after {timeout:g}s: {counts}")
         time.sleep(interval)
 
 
