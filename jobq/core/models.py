@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .codec import dumps as dumps
 from .codec import loads
@@ -329,9 +329,9 @@ class JobRecord:
         }
 
 
-@dataclass
-class ClaimedJob:
-    """What a supervisor needs to run one claimed job."""
+class ClaimedJob(NamedTuple):
+    """What a supervisor needs to run one claimed job (a named tuple: a claim builds hundreds
+    at a time, in C, from the claim's rows)."""
 
     id: int
     target: str

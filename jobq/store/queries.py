@@ -106,7 +106,8 @@ CLAIM = (
     "WITH picked AS ({picked}) "
     "UPDATE jobs SET state='claimed', owner=?, claimed_at=?, attempts=attempts+1, started_at=NULL, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT id FROM picked) AND state='queued' "
-    "RETURNING id, target, args, kwargs, attempts, timeout, queue, pass_results, priority, run_at, trace, memory_mb, cpus"
+    # The first ten columns are a ClaimedJob's fields, in order (jobq.store.rows builds it in C).
+    "RETURNING id, target, args, kwargs, attempts, timeout, queue, trace, memory_mb, cpus, pass_results, priority, run_at"
 )
 DEPENDENCY_RESULTS = "SELECT j.result FROM job_deps d JOIN jobs j ON j.id=d.depends_on WHERE d.job_id=? ORDER BY d.position"
 PROMOTE_DUE = "UPDATE jobs SET state='queued' WHERE state='scheduled' AND run_at<=? RETURNING queue"

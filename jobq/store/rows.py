@@ -11,7 +11,9 @@ from typing import Any
 from ..core.models import ClaimedJob, Outcome
 from . import queries as Q
 
-_PRIORITY, _DUE_AND_ID = operator.itemgetter(8), operator.itemgetter(9, 0)  # a CLAIM row's priority; run_at and id
+_PRIORITY, _DUE_AND_ID = operator.itemgetter(11), operator.itemgetter(12, 0)  # a CLAIM row's priority; run_at and id
+_NEW = tuple.__new__
+_FIELDS = len(ClaimedJob._fields)
 # The success statement of each chunk size (Q.FINISH_CHUNKS), formatted once.
 _SUCCEED_BY_SIZE: dict[int, str] = {}
 
@@ -37,4 +39,4 @@ def claimed_jobs(rows: list[tuple[Any, ...]]) -> list[ClaimedJob]:
     # second's ties in the first's order), not a Python key function per row.
     rows.sort(key=_DUE_AND_ID)
     rows.sort(key=_PRIORITY, reverse=True)
-    return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[10], r[11], r[12]) for r in rows]
+    return [_NEW(ClaimedJob, r[:_FIELDS]) for r in rows]

@@ -138,7 +138,7 @@ class Transitions(FlowControl):
         by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
         self._count_moves(conn, Counter({(q, _QUEUED, _RUNNING): n for q, n in by_queue.items()}))
         for i, r in enumerate(rows):
-            if r[7]:  # pass_results: the dependencies' results come first
+            if r[10]:  # pass_results: the dependencies' results come first
                 results = conn.execute(Q.DEPENDENCY_RESULTS, (r[0],)).fetchall()
                 first = "[" + ",".join(x[0] if x[0] is not None else "null" for x in results) + "]"
                 rest = r[2].strip()[1:-1].strip()
