@@ -345,12 +345,12 @@ class ClaimedJob(NamedTuple):
     cpus: int = 1  # worker slots the job occupies
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     """A finished attempt, to be written back fenced on (id, running, owner, attempts).
 
     ``result_json`` is set for :attr:`OutcomeKind.SUCCEEDED`; ``error`` for the others. A
-    ``failed`` outcome is retried when ``retriable`` and attempts remain."""
+    ``failed`` outcome is retried when ``retriable`` and attempts remain. (A named tuple: a
+    worker makes one a job, in C.)"""
 
     job_id: int
     attempts: int

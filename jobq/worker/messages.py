@@ -51,15 +51,31 @@ class Result(NamedTuple):
 
     def outcome(self, worker_pid: int) -> Outcome:
         """The store's :class:`Outcome` of this result."""
-        # Positional: keyword arguments cost a microsecond a job here (once per job, in every worker).
+        # Built in C (a named tuple's own constructor is Python code): once per job, in every worker.
         job_id, attempt, result_json, error, output, started_at, finished_at, _, wake_at, wait_key = self
         if wake_at is not None:
             kind = OutcomeKind.SUSPENDED
         else:
             kind = OutcomeKind.SUCCEEDED if error is None else OutcomeKind.FAILED
         retriable = error is None or error.type not in NOT_RETRIED
-        return Outcome(
-            job_id, attempt, kind, result_json, error, retriable, worker_pid, output, finished_at, started_at, wake_at, wait_key
+        return tuple.__new__(
+            Outcome,
+            (
+                job_id,
+                attempt,
+                kind,
+                result_json,
+                error,
+                retriable,
+                worker_pid,
+                output,
+                finished_at,
+                started_at,
+                wake_at,
+                wait_key,
+                False,
+                0,
+            ),
         )
 
 
