@@ -83,6 +83,12 @@ class FlowControl:
     def _serialize_limited_claims(self, conn: Any) -> None:
         """Make claims of limited queues take turns (no-op where writes already do)."""
 
+    def _claim_rows(self, conn: Any, picked: str, params: tuple[Any, ...]) -> list[Any]:
+        """Claim the jobs that the query ``picked`` selects (``params``: its own, then the
+        claim's owner, time and lease end); their rows, as :data:`Q.CLAIM` returns them."""
+        rows: list[Any] = conn.execute(Q.CLAIM.format(picked=picked), params).fetchall()
+        return rows
+
     def _pick_limited(
         self, conn: Any, queues: Sequence[str] | None, qsql: str, qparams: tuple[Any, ...], limit: int, now: float, slots: int
     ) -> LimitedPick:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..core.codec import loads
 from ..core.errors import StoreBusy, StoreError, ValidationError
 from . import queries as Q
 from .base import Submitted
@@ -263,6 +264,17 @@ class SQLiteStore(SQLStore):
 
                 return [Submitted(self._write(insert))], None
         return super().submit(specs, now, group, conn)
+
+    def _claim_rows(self, conn: Any, picked: str, params: tuple[Any, ...]) -> list[Any]:
+        *pick_params, owner, now, lease_until = params
+        ids = conn.execute(Q.PICKED_IDS.format(picked=picked), pick_params).fetchone()[0]
+        if ids == "[]":
+            return []
+        conn.execute(Q.CLAIM_IDS, (owner, now, lease_until, ids))
+        # Strings (arguments included) come back exactly as stored; run_at, only sorted on,
+        # as SQLite's JSON writes a real number (15 significant digits).
+        rows: list[Any] = loads(conn.execute(Q.CLAIMED_ROWS, (ids,)).fetchone()[0])
+        return rows
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Sequence[int]:
         self._count_inserted(conn, Counter((row[ROW_QUEUE], row[ROW_STATE]) for row in rows))

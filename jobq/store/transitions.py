@@ -132,7 +132,7 @@ class Transitions(FlowControl):
         else:
             picked = Q.PICK.format(queues=qsql, lock=self.claim_lock).replace("SELECT id, queue, cpus", "SELECT id", 1)
             params = (now, *qparams, limit)
-        rows = conn.execute(Q.CLAIM.format(picked=picked), (*params, owner, now, lease_until)).fetchall()
+        rows = self._claim_rows(conn, picked, (*params, owner, now, lease_until))
         if pick is not None:
             self._spend(conn, pick, [r[6] for r in rows], now)
         by_queue = Counter(map(_QUEUE_OF_CLAIMED, rows))
