@@ -18,6 +18,7 @@ from jobq.core.models import JobError, Outcome, OutcomeKind
 from jobq.core.spec import JobSpec, validate_spec
 from jobq.store import open_store
 from jobq.store.postgres import PostgresStore
+from jobq.store.rows import claimed_jobs
 
 pytestmark = pytest.mark.timeout(60)
 T = 1_700_000_000.0
@@ -65,7 +66,7 @@ def test_a_stale_finish_cannot_overwrite_a_job_requeued_and_claimed_by_another_s
     with conn_b.raw.transaction():
         # B: sup-1 is taken for dead; its job is requeued and claimed by sup-2, not yet committed.
         assert b._requeue_lost(conn_b, T + 40, "sup-1", None, "test: sup-1 lost") == [sub.id]
-        (again,) = b._claim(conn_b, "sup-2", None, 1, T + 40, T + 70, False)
+        (again,) = claimed_jobs(b._claim(conn_b, "sup-2", None, 1, T + 40, T + 70, False))
         assert again.attempts == 2
         # A: sup-1's late failure arrives meanwhile, and must wait for B's row lock.
         late = Outcome(sub.id, 1, OutcomeKind.FAILED, error=JobError("ValueError", "late"), retriable=False)
