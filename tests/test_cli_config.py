@@ -97,7 +97,11 @@ def version(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 def test_version_reports_the_backend_of_db_whatever_the_order(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
-    jobq.Queue(str(db)).submit("tests.tasks:add", (1, 2))  # a real SQLite file of jobq's
+    q = jobq.Queue(str(db))
+    q.submit("tests.tasks:add", (1, 2))  # a real SQLite file of jobq's
+    # Closed now, not whenever the garbage collector gets to it: the last connection to close
+    # checkpoints the WAL into the file, which would change it under the check below.
+    q.close()
     before = db.stat().st_mtime_ns, db.stat().st_size
     sqlite_line = f"jobq {jobq.__version__}, backend sqlite (SQLite {sqlite3.sqlite_version})"
     pg_line = f"jobq {jobq.__version__}, backend postgresql"
