@@ -248,6 +248,9 @@ def test_metrics_count_across_restarts_purges_and_retries(env: dict[str, Any]) -
     for job in ok:
         job.join(timeout=30)
     wait_for(lambda: bad.state == "failed", what="the flaky job to fail")
+    # A worker writes the figures it booked once it has had nothing to run for 50 ms.
+    duration_count = ("jobq_job_duration_seconds_count", (("queue", "metrics"),))
+    wait_for(lambda: _metrics(client).get(duration_count) == 5, what="the run-time histogram of the 5 jobs")
     m = _metrics(client)
     assert m[("jobq_jobs_submitted_total", (("queue", "metrics"),))] == 5
     assert m[("jobq_jobs_finished_total", (("outcome", "succeeded"), ("queue", "metrics")))] == 4

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import jobq
+from jobq.core import tracing
 from tests.conftest import REPO, _env
 
 pytestmark = pytest.mark.timeout(120)
@@ -64,6 +64,7 @@ if os.environ.get("JOBQ_TEST_SPANS"):
 SUBMITTER = """
 import json, sys
 import jobq
+from jobq.core import tracing
 from opentelemetry import trace
 from tests import stack_tasks
 
@@ -190,4 +191,4 @@ def test_without_a_provider_nothing_is_traced_and_nothing_imported(tmp_path: Pat
     )
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
-    assert not jobq.core.tracing.enabled()  # nor in this test process, which configures none
+    assert not tracing.enabled()  # nor in this test process, which configures none

@@ -33,6 +33,9 @@ from .messages import Finished, Result, Retire, Task, Unstarted, Unwritten, task
 from .osproc import die_with_parent, resident_mb, set_process_name, take_orders_from_supervisor_only
 from .steps import Suspend
 
+#: how long a worker waits for its next batch before it writes the figures it booked
+IDLE_AFTER_SECONDS = 0.05
+
 
 @dataclass
 class WorkerConfig:
@@ -245,8 +248,10 @@ def worker_main(
     jobs_done = 0
     retire_reason = ""
     while not retire_reason:
-        if not tasks_in.poll(0):
-            reporter.idle()  # nothing to run: write what is still booked before waiting
+        if not tasks_in.poll(IDLE_AFTER_SECONDS):
+            # Nothing to run for a while (not the moment between two batches of a drain, when
+            # this write would only queue for the lock): write what is still booked.
+            reporter.idle()
         try:
             rows: list[tuple[Any, ...]] | None = tasks_in.recv()
         except (EOFError, OSError):
