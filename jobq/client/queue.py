@@ -107,16 +107,15 @@ class Queue(QueueAdmin):
         return spec
 
     def _insert(self, specs: list[JobSpec], group: bool = False, conn: Any = None) -> tuple[list[Job], str | None]:
-        if not tracing.enabled():  # the common case pays no context manager
+        # Without a tracer the submit pays a nullcontext, not the span's generator.
+        traced = specs and tracing.enabled()
+        with tracing.submit_span(specs[0].target, specs[0].queue) if traced else nullcontext() as span:
+            if span is not None:
+                for spec in specs:
+                    spec.trace = span.carrier
             submitted, group_id = self.store.submit(specs, time.time(), group=group, conn=conn)
-        else:
-            with tracing.submit_span(specs[0].target, specs[0].queue) if specs else nullcontext() as span:
-                if span is not None:
-                    for spec in specs:
-                        spec.trace = span.carrier
-                submitted, group_id = self.store.submit(specs, time.time(), group=group, conn=conn)
-                if span is not None:
-                    span.submitted([s.id for s in submitted], group_id)
+            if span is not None:
+                span.submitted([s.id for s in submitted], group_id)
         self._submitted(conn)
         return [Job(self, s.id, existing=s.existing) for s in submitted], group_id
 

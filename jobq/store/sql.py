@@ -123,7 +123,7 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
         """Insert one job per argument list of ``args_iter`` (the rest as in ``base``).
 
         The iterable is read outside any transaction, a batch at a time (at most ``chunk``
-        items; big items in smaller batches, see :func:`encoded_batches`), and each batch is
+        items, fewer when they are big: see :func:`encoded_batches`), and each batch is
         inserted in a short transaction of its own, after which ``on_commit`` runs. Nothing is
         inserted until two batches are read, so a bad item among them raises with nothing stored. When a
         later item is bad or the iterable raises, the jobs stored so far that have not started

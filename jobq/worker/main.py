@@ -127,8 +127,6 @@ def run_job(
 
 
 _MODULES = sys.modules
-
-
 _OTEL = "opentelemetry.trace"
 
 

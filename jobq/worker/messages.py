@@ -30,6 +30,10 @@ class Task(NamedTuple):
     memory_mb: int | None = None
 
 
+# Outcome's fields after wait_key (crashed, max_crashes) at their defaults: a worker's result never sets them.
+_OUTCOME_DEFAULT_TAIL = tuple(Outcome._field_defaults[f] for f in Outcome._fields[Outcome._fields.index("wait_key") + 1 :])
+
+
 class Result(NamedTuple):
     """One attempt a worker ran: the result's JSON text, or the error."""
 
@@ -60,22 +64,8 @@ class Result(NamedTuple):
         retriable = error is None or error.type not in NOT_RETRIED
         return tuple.__new__(
             Outcome,
-            (
-                job_id,
-                attempt,
-                kind,
-                result_json,
-                error,
-                retriable,
-                worker_pid,
-                output,
-                finished_at,
-                started_at,
-                wake_at,
-                wait_key,
-                False,
-                0,
-            ),
+            (job_id, attempt, kind, result_json, error, retriable, worker_pid, output, finished_at, started_at)
+            + (wake_at, wait_key, *_OUTCOME_DEFAULT_TAIL),
         )
 
 
