@@ -72,6 +72,7 @@ from bench_common import (  # noqa: E402 - also puts the checkout's jobq and ben
     _rss_mb,
     _run_burst_supervisor,
     _wait_until,
+    compile_source,
     judge_targets,
     measure_latency,
     render,
@@ -539,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     if sections - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
     stop_on_sigterm()
+    compile_source()
     tmp = Path(tempfile.mkdtemp(prefix="jobq-bench-", dir=opts.tmp))
     rep = Report()
     started = time.monotonic()

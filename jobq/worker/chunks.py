@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice, repeat, starmap
+from itertools import islice, starmap
 from operator import length_hint
 from types import CoroutineType
 from typing import Any
@@ -44,7 +44,6 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
     An item that raises fails the whole chunk with its exception, marked with its input
     index (``first`` + its offset). Progress is reported in items. The calls run in C loops
     (``map``/``starmap``): the failing item is found from how far the items were read."""
-    from .aioloop import run_coroutine
     from .context import current_job
 
     fn = _targets.get(target)
@@ -69,7 +68,9 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
         last = now
         if job is not None and len(out) < n and now - started > _QUIET_SECONDS:
             job.set_progress(len(out) / n, f"{len(out)}/{n} items")
-    if any(map(isinstance, out, repeat(CoroutineType))):  # an async def target
+    if CoroutineType in set(map(type, out)):  # an async def target (coroutines have no subclasses)
+        from .aioloop import run_coroutine
+
         for offset, value in enumerate(out):
             if isinstance(value, CoroutineType):
                 try:
@@ -137,7 +138,7 @@ def chunk_args(
             return
         spread_this = spread
         if spread is None:  # all C loops: no Python code runs per item unless one is a tuple
-            spread_this = any(map(isinstance, batch, repeat(tuple)))
+            spread_this = any(issubclass(t, tuple) for t in set(map(type, batch)))
             if spread_this:
                 batch = [list(x) if isinstance(x, tuple) else [x] for x in batch]
         yield [target, first, batch, kw, bool(spread_this)]
