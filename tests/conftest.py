@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 import jobq
+from jobq.store import open_store
+from jobq.store.base import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -259,3 +261,29 @@ def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
         context.close()
     assert dialogs == [], f"a dialog opened: {dialogs}"
     assert foreign == [], f"requests beyond the dashboard: {foreign}"
+
+
+# -- store instances on any_db (the store contract and flow suites) ----------------------------
+
+
+@pytest.fixture
+def opened(any_db: str) -> Iterator[Callable[[], Store]]:
+    """Opens more store instances on the same database; closes them all afterwards."""
+    stores: list[Store] = []
+
+    def open_one() -> Store:
+        stores.append(open_store(any_db))
+        return stores[-1]
+
+    yield open_one
+    try:
+        if stores:  # whatever the test did, every row obeys the state invariants (jobq.store.invariants)
+            assert stores[0].invariant_violations() == []  # type: ignore[attr-defined]
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.fixture
+def store(opened: Callable[[], Store]) -> Store:
+    return opened()

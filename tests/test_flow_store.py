@@ -5,7 +5,7 @@ the Store with explicit clocks."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,29 +13,10 @@ import pytest
 from jobq.core.errors import ValidationError
 from jobq.core.models import JobError, Outcome, OutcomeKind
 from jobq.core.spec import validate_spec
-from jobq.store import open_store
 from jobq.store.base import Store
 from tests.test_store_contract import ADD, T, in_threads, spec, submit
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def opened(any_db: str) -> Iterator[Callable[[], Store]]:
-    stores: list[Store] = []
-
-    def open_one() -> Store:
-        stores.append(open_store(any_db))
-        return stores[-1]
-
-    yield open_one
-    for s in stores:
-        s.close()
-
-
-@pytest.fixture
-def store(opened: Callable[[], Store]) -> Store:
-    return opened()
 
 
 def test_the_rate_is_a_token_bucket_whose_burst_is_its_count(store: Store) -> None:

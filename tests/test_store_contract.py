@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,29 +29,6 @@ T = 1_700_000_000.25
 ADD = "tests.tasks:add"
 BOOM_DICT = {"type": "ValueError", "message": "boom", "traceback": "Traceback ...\nValueError: boom"}
 BOOM = JobError(**BOOM_DICT)
-
-
-@pytest.fixture
-def opened(any_db: str) -> Iterator[Callable[[], Store]]:
-    """Opens more store instances on the same database; closes them all afterwards."""
-    stores: list[Store] = []
-
-    def open_one() -> Store:
-        stores.append(open_store(any_db))
-        return stores[-1]
-
-    yield open_one
-    try:
-        if stores:  # whatever the test did, every row obeys the state invariants (jobq.store.invariants)
-            assert stores[0].invariant_violations() == []  # type: ignore[attr-defined]
-    finally:
-        for s in stores:
-            s.close()
-
-
-@pytest.fixture
-def store(opened: Callable[[], Store]) -> Store:
-    return opened()
 
 
 def spec(**kw: Any) -> JobSpec:

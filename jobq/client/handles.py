@@ -83,7 +83,7 @@ class Job:
         """Wait for the job to finish; return its value, or raise :class:`JobFailed`
         (failed or cancelled) or :class:`TimeoutError` when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pace = Backoff(first_seconds=0.0005, factor=1.3)
+        pace = Backoff(first_seconds=0.0002, factor=1.25)
         while True:
             found = self.queue.store.outcome(self.id)  # one read a look
             if found is None:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _restore(cls: type[JobqError], args: tuple[Any, ...], attributes: dict[str, Any]) -> JobqError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
+
 
 class JobqError(Exception):
-    """Base class of every error jobq raises on purpose."""
+    """Base class of every error jobq raises on purpose. Each one pickles (a process pool, a
+    ``concurrent.futures`` executor or a ``multiprocessing`` queue can carry it) with its
+    message and attributes, whatever its constructor's arguments."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with cls(*self.args): wrong for every constructor taking fields.
+        return _restore, (type(self), self.args, self.__dict__)
 
 
 class ValidationError(JobqError, ValueError):

@@ -270,6 +270,9 @@ class SQLiteStore(SQLStore):
         ids = conn.execute(Q.PICKED_IDS.format(picked=picked), pick_params).fetchone()[0]
         if ids == "[]":
             return []
+        if ids.count(",") < Q.FEW_CLAIMED:
+            few: list[Any] = conn.execute(Q.CLAIM_IDS_RETURNING, (owner, now, lease_until, ids)).fetchall()
+            return few
         conn.execute(Q.CLAIM_IDS, (owner, now, lease_until, ids))
         # Strings (arguments included) come back exactly as stored; run_at, only sorted on,
         # as SQLite's JSON writes a real number (15 significant digits).
