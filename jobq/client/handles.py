@@ -99,7 +99,7 @@ class Job:
                 if left <= 0:
                     raise TimeoutError(f"job {self.id} still {state} after {timeout:g}s")
                 delay = min(delay, left)
-            self.queue.store.wait_for_change(delay)
+            self.queue.store.wait_for_commit(delay)
 
     async def ajoin(self, timeout: float | None = None) -> Any:
         """:meth:`join` for asyncio code: waits without blocking the event loop."""

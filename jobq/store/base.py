@@ -310,6 +310,11 @@ class Store(StepsContract, ABC):
 
         time.sleep(timeout)
 
+    def wait_for_commit(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, or less once another connection commits anything
+        (where the backend can tell cheaply); by default :meth:`wait_for_change`."""
+        self.wait_for_change(timeout)
+
     def wakeup_fileno(self) -> int | None:
         """A descriptor that becomes readable when jobs are submitted (None: poll)."""
         return None

@@ -32,6 +32,8 @@ _INHERITED: list[sqlite3.Connection] = []
 
 
 AUTOCHECKPOINT_PAGES = 10000
+# How often a waiting Job.join looks whether another connection committed (at the least).
+COMMIT_POLL_SECONDS = 0.0001
 
 # The one-job submit: its count and its row, two statements in one short transaction.
 _COUNT_ONE = "INSERT INTO job_counts(queue, state, n) VALUES (?, ?, 1) ON CONFLICT(queue, state) DO UPDATE SET n = n + 1"
@@ -325,6 +327,24 @@ class SQLiteStore(SQLStore):
             conn.execute("UPDATE job_counts SET n = n - ? WHERE queue = ? AND state = ?", (n, queue, state))
         if up:
             self._count_inserted(conn, up)
+
+    def wait_for_commit(self, timeout: float) -> None:
+        # PRAGMA data_version changes when another connection commits: a read of the WAL's
+        # shared memory (about 2 µs), looked at a few times within the wait.
+        conn = self._conn()
+        deadline = time.monotonic() + timeout
+        step = max(COMMIT_POLL_SECONDS, timeout / 8)
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(left, step))
+                if conn.execute("PRAGMA data_version").fetchone()[0] != version:
+                    return
+        except sqlite3.Error:
+            time.sleep(max(0.0, deadline - time.monotonic()))
 
     def checkpoint(self) -> None:
         # PASSIVE: copies what it can without blocking writers or readers; the fsyncs happen
