@@ -18,6 +18,9 @@ pytestmark = pytest.mark.timeout(60)
 def test_a_commit_by_another_connection_ends_the_wait(tmp_path: Path) -> None:
     db = str(tmp_path / "q.db")
     waiter, writer = open_store(db), jobq.Queue(db)
+    # A join looks for commits in its first, short waits only (a long one sleeps): here, in
+    # a 30 s wait, so that nothing but a commit can end it within the test's bound.
+    waiter.commit_poll_until_seconds = 60.0  # type: ignore[attr-defined]
     done = threading.Event()
 
     def wait() -> None:
@@ -37,7 +40,8 @@ def test_a_commit_by_another_connection_ends_the_wait(tmp_path: Path) -> None:
 
 def test_without_commits_the_wait_lasts_its_timeout(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "q.db"))
-    t0 = time.monotonic()
-    store.wait_for_commit(0.05)
-    assert time.monotonic() - t0 >= 0.05
+    for timeout in (0.0008, 0.05):  # a short wait (looking for commits) and a long one (asleep)
+        t0 = time.monotonic()
+        store.wait_for_commit(timeout)
+        assert time.monotonic() - t0 >= timeout
     store.close()
