@@ -117,8 +117,8 @@ CLAIM_IDS = (
     "UPDATE jobs SET state='claimed', owner=?, claimed_at=?, attempts=attempts+1, started_at=NULL, "
     "lease_expires_at=?, worker=NULL, cancel_requested=0 WHERE id IN (SELECT value FROM json_each(?)) AND state='queued'"
 )
-# A claim of a few jobs returns their rows from its UPDATE (one statement fewer); a claim of
-# more, as one JSON array (CLAIMED_ROWS).
+# A claim of fewer than FEW_CLAIMED jobs returns their rows from its UPDATE (one statement
+# fewer); a claim of more, as one JSON array (CLAIMED_ROWS).
 CLAIM_IDS_RETURNING = CLAIM_IDS + " RETURNING " + CLAIM.split("RETURNING ", 1)[1]
 FEW_CLAIMED = 8
 CLAIMED_ROWS = (

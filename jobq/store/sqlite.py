@@ -279,7 +279,7 @@ class SQLiteStore(SQLStore):
         ids = conn.execute(Q.PICKED_IDS.format(picked=picked), pick_params).fetchone()[0]
         if ids == "[]":
             return []
-        if ids.count(",") < Q.FEW_CLAIMED:
+        if ids.count(",") + 1 < Q.FEW_CLAIMED:  # the ids, a JSON array of numbers
             few: list[Any] = conn.execute(Q.CLAIM_IDS_RETURNING, (owner, now, lease_until, ids)).fetchall()
             return few
         conn.execute(Q.CLAIM_IDS, (owner, now, lease_until, ids))

@@ -7,9 +7,11 @@ process: a coroutine that never awaits is ended like any other job."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 _loop: asyncio.AbstractEventLoop | None = None
 
@@ -18,6 +20,10 @@ def worker_loop() -> asyncio.AbstractEventLoop:
     """This worker's event loop (created on first use)."""
     global _loop
     if _loop is None or _loop.is_closed():
+        # Imported by a worker's first async job, not at every worker's and supervisor's
+        # start (19 ms): this module is imported by every worker.
+        import asyncio
+
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
     return _loop

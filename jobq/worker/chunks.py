@@ -44,6 +44,7 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
     An item that raises fails the whole chunk with its exception, marked with its input
     index (``first`` + its offset). Progress is reported in items. The calls run in C loops
     (``map``/``starmap``): the failing item is found from how far the items were read."""
+    from .aioloop import run_coroutine
     from .context import current_job
 
     fn = _targets.get(target)
@@ -69,8 +70,6 @@ def run_chunk(target: str, first: int, items: list[Any], kwargs: dict[str, Any] 
         if job is not None and len(out) < n and now - started > _QUIET_SECONDS:
             job.set_progress(len(out) / n, f"{len(out)}/{n} items")
     if CoroutineType in set(map(type, out)):  # an async def target (coroutines have no subclasses)
-        from .aioloop import run_coroutine
-
         for offset, value in enumerate(out):
             if isinstance(value, CoroutineType):
                 try:

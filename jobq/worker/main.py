@@ -23,6 +23,7 @@ from ..core.errors import StoreError
 from ..core.models import JobError, dumps, resolve_target
 from ..store import open_store
 from . import context, steps
+from .aioloop import run_coroutine
 from .capture import OutputCapture
 from .chunks import CHUNK_TARGET
 from .context import Reports
@@ -62,14 +63,6 @@ class WorkerConfig:
     durability: str = "normal"
 
 
-def _run_coroutine(coro: Any) -> Any:
-    """Run an ``async def`` target's coroutine on this worker's loop (asyncio is imported by
-    the first such job, not at every worker's start)."""
-    from .aioloop import run_coroutine
-
-    return run_coroutine(coro)
-
-
 def run_job(
     task: Task, config: WorkerConfig, reports: Reports | None, cache: dict[str, Any]
 ) -> tuple[str | None, JobError | None, Suspend | None]:
@@ -94,12 +87,12 @@ def run_job(
         if task.memory_mb is None:  # the common case pays no context manager
             value = fn(*args, **kwargs) if kwargs else fn(*args)
             if inspect.iscoroutine(value):  # an async def target: this worker's loop runs it
-                value = _run_coroutine(value)
+                value = run_coroutine(value)
         else:
             with memory_cap(task.memory_mb):
                 value = fn(*args, **kwargs)
                 if inspect.iscoroutine(value):
-                    value = _run_coroutine(value)
+                    value = run_coroutine(value)
     except Suspend as suspend:
         if span is not None:
             span.end("suspended")
