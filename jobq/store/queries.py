@@ -121,6 +121,7 @@ CLAIM_IDS = (
 # fewer); a claim of more, as one JSON array (CLAIMED_ROWS).
 CLAIM_IDS_RETURNING = CLAIM_IDS + " RETURNING " + CLAIM.split("RETURNING ", 1)[1]
 FEW_CLAIMED = 8
+JSON_CLAIM_MAX_ARGS_BYTES = 256  # and while the last claim's jobs averaged fewer bytes of arguments
 CLAIMED_ROWS = (
     "SELECT json_group_array(json_array(id, target, args, kwargs, attempts, timeout, queue, trace, memory_mb, cpus, "
     "pass_results, priority, run_at)) FROM jobs WHERE id IN (SELECT value FROM json_each(?))"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import sqlite3
@@ -29,6 +30,7 @@ T = TypeVar("T")
 # A connection inherited across fork must never be closed (nor used) by the child: closing
 # it could disturb the parent's locks. Children park them here for the life of the process.
 _INHERITED: list[sqlite3.Connection] = []
+_ARGS_OF_CLAIMED = operator.itemgetter(2)  # the args column of a CLAIM row
 
 
 AUTOCHECKPOINT_PAGES = 10000
@@ -63,6 +65,9 @@ def _is_busy(exc: BaseException) -> bool:
 
 class SQLiteStore(SQLStore):
     """The default store: one SQLite file (created with its schema when missing)."""
+
+    #: whether the last claim's jobs had small arguments (see :meth:`_claim_rows`)
+    _small_claimed_args = True
 
     #: waits of :meth:`wait_for_commit` up to this long end early on another's commit
     commit_poll_until_seconds = COMMIT_POLL_UNTIL_SECONDS
@@ -279,13 +284,18 @@ class SQLiteStore(SQLStore):
         ids = conn.execute(Q.PICKED_IDS.format(picked=picked), pick_params).fetchone()[0]
         if ids == "[]":
             return []
-        if ids.count(",") + 1 < Q.FEW_CLAIMED:  # the ids, a JSON array of numbers
-            few: list[Any] = conn.execute(Q.CLAIM_IDS_RETURNING, (owner, now, lease_until, ids)).fetchall()
-            return few
-        conn.execute(Q.CLAIM_IDS, (owner, now, lease_until, ids))
-        # Strings (arguments included) come back exactly as stored; run_at, only sorted on,
-        # as SQLite's JSON writes a real number (15 significant digits).
-        rows: list[Any] = loads(conn.execute(Q.CLAIMED_ROWS, (ids,)).fetchone()[0])
+        rows: list[Any]
+        if ids.count(",") + 1 < Q.FEW_CLAIMED or not self._small_claimed_args:  # ids: a JSON array of numbers
+            rows = conn.execute(Q.CLAIM_IDS_RETURNING, (owner, now, lease_until, ids)).fetchall()
+        else:
+            conn.execute(Q.CLAIM_IDS, (owner, now, lease_until, ids))
+            # Strings (arguments included) come back exactly as stored; run_at, only sorted
+            # on, as SQLite's JSON writes a real number (15 significant digits).
+            rows = loads(conn.execute(Q.CLAIMED_ROWS, (ids,)).fetchone()[0])
+        # The JSON array pays to escape and parse each argument text: past about 256 bytes of
+        # arguments a job (a chunk of a map holds kilobytes), more than the per-row fetch it
+        # saves. The next claim takes the path these rows' size calls for.
+        self._small_claimed_args = sum(map(len, map(_ARGS_OF_CLAIMED, rows))) < Q.JSON_CLAIM_MAX_ARGS_BYTES * len(rows)
         return rows
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Sequence[int]:
