@@ -55,3 +55,22 @@ def test_submits_that_need_a_transaction_still_get_one(pg_url: str) -> None:
     with pytest.raises(jobq.ValidationError):
         q.submit_batch([{"target": "tests.tasks:add", "args": [3]}, {"target": "tests.tasks:add", "depends_on": [10**9]}])
     assert sorted(q.status()["counts"][s] for s in ("queued", "waiting")) == [1, 1]
+
+
+def test_the_one_statement_submit_stores_what_the_transaction_path_stores(pg_url: str) -> None:
+    """The one-statement insert names only the columns a job sets (the rest default to NULL):
+    a plain job and one with every option of that path set read back field for field as the
+    same jobs stored through the transaction path (inside a batch)."""
+    q = jobq.Queue(pg_url)
+    options = {"name": "n1", "priority": 3, "timeout": 2.5, "retries": 2, "result_ttl": 60, "memory_mb": 64, "cpus": 1}
+    plain, full = q.submit("tests.tasks:add", (1, 2)), q.submit("tests.tasks:add", (3,), {"b": 4}, **options)
+    by_batch = q.submit_batch(
+        [{"target": "tests.tasks:add", "args": [1, 2]}, {"target": "tests.tasks:add", "args": [3], "kwargs": {"b": 4}, **options}]
+    )
+    fields = ("name", "target", "args", "kwargs", "queue", "priority", "state", "max_attempts", "timeout", "key")
+    fields += ("group_id", "partition", "memory_mb", "cpus")
+    for one, other in zip((plain, full), by_batch, strict=True):
+        mine, theirs = q.record(one.id), q.record(other.id)
+        assert {f: getattr(mine, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+    assert q.record(full.id).name == "n1" and q.record(full.id).timeout == 2.5 and q.record(plain.id).name is None
+    assert q.record(full.id).memory_mb == 64 and q.record(plain.id).memory_mb is None
