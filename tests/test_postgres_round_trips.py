@@ -74,3 +74,45 @@ def test_the_one_statement_submit_stores_what_the_transaction_path_stores(pg_url
         assert {f: getattr(mine, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
     assert q.record(full.id).name == "n1" and q.record(full.id).timeout == 2.5 and q.record(plain.id).name is None
     assert q.record(full.id).memory_mb == 64 and q.record(plain.id).memory_mb is None
+
+
+def _jobs(q: jobq.Queue) -> int:
+    return sum(q.status()["counts"].values())
+
+
+def test_a_failed_prepared_submit_raises_the_stores_error_and_stores_nothing(pg_url: str) -> None:
+    """The submit's prepared statement fails on a read-only session: the error is the store's,
+    named as psycopg's path names it, and no job is stored; the session writable again, the
+    next submit works."""
+    q = jobq.Queue(pg_url)
+    q.submit("tests.tasks:add", (1,))
+    raw = q.store._conn().raw  # type: ignore[attr-defined]
+    raw.execute("SET default_transaction_read_only = on")
+    with pytest.raises(jobq.StoreError, match="read-only"):
+        q.submit("tests.tasks:add", (2,))
+    raw.execute("SET default_transaction_read_only = off")
+    assert _jobs(q) == 1
+    assert q.record(q.submit("tests.tasks:add", (3,)).id).args == [3]
+
+
+def test_a_submit_whose_prepared_statement_is_gone_stores_the_job_once(pg_url: str) -> None:
+    """DEALLOCATE ALL (what a pooler or a reset may do) drops the prepared insert: that submit
+    goes through psycopg and the next prepares it again; each job is stored once."""
+    q = jobq.Queue(pg_url)
+    q.submit("tests.tasks:add", (1,))
+    q.store._conn().raw.execute("DEALLOCATE ALL")  # type: ignore[attr-defined]
+    second, third = q.submit("tests.tasks:add", (2,)), q.submit("tests.tasks:add", (3,))
+    assert _jobs(q) == 3 and [q.record(j.id).args for j in (second, third)] == [[2], [3]]
+
+
+def test_a_submit_on_a_connection_the_server_ended_reconnects_and_stores_the_job_once(pg_url: str) -> None:
+    import psycopg
+
+    q = jobq.Queue(pg_url)
+    q.submit("tests.tasks:add", (1,))
+    pid = q.store._conn().raw.info.backend_pid  # type: ignore[attr-defined]
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    job = q.submit("tests.tasks:add", (2,))
+    assert _jobs(q) == 2 and q.record(job.id).args == [2]
+    assert q.store._conn().raw.info.backend_pid != pid  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core.errors import StoreBusy, StoreError, ValidationError
 from .base import Submitted
 from .migrations import PG_MIGRATIONS, PG_SCHEMA_VERSION
+from .pg_conn import Conn, one_insert, translate_sql
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS
 from .sql import SQLStore
 
@@ -34,25 +35,6 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
 T = TypeVar("T")
 INSTALL_HINT = "the PostgreSQL backend needs psycopg 3: pip install 'jobq[postgres]'"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# One job and its wake-up in one statement (one round trip): in autocommit the statement is
-# its transaction, so the NOTIFY is sent when, and only when, the row commits.
-_INSERT_ONE_AND_NOTIFY: dict[tuple[int, ...], str] = {}
-_INSERT_COLUMNS = [c.strip() for c in JOB_INSERT_COLUMNS.split(",")]
-
-
-def _insert_one_and_notify(present: tuple[int, ...]) -> str:
-    """The one-job insert with its NOTIFY, naming only the columns at ``present`` (positions in
-    a row of INSERT_JOB); the others take their default, NULL. A default job leaves 9 of 23
-    unset: fewer parameters to send and parse. One statement (so one prepared statement) per
-    set of columns."""
-    sql = _INSERT_ONE_AND_NOTIFY.get(present)
-    if sql is None:
-        columns = ", ".join(_INSERT_COLUMNS[i] for i in present)
-        insert = f"INSERT INTO jobs({columns}) VALUES ({', '.join(['?'] * len(present))})"
-        sql = _INSERT_ONE_AND_NOTIFY[present] = f"WITH j AS ({insert} RETURNING id) SELECT id, pg_notify(?, '') FROM j"
-    return sql
-
-
 _INHERITED: list[Any] = []
 
 
@@ -71,44 +53,6 @@ def split_url(url: str) -> tuple[str, str]:
         raise StoreError(f"bad schema name {schema!r}: lower-case letters, digits and _")
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment)), schema
-
-
-class _Conn:
-    """A psycopg connection that runs the shared SQL (``?`` placeholders) unchanged."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self._one_shot: Any = None  # the cursor of fetch_all, made once
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        cur = self.raw.cursor()
-        cur.execute(_translate_sql(sql), tuple(params))
-        return cur
-
-    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one statement, read whole on a cursor kept for that: a cursor made for
-        each call cost a single submit (one statement) about 15 us of client CPU."""
-        cur = self._one_shot
-        if cur is None or cur.closed:
-            cur = self._one_shot = self.raw.cursor()
-        cur.execute(_translate_sql(sql), params)
-        rows: list[tuple[Any, ...]] = cur.fetchall()
-        return rows
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
-        cur = self.raw.cursor()
-        cur.executemany(_translate_sql(sql), rows)
-        return cur
-
-
-_SQL_CACHE: dict[str, str] = {}
-
-
-def _translate_sql(sql: str) -> str:
-    out = _SQL_CACHE.get(sql)
-    if out is None:
-        out = _SQL_CACHE[sql] = sql.replace("%", "%%").replace("?", "%s")
-    return out
 
 
 class PostgresStore(SQLStore):
@@ -163,14 +107,14 @@ class PostgresStore(SQLStore):
         parts = urlsplit(self.conninfo)
         return f"postgresql://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path} (schema {self.schema})"
 
-    def _conn(self) -> _Conn:
+    def _conn(self) -> Conn:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is not None and local.pid == os.getpid() and not conn.raw.closed:
             return conn
         if conn is not None and local.pid != os.getpid():
             _INHERITED.append(conn)  # never close a parent's connection in a child
-        local.conn = _Conn(self._connect())
+        local.conn = Conn(self._connect())
         local.pid = os.getpid()
         return local.conn
 
@@ -178,7 +122,7 @@ class PostgresStore(SQLStore):
         for name in ("conn", "listener"):
             conn = getattr(self._local, name, None)
             if conn is not None and self._local.pid == os.getpid():
-                (conn.raw if isinstance(conn, _Conn) else conn).close()
+                (conn.raw if isinstance(conn, Conn) else conn).close()
         self._local.__dict__.clear()  # this thread's connections only: other threads close their own
 
     def _translate(self, exc: Exception) -> StoreError:
@@ -236,9 +180,12 @@ class PostgresStore(SQLStore):
         one = specs[0] if len(specs) == 1 and not group else None
         if one is not None and one.key is None and not one.depends_on and one.partition is None:
             row = self._row(specs[0], now, None, 0)
-            present = tuple(i for i, value in enumerate(row) if value is not None)
-            sql = _insert_one_and_notify(present)
-            ((job_id, _),) = self._statement(sql, [*map(row.__getitem__, present), f"{self._channel_prefix}_submitted"])
+            channel = f"{self._channel_prefix}_submitted"
+            job_id = self._conn().insert_one(row, channel)
+            if job_id is None:  # failed, nothing inserted: through psycopg, for its error (or a fresh connection)
+                present = tuple(i for i, value in enumerate(row) if value is not None)
+                sql = one_insert(present)[0]
+                ((job_id, _),) = self._statement(sql, [*map(row.__getitem__, present), channel])
             return [Submitted(job_id)], None
         return super().submit(specs, now, group)
 
@@ -288,14 +235,14 @@ class PostgresStore(SQLStore):
         return tuple(conn.execute("SELECT current_database(), pg_postmaster_start_time(), inet_server_port()").fetchone())
 
     @contextmanager
-    def _caller_transaction(self, conn: Any) -> Iterator[_Conn]:
+    def _caller_transaction(self, conn: Any) -> Iterator[Conn]:
         if psycopg is None or not isinstance(conn, psycopg.Connection):
             raise ValidationError("conn", f"expected a psycopg connection to {self._where()}")
         if conn.autocommit:
             raise ValidationError("conn", "the connection is in autocommit mode: the job would not wait for your commit")
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             raise ValidationError("conn", "the connection's transaction has failed: roll it back first")
-        theirs = _Conn(conn)
+        theirs = Conn(conn)
         try:
             mine = getattr(self, "_identity_cache", None)
             if mine is None:
@@ -330,16 +277,16 @@ class PostgresStore(SQLStore):
             raise self._translate(exc) from None
 
     # -- backend specifics ----------------------------------------------------------
-    def _insert_rows(self, conn: _Conn, rows: list[tuple[Any, ...]]) -> list[int]:
+    def _insert_rows(self, conn: Conn, rows: list[tuple[Any, ...]]) -> list[int]:
         cur = conn.raw.cursor()
-        cur.executemany(_translate_sql(INSERT_JOB + " RETURNING id"), rows, returning=True)
+        cur.executemany(translate_sql(INSERT_JOB + " RETURNING id"), rows, returning=True)
         ids = []
         while True:
             ids.append(cur.fetchone()[0])
             if not cur.nextset():
                 return ids
 
-    def _insert_args(self, conn: _Conn, template: list[Any], array: str, count: int, first_index: int | None) -> list[int]:
+    def _insert_args(self, conn: Conn, template: list[Any], array: str, count: int, first_index: int | None) -> list[int]:
         rows = conn.execute(
             f"INSERT INTO jobs({JOB_INSERT_COLUMNS}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), e.value::text, "
             "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), "
