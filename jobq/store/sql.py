@@ -314,11 +314,20 @@ class SQLStore(SQLDashboard, SQLAdmin, SQLSteps, Transitions, Store):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
+        asked_at = time.monotonic()
         # A read first, so idle supervisors never queue up for the write lock.
         queued_due, scheduled_due = self._due(queues, now, slots)
         if not queued_due and not scheduled_due:
             return []
         rows = self._write(lambda conn: self._claim(conn, owner, queues, limit, now, lease_until, scheduled_due, slots))
+        late = time.monotonic() - asked_at
+        if rows and late > (lease_until - now) / 4:
+            # The claim stalled (a link cut mid-claim, a long wait for the lock): its leases may
+            # have been committed already past, and another supervisor may be taking these
+            # jobs back as lost. Renew them from the time now, and keep only those still ours.
+            renew = (lease_until + late, owner)
+            held = set(self._write(lambda conn: [r[0] for r in conn.execute(Q.RENEW_LEASES, renew).fetchall()]))
+            rows = [r for r in rows if r[0] in held]
         return claimed_jobs(rows) if rows else []
 
     def start(self, owner: str, starts: Sequence[JobStart]) -> list[int]:
