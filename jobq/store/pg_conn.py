@@ -28,6 +28,11 @@ _INSERT_COLUMNS = [c.strip() for c in JOB_INSERT_COLUMNS.split(",")]
 _ONE_INSERT: dict[tuple[int, ...], tuple[str, bytes, bytes]] = {}
 
 
+def set_columns(row: Sequence[Any]) -> tuple[int, ...]:
+    """The positions in ``row`` (a row of INSERT_JOB) of the columns the job sets (not NULL)."""
+    return tuple(i for i, value in enumerate(row) if value is not None)
+
+
 def one_insert(present: tuple[int, ...]) -> tuple[str, bytes, bytes]:
     """The one-job insert with its NOTIFY, naming only the columns at ``present`` (positions in
     a row of INSERT_JOB; the others take their default, NULL: a default job sets 14 of 23):
@@ -88,7 +93,7 @@ class Conn:
         after a lost connection)."""
         from psycopg import pq
 
-        present = tuple(i for i, value in enumerate(row) if value is not None)
+        present = set_columns(row)
         _, name, text = one_insert(present)
         pgconn = self.raw.pgconn
         if self.raw.closed or pgconn.transaction_status != pq.TransactionStatus.IDLE:

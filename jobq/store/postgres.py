@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core.errors import StoreBusy, StoreError, ValidationError
 from .base import Submitted
 from .migrations import PG_MIGRATIONS, PG_SCHEMA_VERSION
-from .pg_conn import Conn, one_insert, translate_sql
+from .pg_conn import Conn, one_insert, set_columns, translate_sql
 from .queries import INSERT_JOB, JOB_INSERT_COLUMNS
 from .sql import SQLStore
 
@@ -183,7 +183,7 @@ class PostgresStore(SQLStore):
             channel = f"{self._channel_prefix}_submitted"
             job_id = self._conn().insert_one(row, channel)
             if job_id is None:  # failed, nothing inserted: through psycopg, for its error (or a fresh connection)
-                present = tuple(i for i, value in enumerate(row) if value is not None)
+                present = set_columns(row)
                 sql = one_insert(present)[0]
                 ((job_id, _),) = self._statement(sql, [*map(row.__getitem__, present), channel])
             return [Submitted(job_id)], None
