@@ -40,7 +40,10 @@ def _record(tmp_path: Path, processes: Processes, **options: Any) -> dict[str, A
 
 
 def test_timeline_wait_and_duration_of_a_retried_job(tmp_path: Path, processes: Processes) -> None:
-    record = _record(tmp_path, processes, retries=1, retry_backoff=1.5)
+    # A backoff of 2 s waits 1-2 s (full jitter in [delay/2, delay]): the retry is due at least
+    # 1 s after the submit, which the timeline needs to show it ("retry due"). With 1.5 s the
+    # wait could be 0.75 s and the event missing (seen once in a fresh clone's run).
+    record = _record(tmp_path, processes, retries=1, retry_backoff=2.0)
     assert record["state"] == "succeeded" and record["attempts"] == 2
     first = record["errors"][0]
     assert first["attempt"] == 1 and first["started_at"] and first["finished_at"]  # stored with the error
